@@ -1,0 +1,1 @@
+"""closure-monitor: a real-time credit-line monitor (see README.md)."""

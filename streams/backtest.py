@@ -1,0 +1,104 @@
+"""What a new policy would decide on a recorded log, against a baseline policy.
+
+Both runs are plain `replay`s of the same log: the numbers are what the worker
+would have done under each policy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.decisions import Decision
+from streams.engine import Tally
+from streams.policy import Policy
+from streams.replay import replay
+
+EXAMPLES = 10
+
+
+@dataclass
+class Run:
+    policy: Policy
+    tally: Tally
+    final: dict[str, str] = field(default_factory=dict)  # user -> status after its last decision
+    actions: dict[str, list[str]] = field(default_factory=dict)  # user -> "action:REASON"...
+
+    def record(self, d: Decision) -> None:
+        self.final[d.user_id] = d.status_after
+        self.actions.setdefault(d.user_id, []).append(f"{d.action}:{d.reasons[0].code}")
+
+
+@dataclass
+class Report:
+    new: Run
+    baseline: Run
+
+    def differing_users(self) -> list[str]:
+        users = set(self.new.actions) | set(self.baseline.actions)
+        return sorted(u for u in users
+                      if self.new.actions.get(u, []) != self.baseline.actions.get(u, []))
+
+    def status_moves(self) -> Counter[tuple[str, str]]:
+        moves: Counter[tuple[str, str]] = Counter()
+        for u in self.differing_users():
+            moves[self.baseline.final.get(u, "active"), self.new.final.get(u, "active")] += 1
+        return moves
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = sorted(set(self.new.tally.decisions) | set(self.baseline.tally.decisions))
+        differing = self.differing_users()
+        return {
+            "policy": self.new.policy.version,
+            "baseline": self.baseline.policy.version,
+            "events_read": self.new.tally.read,
+            "decisions": [
+                {"action": a, "reason": r, "baseline": self.baseline.tally.decisions[a, r],
+                 "policy": self.new.tally.decisions[a, r],
+                 "delta": self.new.tally.decisions[a, r] - self.baseline.tally.decisions[a, r]}
+                for a, r in keys
+            ],
+            "final_status": {
+                "baseline": dict(Counter(self.baseline.final.values())),
+                "policy": dict(Counter(self.new.final.values())),
+            },
+            "users_differing": len(differing),
+            "status_moves": [{"from": a, "to": b, "users": n}
+                             for (a, b), n in sorted(self.status_moves().items())],
+            "examples": [
+                {"user_id": u, "baseline": self.baseline.actions.get(u, []),
+                 "policy": self.new.actions.get(u, [])}
+                for u in differing[:EXAMPLES]
+            ],
+        }
+
+    def table(self) -> str:
+        data = self.as_dict()
+        out = [f"backtest: policy {data['policy']} against baseline {data['baseline']} "
+               f"on {data['events_read']:,} events", "",
+               f"{'action':<10}{'reason':<22}{'baseline':>10}{'policy':>10}{'delta':>9}"]
+        for row in data["decisions"]:
+            out.append(f"{row['action']:<10}{row['reason']:<22}{row['baseline']:>10,}"
+                       f"{row['policy']:>10,}{row['delta']:>+9,}")
+        out += ["", f"users whose decisions differ: {data['users_differing']:,}"]
+        for move in data["status_moves"]:
+            out.append(f"  final status {move['from']:>10} -> {move['to']:<10} "
+                       f"{move['users']:>8,} users")
+        if data["examples"]:
+            out += ["", "examples:"]
+            for ex in data["examples"]:
+                out.append(f"  {ex['user_id']}: baseline {' '.join(ex['baseline']) or '-'}")
+                out.append(f"  {'':{len(ex['user_id'])}}  policy   {' '.join(ex['policy']) or '-'}")
+        return "\n".join(out)
+
+
+def backtest(policy: Policy, baseline: Policy, paths: Sequence[str], *, lateness: float,
+             progress: Callable[[int], None] | None = None) -> Report:
+    runs = []
+    for p in (policy, baseline):
+        run = Run(p, Tally())
+        run.tally = replay(p, paths, lateness=lateness, on_decision=run.record, progress=progress)
+        runs.append(run)
+    return Report(runs[0], runs[1])

@@ -1,0 +1,203 @@
+"""Bytes in, typed events out; bad input becomes a `Rejection`, never an exception.
+
+The checks here are the JSON Schemas in `schemas/` written as code (a test feeds
+the same samples to both). `decode` never raises: whatever the bytes, the
+result is an event or a rejection with a reason code (a small fixed set, fit
+for a metric label) and a detail naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from streams.events import (
+    APPLICATION_KINDS,
+    EVENT_TYPES,
+    PRODUCTS,
+    Application,
+    CreditReport,
+    Event,
+    Repayment,
+)
+
+MAX_RECORD_BYTES = 64 * 1024
+MAX_AMOUNT = 1e12
+REJECT_REASONS = ("not_utf8", "not_json", "oversize", "not_object", "unknown_type",
+                  "unsupported_version", "schema", "key_mismatch")
+# RFC 3339 date-time: a full date, 'T' (or space), time, and a mandatory offset.
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_date_cache: dict[str, float] = {}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str  # one of REJECT_REASONS
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+class _Invalid(Exception):
+    pass
+
+
+def decode(raw: bytes) -> Event | Rejection:
+    """One record's bytes to an event, or the reason it is not a valid v1 event."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return Rejection("oversize", f"record of {len(raw)} bytes (limit {MAX_RECORD_BYTES})")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        message = str(exc)
+        if "UTF-8" in message:
+            return Rejection("not_utf8", "record is not valid UTF-8")
+        return Rejection("not_json", message[:200])
+    if not isinstance(obj, dict):
+        return Rejection("not_object", f"a JSON {type(obj).__name__} is not an event object")
+    return decode_object(obj)
+
+
+def decode_object(obj: dict[str, Any]) -> Event | Rejection:
+    kind = obj.get("event_type")
+    builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
+    if builder is None:
+        shown = repr(kind)[:60]
+        return Rejection("unknown_type",
+                         f"event_type {shown} is not one of {', '.join(EVENT_TYPES)}")
+    version = obj.get("schema_version", 1)
+    if version != 1 or isinstance(version, bool):
+        return Rejection("unsupported_version", f"schema_version {version!r}: only 1 is known")
+    try:
+        return builder(obj)
+    except _Invalid as exc:
+        return Rejection("schema", str(exc))
+
+
+def _text(obj: dict[str, Any], name: str, limit: int) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise _Invalid(f"{name}: required string" if value is None else f"{name}: not a string")
+    if not 1 <= len(value) <= limit:
+        raise _Invalid(f"{name}: length {len(value)} outside 1..{limit}")
+    return value
+
+
+def _time(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float | None:
+    value = obj.get(name)
+    if value is None and nullable and name in obj:
+        return None
+    if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
+        raise _Invalid(f"{name}: not an RFC 3339 date-time with offset")
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError as exc:
+        raise _Invalid(f"{name}: {exc}") from None
+
+
+def _date(obj: dict[str, Any], name: str) -> float:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise _Invalid(f"{name}: required YYYY-MM-DD date")
+    cached = _date_cache.get(value)
+    if cached is not None:
+        return cached
+    if _DATE.fullmatch(value) is None:
+        raise _Invalid(f"{name}: not a YYYY-MM-DD date")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise _Invalid(f"{name}: {exc}") from None
+    epoch = (day.toordinal() - _EPOCH_ORDINAL) * 86_400.0
+    if len(_date_cache) < 100_000:
+        _date_cache[value] = epoch
+    return epoch
+
+
+def _number(obj: dict[str, Any], name: str, *, positive: bool = False) -> float:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"{name}: required number" if value is None else f"{name}: not a number")
+    if not math.isfinite(value) or value > MAX_AMOUNT:
+        raise _Invalid(f"{name}: {value!r} over {MAX_AMOUNT:g}")
+    if value < 0 or (positive and value == 0):
+        raise _Invalid(f"{name}: must be {'> 0' if positive else '>= 0'}")
+    return float(value)
+
+
+def _integer(obj: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = obj.get(name)
+    if value is None and name not in obj:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema: 3.0 is an integer
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"{name}: not an integer")
+    if not low <= value <= high:
+        raise _Invalid(f"{name}: {value} outside {low}..{high}")
+    return value
+
+
+def _choice(obj: dict[str, Any], name: str, options: tuple[str, ...]) -> str:
+    value = obj.get(name)
+    if value not in options or not isinstance(value, str):
+        raise _Invalid(f"{name}: must be one of {', '.join(options)}")
+    return value
+
+
+def _common(obj: dict[str, Any]) -> tuple[str, str, float]:
+    at = _time(obj, "occurred_at")
+    assert at is not None
+    return _text(obj, "event_id", 128), _text(obj, "user_id", 64), at
+
+
+def _repayment(obj: dict[str, Any]) -> Repayment:
+    event_id, user_id, at = _common(obj)
+    if "paid_at" not in obj:
+        raise _Invalid("paid_at: required (RFC 3339 date-time or null)")
+    installment = _integer(obj, "installment", 1, 10_000)
+    if installment is None:
+        raise _Invalid("installment: required integer")
+    return Repayment(event_id, user_id, at, _text(obj, "loan_id", 128), installment,
+                     _choice(obj, "product", PRODUCTS), _date(obj, "due_date"),
+                     _number(obj, "amount_due"), _number(obj, "amount_paid"),
+                     _time(obj, "paid_at", nullable=True))
+
+
+def _application(obj: dict[str, Any]) -> Application:
+    event_id, user_id, at = _common(obj)
+    channel = obj.get("channel")
+    if channel is not None and (not isinstance(channel, str) or len(channel) > 64):
+        raise _Invalid("channel: must be a string of at most 64 characters")
+    return Application(event_id, user_id, at, _text(obj, "application_id", 128),
+                       _choice(obj, "product", PRODUCTS), _choice(obj, "kind", APPLICATION_KINDS),
+                       _number(obj, "requested_amount", positive=True), channel)
+
+
+def _optional_number(obj: dict[str, Any], name: str) -> float | None:
+    return _number(obj, name) if obj.get(name) is not None or name in obj else None
+
+
+def _credit_report(obj: dict[str, Any]) -> CreditReport:
+    event_id, user_id, at = _common(obj)
+    return CreditReport(event_id, user_id, at, _text(obj, "bureau", 64),
+                        _integer(obj, "credit_score", 300, 950),
+                        _integer(obj, "open_lenders", 0, 10_000),
+                        _integer(obj, "hard_inquiries_30d", 0, 10_000),
+                        _integer(obj, "delinquent_accounts", 0, 10_000),
+                        _optional_number(obj, "total_debt"),
+                        _optional_number(obj, "monthly_income"))
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+    "repayment": _repayment, "application": _application, "credit_report": _credit_report}

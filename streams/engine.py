@@ -1,0 +1,141 @@
+"""One partition's loop around `step`: reorder, apply, fire deadlines, count.
+
+The live worker runs one `Partition` per Kafka partition with the table as
+`states`; `replay` runs one with a dict. Both therefore decide identically.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Hashable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from streams.core import is_duplicate, step
+from streams.decisions import Decision
+from streams.events import Event, Tick
+from streams.policy import Policy
+from streams.reorder import ReorderBuffer
+from streams.state import UserState
+
+H = TypeVar("H")
+
+
+@dataclass
+class Tally:
+    """What happened to every input record: applied, duplicate or rejected (and late)."""
+
+    read: int = 0
+    applied: Counter[str] = field(default_factory=Counter)  # by event_type
+    duplicates: Counter[str] = field(default_factory=Counter)
+    late: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)  # by rejection reason
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, reason)
+
+    def count_decision(self, d: Decision) -> None:
+        self.decisions[d.action, d.reasons[0].code] += 1
+
+    @property
+    def accounted(self) -> int:
+        return (sum(self.applied.values()) + sum(self.duplicates.values())
+                + sum(self.rejected.values()))
+
+
+class Partition(Generic[H]):
+    def __init__(self, policy: Policy, states: MutableMapping[str, UserState],
+                 lateness: float, tally: Tally | None = None) -> None:
+        self.policy = policy
+        self.states = states
+        self.buffer: ReorderBuffer[H] = ReorderBuffer(lateness)
+        self.tally = tally if tally is not None else Tally()
+        self.decisions: list[Decision] = []  # drained by the shell
+        self._scheduled: dict[str, float] = {}  # user -> deadline
+        self._heap: list[tuple[float, str]] = []
+
+    @property
+    def pending_deadlines(self) -> int:
+        return len(self._scheduled)
+
+    def add_input(self, source: Hashable) -> None:
+        self.buffer.add_input(source)
+
+    def offer(self, source: Hashable, event: Event, handle: H) -> list[H]:
+        """Buffer an event; apply whatever the watermark releases; return their handles."""
+        if self.buffer.push(source, event, handle):
+            self.tally.late[event.event_type] += 1
+        return self.release()
+
+    def set_idle(self, source: Hashable, idle: bool) -> list[H]:
+        self.buffer.set_idle(source, idle)
+        return self.release()
+
+    def remove_input(self, source: Hashable) -> list[H]:
+        self.buffer.remove_input(source)
+        return self.release()
+
+    def release(self) -> list[H]:
+        handles = []
+        for event, handle in self.buffer.release():
+            self.apply(event)
+            handles.append(handle)
+        self.tick()
+        return handles
+
+    def apply(self, event: Event) -> None:
+        uid = event.user_id
+        state = self.states.get(uid)
+        if is_duplicate(state, event):
+            self.tally.duplicates[event.event_type] += 1
+            return
+        state, decisions = step(self.policy, state, event)
+        assert state is not None
+        self.states[uid] = state
+        self.tally.applied[event.event_type] += 1
+        self._emit(decisions)
+        self._schedule(uid, state.deadline)
+
+    def tick(self) -> None:
+        """Fire the deadlines of users the watermark has passed."""
+        heap, mark = self._heap, self.buffer.watermark
+        while heap and heap[0][0] <= mark:
+            deadline, uid = heapq.heappop(heap)
+            if self._scheduled.get(uid) != deadline:
+                continue  # superseded entry
+            del self._scheduled[uid]
+            state = self.states.get(uid)
+            if state is None:
+                continue
+            state, decisions = step(self.policy, state, Tick(mark))
+            assert state is not None
+            self.states[uid] = state
+            self._emit(decisions)
+            self._schedule(uid, state.deadline)
+
+    def schedule_all(self) -> None:
+        """Index the deadlines of every state (after a restore from the changelog)."""
+        for uid, state in self.states.items():
+            self._schedule(uid, state.deadline)
+
+    def drain(self) -> list[Decision]:
+        out, self.decisions = self.decisions, []
+        return out
+
+    def _emit(self, decisions: list[Decision]) -> None:
+        if decisions:
+            for d in decisions:
+                self.tally.count_decision(d)
+            self.decisions += decisions
+
+    def _schedule(self, uid: str, deadline: float | None) -> None:
+        if deadline is None:
+            self._scheduled.pop(uid, None)
+            return
+        if self._scheduled.get(uid) == deadline:
+            return
+        self._scheduled[uid] = deadline
+        heapq.heappush(self._heap, (deadline, uid))
+        if len(self._heap) > 2 * len(self._scheduled) + 4096:  # drop superseded entries
+            self._heap = [(d, u) for u, d in self._scheduled.items()]
+            heapq.heapify(self._heap)
+

@@ -1,0 +1,27 @@
+"""The project's exceptions: one root, a few children an operator can act on."""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of closure-monitor's own errors; the CLI prints it as one line and exits 2."""
+
+    retriable = False
+
+
+class PolicyError(MonitorError):
+    """The policy file is unusable: fix the rule and field named in the message."""
+
+
+class ConfigError(MonitorError):
+    """A command-line flag or environment variable is unusable: fix the value named."""
+
+
+class BrokerError(MonitorError):
+    """The Kafka broker cannot be reached or refused a request: check the URL and the broker."""
+
+    retriable = True
+
+
+class PortInUseError(MonitorError):
+    """A port the worker must bind is taken: choose another with the flag named."""

@@ -1,0 +1,98 @@
+"""Input events, schema v1, as typed values (DESIGN.md "Input events").
+
+Times are float seconds since the Unix epoch (UTC); dates are the epoch second of
+their 00:00 UTC. The codec turns JSON into these; the core only ever sees these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DAY = 86_400.0
+
+PRODUCTS = ("cash_loan", "pay_later")
+APPLICATION_KINDS = ("drawdown", "limit_increase")
+EVENT_TYPES = ("repayment", "application", "credit_report")
+BUREAU_FIELDS = (
+    "credit_score",
+    "open_lenders",
+    "hard_inquiries_30d",
+    "delinquent_accounts",
+    "total_debt",
+    "monthly_income",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Repayment:
+    """One change of an installment in the lender's ledger."""
+
+    event_id: str
+    user_id: str
+    occurred_at: float
+    loan_id: str
+    installment: int
+    product: str
+    due_date: float  # 00:00 UTC of the due date
+    amount_due: float
+    amount_paid: float
+    paid_at: float | None
+
+    event_type = "repayment"
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A request to borrow from the line or to raise it."""
+
+    event_id: str
+    user_id: str
+    occurred_at: float
+    application_id: str
+    product: str
+    kind: str
+    requested_amount: float
+    channel: str | None = None
+
+    event_type = "application"
+
+
+@dataclass(frozen=True, slots=True)
+class CreditReport:
+    """A change in the user's bureau file: only the changed fields are set."""
+
+    event_id: str
+    user_id: str
+    occurred_at: float
+    bureau: str
+    credit_score: int | None = None
+    open_lenders: int | None = None
+    hard_inquiries_30d: int | None = None
+    delinquent_accounts: int | None = None
+    total_debt: float | None = None
+    monthly_income: float | None = None
+
+    event_type = "credit_report"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The partition watermark reached `at`: fire the user's deadlines up to it."""
+
+    at: float
+
+
+Event = Repayment | Application | CreditReport
+
+
+def format_time(t: float) -> str:
+    """RFC 3339 in UTC with a `Z`, millisecond precision only when needed."""
+    dt = datetime.fromtimestamp(t, UTC)
+    if dt.microsecond:
+        return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def format_date(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).date().isoformat()

@@ -1,0 +1,145 @@
+"""What each rule observes in a user's state at event time t, and when that can change.
+
+`observe` gives each enabled rule's observed value (None where the rule has
+nothing to judge, e.g. no score reported yet). `next_change` gives the earliest
+time after t at which an observed value can change with no new event: days past
+due growing, windows sliding, reports ageing. The core evaluates exactly there,
+so deadline decisions never depend on when the watermark happens to move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from streams.events import DAY
+from streams.policy import Policy, Rule
+from streams.state import UserState
+
+INQUIRY_WINDOW = 30 * DAY  # hard_inquiries_30d counts for 30 days after its report
+Observed = float | int | None
+
+
+def _overdue(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    worst = 0
+    for inst in s.ledger.values():
+        if inst.paid_at is None:
+            worst = max(worst, inst.days_past_due(t))
+    return worst
+
+
+def _repeated_lateness(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    since = t - r.window
+    late = p.late_after_days
+    return sum(1 for i in s.ledger.values() if i.due > since and i.days_past_due(t) >= late)
+
+
+def _score(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    score = s.bureau.get("credit_score")
+    return None if score is None else int(score)
+
+
+def _score_drop(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    score = s.bureau.get("credit_score")
+    if score is None:
+        return None
+    since = t - r.window
+    peak = max((v for at, v in s.scores if at > since), default=score)
+    return max(0, int(peak - score))
+
+
+def _multi_lender(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    return s.bureau.get("open_lenders")
+
+
+def _application_burst(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    since = t - r.window
+    count = sum(1 for at in s.applications if since < at <= t)
+    reported = s.bureau_at.get("hard_inquiries_30d")
+    if reported is not None and t < reported + INQUIRY_WINDOW:
+        count += int(s.bureau["hard_inquiries_30d"])
+    return count
+
+
+def _external(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    return s.bureau.get("delinquent_accounts")
+
+
+def _leverage(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    debt = s.bureau.get("total_debt")
+    income = s.bureau.get("monthly_income")
+    if debt is None or not income:  # no income on file: nothing to judge, never a cut
+        return None
+    return round(debt / (12.0 * income), 3)
+
+
+def _dormant(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
+    if any(i.paid_at is None and i.amount_due > i.amount_paid for i in s.ledger.values()):
+        return None  # something outstanding: not dormant
+    since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
+    return int((t - since) // DAY)
+
+
+OBSERVERS: dict[str, Callable[[Policy, Rule, UserState, float], Observed]] = {
+    "OVERDUE": _overdue,
+    "REPEATED_LATENESS": _repeated_lateness,
+    "SCORE_BELOW_MIN": _score,
+    "SCORE_DROP": _score_drop,
+    "MULTI_LENDER": _multi_lender,
+    "APPLICATION_BURST": _application_burst,
+    "EXTERNAL_DELINQUENCY": _external,
+    "OVER_LEVERAGE": _leverage,
+    "DORMANT": _dormant,
+}
+
+MESSAGES = {
+    "OVERDUE": "an installment is {observed} days past due (limit {threshold})",
+    "REPEATED_LATENESS": "{observed} late installments in the last {window} days "
+                         "(limit {threshold})",
+    "SCORE_BELOW_MIN": "credit score {observed} is below {threshold}",
+    "SCORE_DROP": "credit score fell {observed} points from its {window}-day high "
+                  "(limit {threshold})",
+    "MULTI_LENDER": "open credit at {observed} institutions (limit {threshold})",
+    "APPLICATION_BURST": "{observed} credit applications and inquiries in {window} days "
+                         "(limit {threshold})",
+    "EXTERNAL_DELINQUENCY": "{observed} overdue accounts at other lenders (limit {threshold})",
+    "OVER_LEVERAGE": "debt is {observed} times annual income (limit {threshold})",
+    "DORMANT": "no drawdown for {observed} days with nothing outstanding (limit {threshold})",
+}
+
+
+def next_change(p: Policy, s: UserState, t: float) -> float | None:
+    """Earliest time > t at which an observed value can change without a new event."""
+    times: list[float] = []
+    overdue = p.rule("OVERDUE")
+    lateness = p.rule("REPEATED_LATENESS")
+    marks = sorted({p.late_after_days} | ({_whole_days(x.threshold) for x in overdue.tiers}
+                                          if overdue else set()))
+    for inst in s.ledger.values():
+        if inst.paid_at is None:  # days past due cross the next mark
+            for days in marks:
+                at = inst.due + days * DAY
+                if at > t:
+                    times.append(at)
+                    break
+        if lateness is not None:
+            times.append(inst.due + lateness.window)  # leaves the lateness window
+    burst = p.rule("APPLICATION_BURST")
+    if burst is not None:
+        times.extend(at + burst.window for at in s.applications)
+        reported = s.bureau_at.get("hard_inquiries_30d")
+        if reported is not None:
+            times.append(reported + INQUIRY_WINDOW)
+    drop = p.rule("SCORE_DROP")
+    if drop is not None:
+        times.extend(at + drop.window for at, _ in s.scores)
+    dormant = p.rule("DORMANT")
+    if dormant is not None:
+        since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
+        times.extend(since + _whole_days(tier.threshold) * DAY for tier in dormant.tiers)
+    future = [x for x in times if x > t]
+    return min(future) if future else None
+
+
+def _whole_days(threshold: float) -> int:
+    """A day count observed as a whole number reaches `threshold` at its ceiling."""
+    return int(threshold) + (threshold % 1 > 0)

@@ -1,0 +1,113 @@
+"""Per-user state: what the core remembers about one user, bounded and compact.
+
+Bounded whatever the user's age: the ledger keeps unpaid installments and those
+still inside a lateness window (at most LEDGER_CAP), the application and score
+histories keep only their windows (capped), and the dedupe memory keeps the last
+`policy.dedupe_ids` event ids. `dump`/`load` give the compact JSON the live
+worker keeps in its table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streams.events import BUREAU_FIELDS
+
+LEDGER_CAP = 64
+APPLICATIONS_CAP = 64
+SCORES_CAP = 32
+STATUS_RANK = {"active": 0, "warned": 1, "downgraded": 2, "closed": 3}
+
+
+@dataclass(slots=True)
+class Installment:
+    recorded_at: float  # occurred_at of the record that won (latest wins)
+    due: float  # 00:00 UTC of the due date
+    amount_due: float
+    amount_paid: float
+    paid_at: float | None
+
+    def days_past_due(self, t: float) -> int:
+        """DESIGN.md: 0 if paid by the end of the due date, else whole days to payment or t."""
+        end = self.paid_at if self.paid_at is not None else t
+        if end < self.due + 86_400.0:
+            return 0
+        return int((end - self.due) // 86_400.0)
+
+
+@dataclass(slots=True)
+class UserState:
+    user_id: str
+    first_seen: float
+    clock: float  # event time up to which this user has been evaluated
+    status: str = "active"
+    limit_factor: float = 1.0
+    seq: int = 0  # decisions emitted so far: part of the deterministic decision id
+    ledger: dict[str, Installment] = field(default_factory=dict)  # "loan#n" -> installment
+    applications: list[float] = field(default_factory=list)  # times, sorted
+    last_drawdown: float | None = None
+    bureau: dict[str, float] = field(default_factory=dict)  # field -> value
+    bureau_at: dict[str, float] = field(default_factory=dict)  # field -> occurred_at
+    scores: list[tuple[float, int]] = field(default_factory=list)  # rolling-max candidates
+    pending: dict[str, float] = field(default_factory=dict)  # tier key -> condition since
+    warned_rank: int = 0  # strongest pending action the user has been warned of
+    clear_since: float | None = None  # no adverse condition since (cooling-off)
+    adverse_id: str | None = None  # last adverse decision: what a restore supersedes
+    adverse_codes: tuple[str, ...] = ()
+    deadline: float | None = None  # next event time at which the decision may change
+    seen: list[str] = field(default_factory=list)  # recent event ids, oldest first
+
+
+def dump(state: UserState) -> bytes:
+    """Compact JSON for the table: short keys, nothing derived."""
+    return orjson.dumps(
+        {
+            "u": state.user_id,
+            "f": state.first_seen,
+            "c": state.clock,
+            "s": state.status,
+            "l": state.limit_factor,
+            "q": state.seq,
+            "L": {k: [i.recorded_at, i.due, i.amount_due, i.amount_paid, i.paid_at]
+                  for k, i in state.ledger.items()},
+            "a": state.applications,
+            "d": state.last_drawdown,
+            "b": [[k, state.bureau[k], state.bureau_at[k]] for k in state.bureau],
+            "S": state.scores,
+            "p": state.pending,
+            "w": state.warned_rank,
+            "k": state.clear_since,
+            "A": [state.adverse_id, list(state.adverse_codes)],
+            "D": state.deadline,
+            "e": state.seen,
+        }
+    )
+
+
+def load(data: bytes) -> UserState:
+    d: dict[str, Any] = orjson.loads(data)
+    adverse_id, adverse_codes = d["A"]
+    return UserState(
+        user_id=d["u"],
+        first_seen=d["f"],
+        clock=d["c"],
+        status=d["s"],
+        limit_factor=d["l"],
+        seq=d["q"],
+        ledger={k: Installment(*v) for k, v in d["L"].items()},
+        applications=d["a"],
+        last_drawdown=d["d"],
+        bureau={k: v for k, v, _ in d["b"] if k in BUREAU_FIELDS},
+        bureau_at={k: at for k, _, at in d["b"] if k in BUREAU_FIELDS},
+        scores=[(t, s) for t, s in d["S"]],
+        pending=d["p"],
+        warned_rank=d["w"],
+        clear_since=d["k"],
+        adverse_id=adverse_id,
+        adverse_codes=tuple(adverse_codes),
+        deadline=d["D"],
+        seen=d["e"],
+    )

@@ -1,0 +1,320 @@
+"""The decision core: one test per rule and per transition, plain asserts on `step`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import pytest
+
+from streams.core import step
+from streams.decisions import Decision
+from streams.events import DAY, Event, Tick
+from streams.policy import compile_policy, load_policy
+from streams.state import UserState, dump, load
+from tests.factories import application, day, repayment, report
+
+POLICY = load_policy()
+
+
+def run(items: Iterable[Event | float], policy=POLICY, state: UserState | None = None
+        ) -> tuple[UserState | None, list[Decision]]:
+    """Events in order; a number is a watermark tick at that day."""
+    out: list[Decision] = []
+    for item in items:
+        ev = Tick(day(item)) if isinstance(item, int | float) else item
+        state, ds = step(policy, state, ev)
+        out += ds
+    return state, out
+
+
+def actions(ds: list[Decision]) -> list[tuple[str, str]]:
+    return [(d.action, d.reasons[0].code) for d in ds]
+
+
+def policy_with(**rules) -> object:
+    data = yaml_default()
+    for code, body in rules.items():
+        data["rules"][code] = body
+    return compile_policy(data)
+
+
+def yaml_default() -> dict:
+    import yaml
+
+    from streams.policy import DEFAULT_POLICY
+
+    return yaml.safe_load(DEFAULT_POLICY.read_text())
+
+
+# --- OVERDUE: graded tiers fired by deadlines -------------------------------------------
+
+def test_overdue_warns_then_downgrades_then_closes_on_deadlines():
+    _, ds = run([repayment(0, due=10), 200])
+    assert actions(ds) == [("warn", "OVERDUE"), ("downgrade", "OVERDUE"), ("close", "OVERDUE")]
+    warn, down, close = ds
+    assert warn.event_time == day(11) and warn.effective_at == day(11)
+    assert warn.trigger_event_id is None  # a deadline fired it
+    assert down.event_time == day(40) and down.limit_factor == 0.5
+    assert down.status_before == "warned" and down.status_after == "downgraded"
+    assert close.event_time == day(100) and close.limit_factor is None
+    assert close.reasons[0].observed == 90 and close.reasons[0].threshold == 90
+
+
+def test_deadline_decisions_do_not_depend_on_tick_granularity():
+    events = [repayment(0, due=10)]
+    _, coarse = run([*events, 200])
+    _, fine = run([*events, *range(1, 201)])
+    assert [d.as_dict() for d in coarse] == [d.as_dict() for d in fine]
+
+
+def test_no_decision_is_repeated_per_event():
+    items: list = [repayment(0, due=10), 12]
+    items += [application(13 + i * 0.1) for i in range(3)]
+    _, ds = run(items)
+    assert actions(ds) == [("warn", "OVERDUE")]
+
+
+def test_event_fires_pending_deadlines_before_it_is_applied():
+    # No tick at all: the next event at day 45 fires the day-11 warn and day-40 downgrade first.
+    _, ds = run([repayment(0, due=10), application(45)])
+    assert [(d.action, d.event_time) for d in ds] == [("warn", day(11)), ("downgrade", day(40))]
+    assert all(d.trigger_event_id is None for d in ds)
+
+
+def test_severe_condition_acts_at_once_with_strongest_action():
+    # First record shows 95 days unpaid and a multi-lender warn: one close, both reasons.
+    _, ds = run([report(100, open_lenders=6), repayment(105, due=10)])
+    assert actions(ds) == [("warn", "MULTI_LENDER"), ("close", "OVERDUE")]
+    close = ds[-1]
+    assert [r.code for r in close.reasons] == ["OVERDUE", "MULTI_LENDER"]
+    assert close.trigger_event_id is not None
+
+
+# --- warn with notice: act, or lapse ------------------------------------------------------
+
+def test_warn_then_act_after_notice():
+    _, ds = run([report(0, credit_score=510), 30])
+    assert actions(ds) == [("warn", "SCORE_BELOW_MIN"), ("downgrade", "SCORE_BELOW_MIN")]
+    warn, down = ds
+    assert warn.effective_at == day(14)
+    assert down.event_time == day(14) and down.limit_factor == 0.6
+
+
+def test_warning_lapses_when_condition_clears_before_notice():
+    _, ds = run([report(0, credit_score=510), report(5, credit_score=700), 30])
+    assert actions(ds) == [("warn", "SCORE_BELOW_MIN"), ("restore", "CURED")]
+    assert ds[1].status_before == "warned" and ds[1].status_after == "active"
+
+
+def test_warn_tier_lapses_when_overdue_is_paid():
+    _, ds = run([repayment(0, due=10), repayment(13, due=10, paid_at=13), 60])
+    assert actions(ds) == [("warn", "OVERDUE"), ("restore", "CURED")]
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+def test_restore_after_cooling_off():
+    _, ds = run([repayment(0, due=10), repayment(45, due=10, paid_at=45), 74])
+    assert actions(ds) == [("warn", "OVERDUE"), ("downgrade", "OVERDUE")]  # 29 days clear
+    _, ds = run([repayment(0, due=10), repayment(45, due=10, paid_at=45), 80])
+    assert actions(ds)[-1] == ("restore", "CURED")
+    restore = ds[-1]
+    assert restore.event_time == day(75) and restore.limit_factor == 1.0
+    assert restore.reasons[0].observed == 30
+
+
+def test_cooling_off_restarts_when_a_condition_returns():
+    items = [repayment(0, due=10), repayment(45, due=10, paid_at=45),
+             report(60, open_lenders=6), report(62, open_lenders=2), 91]
+    _, ds = run(items)
+    assert ("restore", "CURED") not in actions(ds)  # clear only since day 62
+    _, ds = run([*items, 93])
+    assert actions(ds)[-1] == ("restore", "CURED") and ds[-1].event_time == day(92)
+
+
+def test_correction_reverses_closure():
+    # Paid on time, but the ledger's record of it arrives 120 days later.
+    items = [repayment(0, due=10), 110,
+             repayment(130, due=10, paid_at=9.5)]
+    _, ds = run(items)
+    assert actions(ds) == [("warn", "OVERDUE"), ("downgrade", "OVERDUE"), ("close", "OVERDUE"),
+                           ("restore", "DATA_CORRECTION")]
+    restore = ds[-1]
+    assert restore.supersedes == ds[2].decision_id
+    assert restore.reasons[0].observed == 0 and restore.reasons[0].threshold == 120
+    assert restore.status_after == "active" and restore.trigger_event_id == items[-1].event_id
+
+
+def test_correction_restores_to_what_other_rules_still_justify():
+    items = [repayment(0, due=10), report(1, delinquent_accounts=1), 45,
+             repayment(50, due=10, paid_at=9)]
+    _, ds = run(items)
+    # Downgraded to 0.6 at day 15 (external delinquency after 14 days notice), to 0.5 at
+    # day 40 (OVERDUE 30). The correction undoes the second cut only.
+    assert actions(ds) == [("warn", "EXTERNAL_DELINQUENCY"), ("downgrade", "EXTERNAL_DELINQUENCY"),
+                           ("downgrade", "OVERDUE"), ("restore", "DATA_CORRECTION"),
+                           ("downgrade", "EXTERNAL_DELINQUENCY")]
+    assert ds[3].supersedes == ds[2].decision_id
+    assert ds[4].limit_factor == 0.6 and ds[4].event_time == day(50)
+
+
+def test_correction_leaves_a_restriction_other_rules_justify():
+    items = [report(1, delinquent_accounts=3), repayment(2, due=10), 45,
+             repayment(50, due=10, paid_at=9)]
+    _, ds = run(items)
+    assert ("close", "EXTERNAL_DELINQUENCY") in actions(ds)
+    assert ("restore", "DATA_CORRECTION") not in actions(ds)
+    assert ds[-1].status_after == "closed"
+
+
+def test_late_payment_is_not_a_correction():
+    _, ds = run([repayment(0, due=10), 45, repayment(46, due=10, paid_at=46)])
+    assert ("restore", "DATA_CORRECTION") not in actions(ds)
+
+
+def test_stale_record_does_not_override_newer_one():
+    newer = repayment(20, due=10, paid_at=9)
+    stale = repayment(5, due=10)  # older occurred_at, delivered after: loses
+    _, ds = run([newer, stale, 60])
+    assert ds == []
+
+
+# --- the other rules ------------------------------------------------------------------------
+
+def test_repeated_lateness_counts_late_installments_in_window():
+    items = []
+    for n in range(1, 4):
+        due = 30 * n
+        items += [repayment(due - 20, due=due, n=n),
+                  repayment(due + 5, due=due, n=n, paid_at=due + 5)]
+    _, ds = run([*items, 200])
+    assert ("downgrade", "REPEATED_LATENESS") in actions(ds)
+    down = next(d for d in ds if d.action == "downgrade")
+    assert down.reasons[0].observed == 3 and down.limit_factor == 0.7
+
+
+def test_score_drop_from_rolling_max():
+    _, ds = run([report(0, credit_score=800), report(10, credit_score=640), 40])
+    assert ("downgrade", "SCORE_DROP") in actions(ds)
+    drop = next(d for d in ds if d.action == "downgrade").reasons[0]
+    assert drop.observed == 160 and drop.threshold == 150
+
+
+def test_score_drop_forgets_maximum_outside_window():
+    _, ds = run([report(0, credit_score=800), report(200, credit_score=700), 230])
+    assert ds == []
+
+
+def test_multi_lender_warn_and_downgrade():
+    _, ds = run([report(0, open_lenders=9), 20])
+    assert actions(ds) == [("warn", "MULTI_LENDER"), ("downgrade", "MULTI_LENDER")]
+
+
+def test_application_burst_counts_applications_and_hard_inquiries():
+    items = [application(i * 0.5) for i in range(4)] + [report(2, hard_inquiries_30d=2)]
+    _, ds = run(items)
+    assert actions(ds) == [("warn", "APPLICATION_BURST")]
+    assert ds[0].reasons[0].observed == 6
+
+
+def test_application_burst_lapses_as_window_slides():
+    items = [application(i * 0.1) for i in range(6)]
+    _, ds = run([*items, 40])
+    assert actions(ds) == [("warn", "APPLICATION_BURST"), ("restore", "CURED")]
+    assert ds[1].event_time == day(30)  # the first application left the 30-day window
+
+
+def test_external_delinquency_downgrades_after_notice():
+    _, ds = run([report(0, delinquent_accounts=1), 20])
+    assert actions(ds) == [("warn", "EXTERNAL_DELINQUENCY"), ("downgrade", "EXTERNAL_DELINQUENCY")]
+    assert ds[1].event_time == day(14)
+
+
+def test_over_leverage_uses_annual_income():
+    _, ds = run([report(0, total_debt=200_000, monthly_income=10_000)])
+    assert actions(ds) == [("warn", "OVER_LEVERAGE")]
+    assert ds[0].reasons[0].observed == pytest.approx(200_000 / 120_000, abs=1e-3)
+
+
+def test_over_leverage_needs_an_income_on_file():
+    _, ds = run([report(0, total_debt=200_000)])
+    assert ds == []
+
+
+def test_dormant_is_off_by_default_and_works_when_enabled():
+    items = [application(0), repayment(1, due=30), repayment(30, due=30, paid_at=30), 500]
+    assert run(items)[1] == []
+    policy = policy_with(DORMANT={"enabled": True, "tiers": [
+        {"threshold": 365, "action": "close", "notice_days": 30}]})
+    _, ds = run(items, policy=policy)
+    assert actions(ds) == [("warn", "DORMANT"), ("close", "DORMANT")]
+    assert ds[0].event_time == day(365) and ds[1].event_time == day(395)
+
+
+# --- grading, reasons, ids, idempotence -----------------------------------------------------
+
+def test_further_downgrade_to_lower_limit_is_a_transition():
+    _, ds = run([report(0, open_lenders=9), repayment(1, due=22), 60])
+    assert actions(ds) == [("warn", "MULTI_LENDER"), ("downgrade", "MULTI_LENDER"),
+                           ("downgrade", "OVERDUE")]
+    assert [d.limit_factor for d in ds[1:]] == [0.6, 0.5]
+    assert ds[2].status_before == ds[2].status_after == "downgraded"
+    assert ds[2].event_time == day(52)
+
+
+def test_at_most_four_reasons_ranked_by_action():
+    items = [report(0, credit_score=540, open_lenders=6, total_debt=300_000, monthly_income=10_000,
+                    hard_inquiries_30d=7), repayment(1, due=0)]
+    _, ds = run(items)
+    assert all(1 <= len(d.reasons) <= 4 for d in ds)
+    first = ds[0]
+    assert first.action == "warn" and len(first.reasons) == 4
+
+
+def test_duplicate_event_changes_nothing():
+    e = repayment(0, due=10)
+    s1, d1 = run([e, 50])
+    s2, d2 = run([e, e, 50])
+    assert dump(s1) == dump(s2) and [d.as_dict() for d in d1] == [d.as_dict() for d in d2]
+
+
+def test_decision_ids_are_deterministic_and_unique():
+    items = [repayment(0, due=10, event_id="x1"), 200]
+    _, a = run(items)
+    _, b = run(items)
+    assert [d.decision_id for d in a] == [d.decision_id for d in b]
+    assert len({d.decision_id for d in a}) == len(a)
+    other = compile_policy({**yaml_default(), "version": "other"})
+    _, c = run(items, policy=other)
+    assert {d.decision_id for d in c}.isdisjoint(d.decision_id for d in a)
+
+
+def test_state_round_trips_mid_stream():
+    head = [repayment(0, due=10, event_id="h1"), report(3, credit_score=600, event_id="h2"), 20]
+    tail = [repayment(50, due=10, paid_at=50, event_id="t1"), 120]
+    s, _ = run(head)
+    assert s is not None
+    _, direct = run(tail, state=copy.deepcopy(s))
+    _, via_json = run(tail, state=load(dump(s)))
+    assert [d.as_dict() for d in direct] == [d.as_dict() for d in via_json]
+    assert direct  # the restore happened
+
+
+def test_late_event_is_applied_at_the_users_clock():
+    s, _ = run([report(50, open_lenders=1)])
+    s, ds = run([application(40)], state=s)  # 10 days behind the user's clock
+    assert s is not None and s.clock == day(50) and ds == []
+    assert s.applications == [day(40)]
+    s, ds = run([application(10)], state=s)  # outside the burst window at the clock: forgotten
+    assert s is not None and s.applications == [day(40)]
+
+
+def test_tick_without_state_is_a_no_op():
+    assert step(POLICY, None, Tick(day(1))) == (None, [])
+
+
+def test_deadline_is_strictly_in_the_future():
+    s, _ = run([repayment(0, due=10), report(1, credit_score=510), application(2)])
+    assert s is not None and s.deadline is not None and s.deadline > s.clock
+    assert s.deadline == min(day(11), day(1) + 14 * DAY)
