@@ -1,0 +1,196 @@
+"""Replay throughput benchmark: the orjson parse-only floor vs the full replay.
+
+Usage: .venv/bin/python bench/replay.py [--events-users 100000] [--runs 3] [--days 180]
+
+Generates (or reuses) bench/data/replay-<N>k.jsonl with
+`streams.generate.generate_log(out, seed=7, users=N, days=180)`, then times, each
+`--runs` times and each in a fresh subprocess (so peak memory is per run):
+
+  (a) floor:  read the file line by line and `orjson.loads` every line;
+  (b) replay: `streams.replay.replay(load_policy(), [path], on_decision=<count>)`,
+      i.e. decode + reorder + step; events/s are by the tally's `read`.
+
+Prints the machine, the medians, the replay/floor ratio, the decisions count and
+the peak RSS (ru_maxrss) of the replay subprocess. Target: >= 150,000 events/s
+replay (goal 250,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+TARGET, GOAL = 150_000, 250_000
+
+# Each child prints one JSON object on its last stdout line.
+FLOOR_CHILD = r"""
+import json, resource, sys, time
+import orjson
+path = sys.argv[1]
+loads = orjson.loads
+n = bad = 0
+t0 = time.perf_counter()
+with open(path, "rb") as f:
+    for line in f:
+        n += 1
+        try:
+            loads(line)
+        except orjson.JSONDecodeError:
+            bad += 1
+elapsed = time.perf_counter() - t0
+print(json.dumps({"events": n, "bad": bad, "seconds": elapsed,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+REPLAY_CHILD = r"""
+import json, resource, sys, time
+from streams.policy import load_policy
+from streams.replay import replay
+path = sys.argv[1]
+policy = load_policy()
+count = 0
+def on_decision(d):
+    global count
+    count += 1
+rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+tally = replay(policy, [path], on_decision=on_decision)
+elapsed = time.perf_counter() - t0
+print(json.dumps({"events": tally.read, "seconds": elapsed, "decisions": count,
+                  "applied": sum(tally.applied.values()),
+                  "duplicates": sum(tally.duplicates.values()),
+                  "rejected": sum(tally.rejected.values()),
+                  "late": sum(tally.late.values()),
+                  "rss_before_kb": rss_before,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": str(os.cpu_count() or "?"),
+            "affinity": str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity")
+            else "?",
+            "cpu": model,
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "platform": platform.platform()}
+
+
+def ensure_log(users: int, days: int) -> Path:
+    DATA.mkdir(parents=True, exist_ok=True)
+    name = f"replay-{users // 1000}k.jsonl" if users % 1000 == 0 else f"replay-{users}.jsonl"
+    if days != 180:
+        name = name.replace(".jsonl", f"-{days}d.jsonl")
+    path = DATA / name
+    if path.exists() and path.stat().st_size > 0:
+        print(f"reusing {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+        return path
+    from streams.generate import generate_log
+
+    tmp = path.with_suffix(".jsonl.tmp")
+    print(f"generating {path} (users={users:,}, days={days}, seed=7) ...", flush=True)
+    t0 = time.perf_counter()
+    with open(tmp, "wb") as out:
+        summary = generate_log(out, seed=7, users=users, days=days)
+    tmp.replace(path)
+    print(f"  {summary.lines:,} lines ({summary.events:,} events, "
+          f"{summary.duplicates:,} duplicates, {summary.malformed:,} malformed) "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    return path
+
+
+def run_child(code: str, path: Path) -> dict[str, float]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", "0")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, env=env, cwd=str(HERE.parent), check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"benchmark child failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events-users", type=int, default=100_000,
+                    help="users in the generated log (default 100000, ~1M events)")
+    ap.add_argument("--days", type=int, default=180)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    m = machine()
+    print(f"machine: nproc {m['nproc']} (affinity {m['affinity']}), cpu {m['cpu']}, "
+          f"{m['python']}, {m['platform']}", flush=True)
+    path = ensure_log(args.events_users, args.days)
+
+    floors: list[dict[str, float]] = []
+    replays: list[dict[str, float]] = []
+    for r in range(1, args.runs + 1):
+        f = run_child(FLOOR_CHILD, path)
+        floors.append(f)
+        print(f"run {r}: floor  {f['events'] / f['seconds']:>12,.0f} ev/s "
+              f"({f['events']:,} lines in {f['seconds']:.2f} s)", flush=True)
+        x = run_child(REPLAY_CHILD, path)
+        replays.append(x)
+        print(f"run {r}: replay {x['events'] / x['seconds']:>12,.0f} ev/s "
+              f"({x['events']:,} read in {x['seconds']:.2f} s, "
+              f"peak RSS {x['maxrss_kb'] / 1024:,.0f} MiB)", flush=True)
+
+    floor_rate = statistics.median(f["events"] / f["seconds"] for f in floors)
+    replay_rate = statistics.median(x["events"] / x["seconds"] for x in replays)
+    replay_secs = statistics.median(x["seconds"] for x in replays)
+    floor_secs = statistics.median(f["seconds"] for f in floors)
+    peak = statistics.median(x["maxrss_kb"] for x in replays) / 1024
+    peak_max = max(x["maxrss_kb"] for x in replays) / 1024
+    floor_peak = statistics.median(f["maxrss_kb"] for f in floors) / 1024
+    base = statistics.median(x["rss_before_kb"] for x in replays) / 1024
+    last = replays[-1]
+    decisions = {int(x["decisions"]) for x in replays}
+
+    verdict = ("MEETS GOAL" if replay_rate >= GOAL else
+               "meets target" if replay_rate >= TARGET else "BELOW TARGET")
+    rows = [
+        ("log", f"{path.name} ({path.stat().st_size / 1e6:,.1f} MB)"),
+        ("lines read (tally.read)", f"{int(last['events']):,}"),
+        ("  applied / dup / rejected / late",
+         f"{int(last['applied']):,} / {int(last['duplicates']):,} / "
+         f"{int(last['rejected']):,} / {int(last['late']):,}"),
+        ("runs", str(args.runs)),
+        ("floor (orjson.loads only)", f"{floor_rate:,.0f} ev/s  ({floor_secs:.2f} s)"),
+        ("replay (decode+reorder+step)", f"{replay_rate:,.0f} ev/s  ({replay_secs:.2f} s)"),
+        ("ratio replay/floor", f"{replay_rate / floor_rate:.3f}  "
+                               f"(floor is {floor_rate / replay_rate:.1f}x faster)"),
+        ("decisions", ", ".join(f"{d:,}" for d in sorted(decisions))
+         + ("" if len(decisions) == 1 else "  (DIFFER BETWEEN RUNS)")),
+        ("replay peak RSS (median/max)", f"{peak:,.0f} / {peak_max:,.0f} MiB  "
+                                         f"(after imports+policy {base:,.0f} MiB)"),
+        ("floor peak RSS", f"{floor_peak:,.0f} MiB"),
+        ("target / goal", f"{TARGET:,} / {GOAL:,} ev/s -> {verdict}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    print(f"{'metric':<{width}} | value")
+    print(f"{'-' * width}-+-{'-' * 40}")
+    for k, v in rows:
+        print(f"{k:<{width}} | {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

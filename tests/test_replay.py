@@ -1,0 +1,190 @@
+"""Replay, backtest and generate through the console script, and properties of replay."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.codec import decode
+from streams.core import step
+from streams.generate import generate_log
+from streams.policy import load_policy
+from streams.replay import replay
+from streams.state import dump
+from tests.factories import application, repayment, report
+
+CLI = str(Path(sys.executable).parent / "closure-monitor")
+POLICY = load_policy()
+
+
+def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([CLI, *args], input=stdin, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("logs") / "log.jsonl"
+    with path.open("wb") as out:
+        generate_log(out, seed=3, users=1500, days=150, malformed_share=0.01)
+    return path
+
+
+def lines_of(data: bytes) -> list[dict]:
+    return [json.loads(x) for x in data.splitlines()]
+
+
+def test_replay_cli_outputs_decisions_and_accounts_for_every_line(log: Path, tmp_path: Path):
+    dead = tmp_path / "dead.jsonl"
+    result = cli("replay", str(log), "--dead-letter", str(dead))
+    assert result.returncode == 0, result.stderr
+    decisions = lines_of(result.stdout)
+    assert {d["action"] for d in decisions} == {"warn", "downgrade", "close", "restore"}
+    codes = {r["code"] for d in decisions for r in d["reasons"]}
+    assert {"OVERDUE", "DATA_CORRECTION", "CURED", "MULTI_LENDER"} <= codes
+    rejected = lines_of(dead.read_bytes())
+    total = sum(1 for line in log.read_bytes().splitlines() if line.strip())
+    stderr = result.stderr.decode()
+    summary = stderr.splitlines()[0]
+    assert summary.startswith(f"events read {total:,}:"), stderr
+    assert "UNACCOUNTED" not in stderr
+    assert f"rejected {len(rejected):,}" in summary
+    # every rejected line names its line number, and that line really is invalid
+    raw_lines = log.read_bytes().splitlines()
+    for r in rejected:
+        assert r["source"] == str(log)
+        raw = raw_lines[r["line"] - 1]
+        assert not hasattr(decode(raw), "event_id")
+        assert r["reason"] and r["detail"]
+
+
+def test_replay_is_byte_for_byte_deterministic(log: Path):
+    first, second = cli("replay", str(log)), cli("replay", str(log))
+    assert first.returncode == second.returncode == 0
+    assert first.stdout == second.stdout and first.stdout
+
+
+def test_replay_reads_gzip_and_stdin_alike(log: Path, tmp_path: Path):
+    gz = tmp_path / "log.jsonl.gz"
+    gz.write_bytes(gzip.compress(log.read_bytes()))
+    plain = cli("replay", str(log)).stdout
+    assert cli("replay", str(gz)).stdout == plain
+    assert cli("replay", "-", stdin=log.read_bytes()).stdout == plain
+
+
+def test_replay_of_logs_split_by_type_equals_the_mixed_log(log: Path, tmp_path: Path):
+    by_type: dict[str, list[bytes]] = {}
+    for line in log.read_bytes().splitlines():
+        ev = decode(line)
+        by_type.setdefault(getattr(ev, "event_type", "bad"), []).append(line)
+    paths = []
+    for kind, lines in by_type.items():
+        path = tmp_path / f"{kind}.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        paths.append(str(path))
+    mixed = cli("replay", str(log)).stdout
+    split = cli("replay", *paths).stdout
+    assert sorted(split.splitlines()) == sorted(mixed.splitlines())
+
+
+def test_decisions_match_the_decision_schema(log: Path):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parent.parent / "schemas/decision.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for d in lines_of(cli("replay", str(log)).stdout):
+        errors = list(validator.iter_errors(d))
+        assert not errors, (d, errors[0].message)
+
+
+def test_bad_arguments_exit_non_zero_with_one_line(tmp_path: Path):
+    result = cli("replay", str(tmp_path / "missing.jsonl"))
+    assert result.returncode == 2
+    assert result.stderr.decode().strip().count("\n") == 0
+    assert "missing.jsonl" in result.stderr.decode()
+
+
+def test_backtest_reports_differences(log: Path, tmp_path: Path):
+    strict = tmp_path / "strict.yaml"
+    text = (Path(__file__).parent.parent / "deploy/policies/default.yaml").read_text()
+    text = text.replace('version: "2026.11-default"', 'version: "strict"')
+    text = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
+    strict.write_text(text)
+    result = cli("backtest", str(log), "--policy", str(strict), "--json")
+    assert result.returncode == 0, result.stderr
+    report_ = json.loads(result.stdout)
+    rows = {(r["action"], r["reason"]): r for r in report_["decisions"]}
+    assert rows["close", "OVERDUE"]["policy"] > rows["close", "OVERDUE"]["baseline"]
+    assert report_["users_differing"] > 0 and report_["examples"]
+    table = cli("backtest", str(log), "--policy", str(strict)).stdout.decode()
+    assert "strict" in table and "users whose decisions differ" in table
+
+
+def test_generate_cli_is_seeded(tmp_path: Path):
+    a = cli("generate", "--users", "50", "--days", "30", "--seed", "9").stdout
+    b = cli("generate", "--users", "50", "--days", "30", "--seed", "9").stdout
+    assert a == b and len(a.splitlines()) > 50
+
+
+# --- properties -----------------------------------------------------------------------------
+
+def _replay_lines(lines: list[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
+        f.write(b"\n".join(lines) + b"\n")
+        f.flush()
+        replay(POLICY, [f.name], on_decision=lambda d: out.append(d.to_json()))
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000))
+def test_delivering_every_event_twice_changes_nothing(seed: int):
+    buf = io.BytesIO()
+    generate_log(buf, seed=seed, users=40, days=120, malformed_share=0, duplicate_share=0)
+    lines = buf.getvalue().splitlines()
+    doubled = [x for line in lines for x in (line, line)]
+    assert _replay_lines(doubled) == _replay_lines(lines)
+
+
+@settings(max_examples=10, deadline=None)
+@given(years=st.integers(2, 8), seed=st.integers(0, 1000))
+def test_state_stays_bounded_as_a_user_ages(years: int, seed: int):
+    import random
+
+    rng = random.Random(seed)
+    state = None
+    sizes = []
+    for month in range(12 * years):
+        d = month * 30
+        events = [application(d + rng.random(), user="old"),
+                  repayment(d, due=d + 20, user="old", loan=f"L{month}", n=1),
+                  repayment(d + 20 + rng.randint(0, 5), due=d + 20, user="old", loan=f"L{month}",
+                            n=1, paid_at=d + 20 + rng.randint(0, 5)),
+                  report(d + 2, user="old", credit_score=rng.randint(500, 800),
+                         hard_inquiries_30d=rng.randint(0, 3))]
+        for e in events:
+            state, _ = step(POLICY, state, e)
+        assert state is not None
+        sizes.append(len(dump(state)))
+    assert max(sizes) < 16_384
+    # after the first year, the state no longer grows with age
+    assert max(sizes[24:] or sizes) <= 2 * max(sizes[:24])
+    assert state is not None and len(state.seen) <= POLICY.dedupe_ids
+
+
+def test_generated_duplicates_are_counted_not_applied(log: Path):
+    tally = replay(POLICY, [str(log)], on_decision=lambda d: None)
+    assert sum(tally.duplicates.values()) > 0
+    assert tally.accounted == tally.read
+    raw = [orjson.loads(x) for x in log.read_bytes().splitlines() if decode(x).__class__.__name__
+           in {"Repayment", "Application", "CreditReport"}]
+    assert sum(tally.applied.values()) == len({r["event_id"] for r in raw})
