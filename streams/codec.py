@@ -31,9 +31,10 @@ MAX_RECORD_BYTES = 64 * 1024
 MAX_AMOUNT = 1e12
 REJECT_REASONS = ("not_utf8", "not_json", "oversize", "not_object", "unknown_type",
                   "unsupported_version", "schema", "key_mismatch")
-# RFC 3339 date-time: a full date, 'T' (or space), time, and a mandatory offset.
+# RFC 3339 date-time: full date, 'T', time, and a mandatory offset ('Z' or +hh:mm);
+# upper-case 'T' and 'Z' only, as the schemas' pattern says.
 _TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _date_cache: dict[str, float] = {}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
