@@ -9,7 +9,7 @@ rule and the field, e.g. ``rules.OVERDUE.tiers[1].notice_days: must be >= 0``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,20 @@ class Policy:
     dedupe_ids: int  # event ids remembered per user
     rules: tuple[Rule, ...]  # enabled rules, in file order (the tie-break of reason ranking)
     disabled: tuple[str, ...]
+    by_code: dict[str, Rule] = field(default_factory=dict)  # compiled: rules by code
+    # compiled: days past due at which an unpaid installment changes a rule's view
+    day_marks: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_code", {r.code: r for r in self.rules})
+        overdue = self.by_code.get("OVERDUE")
+        marks = {self.late_after_days}
+        if overdue is not None:
+            marks |= {whole_days(t.threshold) for t in overdue.tiers}
+        object.__setattr__(self, "day_marks", tuple(sorted(marks)))
 
     def rule(self, code: str) -> Rule | None:
-        return next((r for r in self.rules if r.code == code), None)
+        return self.by_code.get(code)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -175,6 +186,11 @@ def _tier(code: str, i: int, t: Any, below: bool, prev: Tier | None) -> Tier:
         if ACTION_RANK[action] < prev.rank:
             raise PolicyError(f"{where}.action: a stricter tier cannot take a milder action")
     return Tier(f"{code}/{i}", threshold, action, ACTION_RANK[action], notice * _DAY, factor)
+
+
+def whole_days(threshold: float) -> int:
+    """A day count observed as a whole number reaches `threshold` at its ceiling."""
+    return int(threshold) + (threshold % 1 > 0)
 
 
 def _number(value: Any, where: str, *, minimum: float) -> float:

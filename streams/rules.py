@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from streams.events import DAY
-from streams.policy import Policy, Rule
+from streams.policy import Policy, Rule, whole_days
 from streams.state import UserState
 
 INQUIRY_WINDOW = 30 * DAY  # hard_inquiries_30d counts for 30 days after its report
@@ -110,10 +110,8 @@ MESSAGES = {
 def next_change(p: Policy, s: UserState, t: float) -> float | None:
     """Earliest time > t at which an observed value can change without a new event."""
     times: list[float] = []
-    overdue = p.rule("OVERDUE")
     lateness = p.rule("REPEATED_LATENESS")
-    marks = sorted({p.late_after_days} | ({_whole_days(x.threshold) for x in overdue.tiers}
-                                          if overdue else set()))
+    marks = p.day_marks
     for inst in s.ledger.values():
         if inst.paid_at is None:  # days past due cross the next mark
             for days in marks:
@@ -135,11 +133,7 @@ def next_change(p: Policy, s: UserState, t: float) -> float | None:
     dormant = p.rule("DORMANT")
     if dormant is not None:
         since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
-        times.extend(since + _whole_days(tier.threshold) * DAY for tier in dormant.tiers)
+        times.extend(since + whole_days(tier.threshold) * DAY for tier in dormant.tiers)
     future = [x for x in times if x > t]
     return min(future) if future else None
 
-
-def _whole_days(threshold: float) -> int:
-    """A day count observed as a whole number reaches `threshold` at its ceiling."""
-    return int(threshold) + (threshold % 1 > 0)
