@@ -51,6 +51,15 @@ print(json.dumps({"events": n, "bad": bad, "seconds": elapsed,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
+GENERATE_CHILD = r"""
+import json, sys
+from streams.generate import generate_log
+with open(sys.argv[1], "wb") as out:
+    s = generate_log(out, seed=7, users=int(sys.argv[2]), days=int(sys.argv[3]))
+print(json.dumps({"lines": s.lines, "events": s.events, "duplicates": s.duplicates,
+                  "malformed": s.malformed}))
+"""
+
 REPLAY_CHILD = r"""
 import json, resource, sys, time
 from streams.policy import load_policy
@@ -71,6 +80,8 @@ print(json.dumps({"events": tally.read, "seconds": elapsed, "decisions": count,
                   "rejected": sum(tally.rejected.values()),
                   "late": sum(tally.late.values()),
                   "rss_before_kb": rss_before,
+                  "vmhwm_kb": int(next(l.split()[1] for l in open("/proc/self/status")
+                                       if l.startswith("VmHWM:"))),
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -101,24 +112,22 @@ def ensure_log(users: int, days: int) -> Path:
     if path.exists() and path.stat().st_size > 0:
         print(f"reusing {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
         return path
-    from streams.generate import generate_log
-
     tmp = path.with_suffix(".jsonl.tmp")
     print(f"generating {path} (users={users:,}, days={days}, seed=7) ...", flush=True)
     t0 = time.perf_counter()
-    with open(tmp, "wb") as out:
-        summary = generate_log(out, seed=7, users=users, days=days)
+    # In a subprocess: Linux carries ru_maxrss across fork+exec, so a parent bloated
+    # by the generator would raise every later child's reported peak.
+    s = run_child(GENERATE_CHILD, tmp, str(users), str(days))
     tmp.replace(path)
-    print(f"  {summary.lines:,} lines ({summary.events:,} events, "
-          f"{summary.duplicates:,} duplicates, {summary.malformed:,} malformed) "
-          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"  {s['lines']:,} lines ({s['events']:,} events, {s['duplicates']:,} duplicates, "
+          f"{s['malformed']:,} malformed) in {time.perf_counter() - t0:.1f} s", flush=True)
     return path
 
 
-def run_child(code: str, path: Path) -> dict[str, float]:
+def run_child(code: str, path: Path, *extra: str) -> dict[str, float]:
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code, str(path), *extra], capture_output=True,
                           text=True, env=env, cwd=str(HERE.parent), check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
@@ -160,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_max = max(x["maxrss_kb"] for x in replays) / 1024
     floor_peak = statistics.median(f["maxrss_kb"] for f in floors) / 1024
     base = statistics.median(x["rss_before_kb"] for x in replays) / 1024
+    hwm = statistics.median(x["vmhwm_kb"] for x in replays) / 1024
     last = replays[-1]
     decisions = {int(x["decisions"]) for x in replays}
 
@@ -180,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
          + ("" if len(decisions) == 1 else "  (DIFFER BETWEEN RUNS)")),
         ("replay peak RSS (median/max)", f"{peak:,.0f} / {peak_max:,.0f} MiB  "
                                          f"(after imports+policy {base:,.0f} MiB)"),
+        ("replay VmHWM (median)", f"{hwm:,.0f} MiB  (/proc/self/status cross-check)"),
         ("floor peak RSS", f"{floor_peak:,.0f} MiB"),
         ("target / goal", f"{TARGET:,} / {GOAL:,} ev/s -> {verdict}"),
     ]
