@@ -67,9 +67,10 @@ class Policy:
     dedupe_ids: int  # event ids remembered per user
     rules: tuple[Rule, ...]  # enabled rules, in file order (the tie-break of reason ranking)
     disabled: tuple[str, ...]
-    by_code: dict[str, Rule] = field(default_factory=dict)  # compiled: rules by code
-    # compiled: days past due at which an unpaid installment changes a rule's view
-    day_marks: tuple[int, ...] = ()
+    # Derived in __post_init__, never passed in: rules by code, and the days past due
+    # at which an unpaid installment changes a rule's view.
+    by_code: dict[str, Rule] = field(init=False, repr=False, compare=False)
+    day_marks: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_code", {r.code: r for r in self.rules})
