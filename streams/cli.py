@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--malformed-share", type=float, default=0.002)
     g.add_argument("--duplicate-share", type=float, default=0.01)
     g.set_defaults(run=_generate)
+
+    from streams.cli_live import add_commands
+
+    add_commands(sub, _policy_flags)
     return p
 
 

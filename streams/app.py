@@ -1,0 +1,376 @@
+"""The Faust shell: consume the three input topics, decide with the same
+`engine.Partition` as `replay`, keep per-user state in a Faust table, emit
+decisions and dead letters.
+
+One agent consumes the three co-partitioned input topics plus a small tick
+topic. For each partition number it keeps an `engine.Partition`: the reorder
+buffer behind the multi-input watermark, the deadline index and the tally. An
+input record is decoded, buffered, and applied once the watermark passes it;
+its offset is acknowledged only after it was applied (and acknowledged in
+offset order per topic-partition, so a commit never skips an unapplied
+record). A timer sends one tick per assigned partition to the tick topic; the
+agent handles it in that partition's context: inputs that have been caught up
+for the idle timeout stop holding the watermark back, and due deadlines fire.
+Handling ticks inside the agent keeps every table write in stream context,
+where Faust routes it to the partition's changelog.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP, EventT
+
+from streams.codec import Rejection, decode
+from streams.decisions import Decision
+from streams.engine import Partition, Tally
+from streams.kafka import Topics, partition_for
+from streams.policy import Policy
+from streams.state import UserState, dump, load
+
+log = logging.getLogger("closure_monitor")
+
+DEFAULT_PARTITIONS = 8
+DEFAULT_LATENESS = 600.0
+DEFAULT_IDLE_TIMEOUT = 2.0
+DEFAULT_TICK_INTERVAL = 0.5
+
+# Tansu workaround (development and tests only; never for Apache Kafka). Tansu's
+# ListOffsets answers a wrong end offset after a multi-record batch, and Faust's
+# changelog recovery stops at that offset, so a failover restores a table short.
+# A producer batch smaller than any record makes every record its own batch.
+TANSU_PRODUCER_SETTINGS: dict[str, Any] = {"producer_max_batch_size": 1}
+# Quicker group joins for a one-machine broker: a join waits half the session timeout.
+FAST_GROUP_SETTINGS: dict[str, Any] = {"broker_session_timeout": 10,
+                                       "broker_rebalance_timeout": 10,
+                                       "broker_heartbeat_interval": 1}
+
+
+@dataclass
+class Settings:
+    broker: str = "kafka://127.0.0.1:9092"
+    policy: Policy | None = None
+    store: str = "memory"  # memory | rocksdb
+    data_dir: str = "closure-monitor-data"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    partitions: int = DEFAULT_PARTITIONS
+    app_id: str = "closure-monitor"
+    topic_prefix: str = ""
+    lateness: float = DEFAULT_LATENESS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    tick_interval: float = DEFAULT_TICK_INTERVAL
+    tansu: bool = False  # the embedded development broker's workaround
+    fast_group: bool = False  # short session timeouts (one-machine broker)
+    loglevel: str = "warning"
+    extra: dict[str, Any] = field(default_factory=dict)  # further Faust settings
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def ticks_topic(self) -> str:
+        return f"{self.topic_prefix}{self.app_id}-ticks"
+
+
+class _Pending:
+    """An input record held until it is applied; then its offset may be acked."""
+
+    __slots__ = ("done", "event")
+
+    def __init__(self, event: EventT) -> None:
+        self.event = event
+        self.done = False
+
+
+class _Input:
+    """One input topic-partition as the watermark sees it."""
+
+    __slots__ = ("caught_up_since", "next_offset", "pending")
+
+    def __init__(self) -> None:
+        self.next_offset = -1  # one past the last offset received; -1 before the first
+        self.caught_up_since: float | None = None
+        self.pending: deque[_Pending] = deque()
+
+
+class TableStates(MutableMapping[str, UserState]):
+    """A partition's view of the state table, with decoded states cached.
+
+    Must be used from stream context (the agent), where Faust routes a write to
+    the current event's changelog partition.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.cache: dict[str, UserState] = {}
+
+    def __getitem__(self, uid: str) -> UserState:
+        state = self.cache.get(uid)
+        if state is None:
+            raw = self.table.get(uid.encode())
+            if raw is None:
+                raise KeyError(uid)
+            state = self.cache[uid] = load(raw)
+        return state
+
+    def __setitem__(self, uid: str, state: UserState) -> None:
+        self.cache[uid] = state
+        self.table[uid.encode()] = dump(state)
+
+    def __delitem__(self, uid: str) -> None:
+        self.cache.pop(uid, None)
+        del self.table[uid.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cache)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+
+class Shell:
+    """Everything the agent does, per partition number."""
+
+    def __init__(self, app: faust.App, settings: Settings, policy: Policy,
+                 table: Any, metrics: Any = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.policy = policy
+        self.table = table
+        self.metrics = metrics
+        self.tally = Tally()
+        self.rerouted = 0
+        self.topics = settings.topics
+        self.decisions_topic = raw_topic(app, self.topics.decisions)
+        self.dead_letter_topic = raw_topic(app, self.topics.dead_letter)
+        self.input_topics = {name: raw_topic(app, name) for name in self.topics.inputs}
+        self.parts: dict[int, Partition[_Pending]] = {}
+        self.inputs: dict[TP, _Input] = {}
+        self.channel: Any = None
+
+    # -- partitions --------------------------------------------------------------
+
+    def part(self, p: int) -> Partition[_Pending]:
+        part = self.parts.get(p)
+        if part is None:
+            part = Partition(self.policy, TableStates(self.table), self.settings.lateness,
+                             self.tally)
+            for name in self.topics.inputs:
+                tp = TP(name, p)
+                part.add_input(tp)
+                self.inputs[tp] = _Input()
+            self._restore(p, part)
+            self.parts[p] = part
+        return part
+
+    def _restore(self, p: int, part: Partition[_Pending]) -> None:
+        """Index the deadlines of the users this partition holds (after recovery)."""
+        n = self.settings.partitions
+        states = part.states
+        assert isinstance(states, TableStates)
+        for key, raw in self.table.data.items():
+            uid = key if isinstance(key, str) else key.decode()
+            if raw is not None and partition_for(uid.encode(), n) == p:
+                states.cache[uid] = load(raw)
+        part.schedule_all()
+        if states.cache:
+            log.info("partition %d: %d users restored, %d deadlines pending", p,
+                     len(states.cache), part.pending_deadlines)
+
+    def revoke(self, tps: set[TP]) -> None:
+        """Forget partitions handed to another worker; their unacked records go with them."""
+        for p in {tp.partition for tp in tps}:
+            if self.parts.pop(p, None) is not None:
+                for name in self.topics.inputs:
+                    self.inputs.pop(TP(name, p), None)
+
+    # -- records -----------------------------------------------------------------
+
+    async def on_event(self, event: EventT) -> None:
+        msg = event.message
+        if msg.topic == self.settings.ticks_topic:
+            event.ack()
+            await self.on_tick(msg.partition)
+            return
+        p = msg.partition
+        part = self.part(p)
+        tp = msg.tp
+        inp = self.inputs[tp]
+        inp.next_offset = msg.offset + 1
+        inp.caught_up_since = None
+        self.tally.read += 1
+        pending = _Pending(event)
+        inp.pending.append(pending)
+        raw = msg.value if msg.value is not None else b""
+        decoded = decode(raw)
+        if isinstance(decoded, Rejection):
+            await self._dead_letter(msg, decoded)
+            pending.done = True
+            self._ack(inp)
+            return
+        uid = decoded.user_id
+        key = msg.key
+        if key is not None and key != uid.encode():
+            shown = key[:80].decode("utf-8", "replace")
+            await self._dead_letter(msg, Rejection(
+                "key_mismatch", f"record key {shown!r} is not the user_id {uid!r}"))
+            pending.done = True
+            self._ack(inp)
+            return
+        home = partition_for(uid.encode(), self.settings.partitions)
+        if home != p:
+            # Produced with another partitioner (or no key): send it where its
+            # user's state lives; it is counted there.
+            self.tally.read -= 1
+            self.rerouted += 1
+            await self.input_topics[msg.topic].send(key=uid.encode(), value=raw,
+                                                    partition=home)
+            pending.done = True
+            self._ack(inp)
+            return
+        released = part.offer(tp, decoded, pending)
+        await self._settle(part, released)
+
+    async def on_tick(self, p: int) -> None:
+        part = self.part(p)
+        now = time.monotonic()
+        consumer = self.app.consumer
+        queue_empty = self.channel is None or self.channel.queue.empty()
+        released: list[_Pending] = []
+        for name in self.topics.inputs:
+            tp = TP(name, p)
+            inp = self.inputs[tp]
+            hw = consumer.highwater(tp)
+            caught_up = hw is not None and inp.next_offset >= hw
+            if not caught_up and hw is not None and queue_empty:
+                # Offsets may have gaps (transaction markers): everything fetched was handled.
+                position = await consumer.position(tp)
+                caught_up = position is not None and position >= hw
+            if not caught_up:
+                inp.caught_up_since = None
+                continue
+            if inp.caught_up_since is None:
+                inp.caught_up_since = now
+            if now - inp.caught_up_since >= self.settings.idle_timeout:
+                released += part.set_idle(tp, True)
+        released += part.release()
+        await self._settle(part, released)
+
+    async def _settle(self, part: Partition[_Pending], released: list[_Pending]) -> None:
+        """Send what the released events decided, then ack them in offset order."""
+        for decision in part.drain():
+            await self._send_decision(decision)
+        if released:
+            touched = set()
+            for pending in released:
+                pending.done = True
+                touched.add(pending.event.message.tp)
+            for tp in touched:
+                inp = self.inputs.get(tp)
+                if inp is not None:
+                    self._ack(inp)
+
+    @staticmethod
+    def _ack(inp: _Input) -> None:
+        q = inp.pending
+        while q and q[0].done:
+            q.popleft().event.ack()
+
+    async def _send_decision(self, decision: Decision) -> None:
+        await self.decisions_topic.send(key=decision.user_id.encode(),
+                                        value=decision.to_json())
+
+    async def _dead_letter(self, msg: Any, rejection: Rejection) -> None:
+        self.tally.rejected[rejection.reason] += 1
+        record: dict[str, Any] = {
+            "reason": rejection.reason, "detail": rejection.detail,
+            "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+            "timestamp": msg.timestamp,
+        }
+        value = msg.value if msg.value is not None else b""
+        try:
+            record["value"] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+            record["value_base64"] = base64.b64encode(value).decode("ascii")
+        await self.dead_letter_topic.send(key=msg.key, value=orjson.dumps(record))
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(part.buffer) for part in self.parts.values())
+
+
+def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
+    """A topic whose keys and values are bytes as they are on the wire."""
+    return app.topic(*names, key_serializer="raw", value_serializer="raw",
+                     partitions=partitions)
+
+
+def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
+    """The Faust app with its topics, table, agent, tick timer and web page."""
+    conf: dict[str, Any] = {
+        "broker": settings.broker,
+        "store": "rocksdb://" if settings.store == "rocksdb" else "memory://",
+        "datadir": settings.data_dir,
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+        "topic_partitions": settings.partitions,
+        "topic_allow_declare": True,
+        "consumer_auto_offset_reset": "earliest",
+        # Buffered (unacked) records must not hold a rebalance up: they are
+        # redelivered to the partition's next owner.
+        "stream_wait_empty": False,
+        "autodiscover": False,
+        "logging_config": None,
+    }
+    if settings.store == "rocksdb":
+        conf["rocksdb_options"] = {}
+    if settings.fast_group:
+        conf.update(FAST_GROUP_SETTINGS)
+    if settings.tansu:
+        conf.update(TANSU_PRODUCER_SETTINGS)
+    conf.update(settings.extra)
+    app = faust.App(settings.app_id, **conf)
+    table: Any = app.Table("state", default=None, partitions=settings.partitions,
+                      key_type=bytes, value_type=bytes)
+    # Keys are user ids, values the compact state: bytes as they are, both ways.
+    table.key_serializer = table.value_serializer = "raw"
+    shell = Shell(app, settings, policy, table)
+    channel = raw_topic(app, *settings.topics.inputs, settings.ticks_topic,
+                        partitions=settings.partitions)
+
+    async def decide(stream: Any) -> None:
+        shell.channel = stream.channel
+        async for event in stream.noack().events():
+            await shell.on_event(event)
+
+    app.agent(channel, name="decide")(decide)
+
+    ticks = raw_topic(app, settings.ticks_topic, partitions=settings.partitions)
+
+    async def tick() -> None:
+        if app.rebalancing:
+            return
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == settings.ticks_topic:
+                await ticks.send(value=b"", partition=tp.partition)
+
+    app.timer(settings.tick_interval, name="tick")(tick)
+
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        shell.revoke(revoked)
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+
+    return app, shell

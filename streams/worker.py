@@ -1,0 +1,46 @@
+"""`closure-monitor worker`: checks, topic creation, then the Faust worker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from streams.app import Settings, build_app
+from streams.errors import PortInUseError
+from streams.kafka import check_broker, ensure_topics
+from streams.policy import Policy
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail early, naming the port, rather than deep inside the web server."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"web/metrics port {host}:{port} is not available ({exc.strerror}); "
+                "pass another with --web-port") from None
+
+
+async def prepare(settings: Settings) -> None:
+    """The broker answers, and the topics exist with the expected partition counts."""
+    await check_broker(settings.broker)
+    topics = settings.topics
+    await ensure_topics(settings.broker, (*topics.all(), settings.ticks_topic),
+                        settings.partitions)
+
+
+def run_worker(settings: Settings, policy: Policy) -> int:
+    check_port(settings.web_host, settings.web_port)
+    asyncio.run(prepare(settings))
+    # Faust's worker owns the event loop from here and handles SIGTERM/SIGINT.
+    import faust
+    app, _shell = build_app(settings, policy)
+    worker = faust.Worker(app, loglevel=settings.loglevel, redirect_stdouts=False,
+                          quiet=True, loop=asyncio.new_event_loop())
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
