@@ -103,15 +103,18 @@ class _Input:
 
 
 class TableStates(MutableMapping[str, UserState]):
-    """A partition's view of the state table, with decoded states cached.
+    """A partition's view of the state table: decoded states cached, writes held.
 
-    Must be used from stream context (the agent), where Faust routes a write to
-    the current event's changelog partition.
+    The engine's writes only mark a user dirty. The shell takes the dirty states
+    (`take_dirty`) and writes them to the table once the decisions they led to
+    are delivered, from stream context, where Faust routes a write to the
+    current event's changelog partition.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
         self.cache: dict[str, UserState] = {}
+        self.dirty: dict[str, UserState] = {}
 
     def __getitem__(self, uid: str) -> UserState:
         state = self.cache.get(uid)
@@ -124,17 +127,39 @@ class TableStates(MutableMapping[str, UserState]):
 
     def __setitem__(self, uid: str, state: UserState) -> None:
         self.cache[uid] = state
-        self.table[uid.encode()] = dump(state)
+        self.dirty[uid] = state
 
     def __delitem__(self, uid: str) -> None:
-        self.cache.pop(uid, None)
-        del self.table[uid.encode()]
+        raise TypeError("user state is never deleted by the engine")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.cache)
 
     def __len__(self) -> int:
         return len(self.cache)
+
+    def take_dirty(self) -> list[tuple[bytes, bytes]]:
+        if not self.dirty:
+            return []
+        writes = [(uid.encode(), dump(state)) for uid, state in self.dirty.items()]
+        self.dirty.clear()
+        return writes
+
+
+class _Group:
+    """What one settle produced: decisions in flight, state writes and records to ack
+    once those decisions are delivered."""
+
+    __slots__ = ("futures", "released", "writes")
+
+    def __init__(self, futures: list[Any], writes: list[tuple[bytes, bytes]],
+                 released: list[_Pending]) -> None:
+        self.futures = futures
+        self.writes = writes
+        self.released = released
+
+    def ready(self) -> bool:
+        return all(f.done() for f in self.futures)
 
 
 class Shell:
@@ -156,6 +181,7 @@ class Shell:
         self.parts: dict[int, Partition[_Pending]] = {}
         self.inputs: dict[TP, _Input] = {}
         self.channel: Any = None
+        self.outboxes: dict[int, deque[_Group]] = {}  # by id(partition engine)
 
     # -- partitions --------------------------------------------------------------
 
@@ -189,7 +215,9 @@ class Shell:
     def revoke(self, tps: set[TP]) -> None:
         """Forget partitions handed to another worker; their unacked records go with them."""
         for p in {tp.partition for tp in tps}:
-            if self.parts.pop(p, None) is not None:
+            part = self.parts.pop(p, None)
+            if part is not None:
+                self.outboxes.pop(id(part), None)
                 for name in self.topics.inputs:
                     self.inputs.pop(TP(name, p), None)
 
@@ -266,12 +294,28 @@ class Shell:
         await self._settle(part, released)
 
     async def _settle(self, part: Partition[_Pending], released: list[_Pending]) -> None:
-        """Send what the released events decided, then ack them in offset order."""
-        for decision in part.drain():
-            await self._send_decision(decision)
-        if released:
+        """Send what the released events decided; once delivered, store the states
+        they changed and ack the records, in offset order.
+
+        A crash before the state is stored redelivers the records and re-emits the
+        same decisions (same ids); a state is never stored ahead of its decisions.
+        """
+        states = part.states
+        assert isinstance(states, TableStates)
+        futures = [await self._send_decision(d) for d in part.drain()]
+        writes = states.take_dirty()
+        outbox = self.outboxes.setdefault(id(part), deque())
+        if futures or writes or released:
+            outbox.append(_Group(futures, writes, released))
+        while outbox and outbox[0].ready():
+            group = outbox.popleft()
+            for future in group.futures:
+                if future.exception() is not None:
+                    raise future.exception()  # delivery failed: let the worker restart
+            for key, raw in group.writes:
+                self.table[key] = raw
             touched = set()
-            for pending in released:
+            for pending in group.released:
                 pending.done = True
                 touched.add(pending.event.message.tp)
             for tp in touched:
@@ -285,9 +329,9 @@ class Shell:
         while q and q[0].done:
             q.popleft().event.ack()
 
-    async def _send_decision(self, decision: Decision) -> None:
-        await self.decisions_topic.send(key=decision.user_id.encode(),
-                                        value=decision.to_json())
+    async def _send_decision(self, decision: Decision) -> Any:
+        return await self.decisions_topic.send(key=decision.user_id.encode(),
+                                               value=decision.to_json())
 
     async def _dead_letter(self, msg: Any, rejection: Rejection) -> None:
         self.tally.rejected[rejection.reason] += 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 from streams.app import Settings, build_app
 from streams.errors import PortInUseError
 from streams.kafka import check_broker, ensure_topics
 from streams.policy import Policy
+from streams.replay import summary_lines
 
 
 def check_port(host: str, port: int) -> None:
@@ -36,11 +38,18 @@ def run_worker(settings: Settings, policy: Policy) -> int:
     asyncio.run(prepare(settings))
     # Faust's worker owns the event loop from here and handles SIGTERM/SIGINT.
     import faust
-    app, _shell = build_app(settings, policy)
+    app, shell = build_app(settings, policy)
     worker = faust.Worker(app, loglevel=settings.loglevel, redirect_stdouts=False,
                           quiet=True, loop=asyncio.new_event_loop())
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    # What this worker did, in replay's words (the operator's and the tests' record).
+    for line in summary_lines(shell.tally):
+        print(line, file=sys.stderr)
+    print(f"rerouted {shell.rerouted:,} records to their user's partition; "
+          f"{shell.buffered:,} still buffered at shutdown (redelivered on restart)",
+          file=sys.stderr, flush=True)
+    return code
