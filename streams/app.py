@@ -78,7 +78,7 @@ class Settings:
 
     @property
     def ticks_topic(self) -> str:
-        return f"{self.topic_prefix}{self.app_id}-ticks"
+        return f"{self.app_id}-ticks"  # app-scoped, like Faust's changelog topics
 
 
 class _Pending:
@@ -97,7 +97,7 @@ class _Input:
     __slots__ = ("caught_up_since", "next_offset", "pending")
 
     def __init__(self) -> None:
-        self.next_offset = -1  # one past the last offset received; -1 before the first
+        self.next_offset = 0  # one past the last offset received (or the start offset)
         self.caught_up_since: float | None = None
         self.pending: deque[_Pending] = deque()
 
@@ -185,7 +185,7 @@ class Shell:
 
     # -- partitions --------------------------------------------------------------
 
-    def part(self, p: int) -> Partition[_Pending]:
+    async def part(self, p: int) -> Partition[_Pending]:
         part = self.parts.get(p)
         if part is None:
             part = Partition(self.policy, TableStates(self.table), self.settings.lateness,
@@ -193,10 +193,21 @@ class Shell:
             for name in self.topics.inputs:
                 tp = TP(name, p)
                 part.add_input(tp)
-                self.inputs[tp] = _Input()
+                inp = self.inputs[tp] = _Input()
+                inp.next_offset = await self._start_offset(tp)
             self._restore(p, part)
             self.parts[p] = part
         return part
+
+    async def _start_offset(self, tp: TP) -> int:
+        """Where consumption of an input starts: the group's committed offset, or the
+        log start. An input with nothing beyond it is caught up before any record."""
+        consumer: Any = self.app.consumer
+        committed = consumer._committed_offset.get(tp)  # Faust's record of the seek
+        if committed is not None:
+            return int(committed)
+        earliest = await consumer.earliest_offsets(tp)
+        return int(earliest.get(tp) or 0)
 
     def _restore(self, p: int, part: Partition[_Pending]) -> None:
         """Index the deadlines of the users this partition holds (after recovery)."""
@@ -217,6 +228,7 @@ class Shell:
         for p in {tp.partition for tp in tps}:
             part = self.parts.pop(p, None)
             if part is not None:
+                self.tally.read -= len(part.buffer)  # read again by the next owner
                 self.outboxes.pop(id(part), None)
                 for name in self.topics.inputs:
                     self.inputs.pop(TP(name, p), None)
@@ -230,7 +242,7 @@ class Shell:
             await self.on_tick(msg.partition)
             return
         p = msg.partition
-        part = self.part(p)
+        part = await self.part(p)
         tp = msg.tp
         inp = self.inputs[tp]
         inp.next_offset = msg.offset + 1
@@ -269,7 +281,7 @@ class Shell:
         await self._settle(part, released)
 
     async def on_tick(self, p: int) -> None:
-        part = self.part(p)
+        part = await self.part(p)
         now = time.monotonic()
         consumer = self.app.consumer
         queue_empty = self.channel is None or self.channel.queue.empty()

@@ -125,15 +125,17 @@ async def ensure_topics(url: str, names: Iterable[str], partitions: int,
     except (TimeoutError, KafkaError, OSError) as exc:
         raise _unreachable(url, exc) from None
     try:
-        existing = await _partition_counts(admin, wanted)
-        missing = [t for t in wanted if t not in existing]
+        # Never describe a topic before it exists: a metadata request for an unknown
+        # topic makes some brokers (Tansu) auto-create it with their own default count.
+        present = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in present]
         if missing:
             # Another worker may create them concurrently: checked below.
             with contextlib.suppress(KafkaError):
                 await admin.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1)
                      for t in missing])
-            existing = await _partition_counts(admin, wanted)
+        existing = await _partition_counts(admin, wanted)
         for t in wanted:
             count = existing.get(t)
             if count is None:

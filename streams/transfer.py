@@ -5,7 +5,8 @@
 (malformed input is part of real logs) goes to the repayments topic as it is,
 unkeyed unless a `user_id` can be read, so the worker dead-letters it like any
 bad record. `record` reads the input topics from the beginning up to their
-current end and writes every record as one JSONL line (`--follow` keeps going).
+current end and writes every record as one JSONL line, merged across partitions
+into event-time order (`--follow` keeps going).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.codec import Rejection, decode
 from streams.errors import BrokerError
 from streams.kafka import Topics, bootstrap
+from streams.reorder import ReorderBuffer
 from streams.replay import open_log
 
 
@@ -124,28 +127,45 @@ async def record(url: str, names: Iterable[str], out: IO[bytes], *, follow: bool
             tps += [TopicPartition(name, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        # Partitions interleave arbitrarily: merge them back into event-time order
+        # through the worker's reorder rule, so the log replays as it happened.
+        merge: ReorderBuffer[bytes] = ReorderBuffer(0.0)
+        for tp in tps:
+            merge.add_input(tp)
         caught_up_since: float | None = None
         while stop is None or not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batch.values():
+            for tp, records in batch.items():
                 for rec in records:
-                    value = rec.value if rec.value is not None else b""
-                    out.write(value.rstrip(b"\r\n") + b"\n")
-                    count += 1
-            if follow:
-                continue
+                    value = (rec.value if rec.value is not None else b"").rstrip(b"\r\n")
+                    event = decode(value)
+                    if isinstance(event, Rejection):
+                        out.write(value + b"\n")  # bad records keep no order
+                        count += 1
+                    else:
+                        merge.push(tp, event, value)
             done = True
             for tp in tps:
                 hw = consumer.highwater(tp)
-                if hw is None or await consumer.position(tp) < hw:
-                    done = False
-                    break
+                at_end = hw is not None and await consumer.position(tp) >= hw
+                merge.set_idle(tp, at_end)
+                done = done and at_end
+            for _, value in merge.release():
+                out.write(value + b"\n")
+                count += 1
+            if follow:
+                continue
             if not done or batch:
                 caught_up_since = None
             elif caught_up_since is None:
                 caught_up_since = time.monotonic()
             elif time.monotonic() - caught_up_since >= idle:
                 break
+        for tp in tps:
+            merge.remove_input(tp)
+        for _, value in merge.release():
+            out.write(value + b"\n")
+            count += 1
     finally:
         out.flush()
         await consumer.stop()

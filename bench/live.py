@@ -1,0 +1,299 @@
+"""Live benchmark: one worker through the embedded broker.
+
+Usage: .venv/bin/python bench/live.py [--events 1000000] [--runs 3] [--rate 5000]
+                                      [--latency-seconds 20] [--partitions 8]
+
+1. Pre-loads the first --events lines of bench/data/replay-100k.jsonl (made by
+   bench/replay.py; generated here if missing) into the three input topics.
+2. Throughput, each of --runs times with a fresh consumer group:
+   (a) floor: a minimal Faust agent that only reads the same topics into a
+       table (the framework's own cost per record, same broker, same process
+       model);
+   (b) worker: `closure-monitor worker` with production settings (default
+       producer batching; no Tansu workaround; short group timeouts only to
+       cut the join wait).
+   Rate = records committed by the group / time from its first to its last
+   commit, polled every 0.25 s. Medians and worker/floor ratio are printed.
+3. Latency: fresh topics, a running worker, events offered at --rate for
+   --latency-seconds; for every decision an event triggered, the time from
+   sending that event to reading the decision. p50/p99 printed.
+
+Prints the machine first. Nothing here is asserted: figures are for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.replay import ensure_log, machine  # noqa: E402
+from streams.kafka import (  # noqa: E402
+    EmbeddedBroker,
+    Topics,
+    ensure_topics,
+    free_port,
+)
+from streams.transfer import route  # noqa: E402
+
+CLI = [sys.executable, "-m", "streams.cli"]
+
+FLOOR_APP = r'''
+import sys
+import faust
+broker, prefix, group, partitions, port = sys.argv[1:6]
+names = [prefix + t for t in ("credit.repayments", "credit.applications",
+                              "credit.report-changes")]
+app = faust.App(group, broker=broker, store="memory://", web_port=int(port),
+                web_bind="127.0.0.1", topic_partitions=int(partitions),
+                consumer_auto_offset_reset="earliest", stream_wait_empty=False,
+                broker_session_timeout=10, broker_rebalance_timeout=10,
+                broker_heartbeat_interval=1, autodiscover=False)
+table = app.Table("floor", default=None, partitions=int(partitions),
+                  key_type=bytes, value_type=bytes)
+table.key_serializer = table.value_serializer = "raw"
+topic = app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+@app.agent(topic)
+async def read(stream):
+    async for event in stream.events():
+        table[event.key or b""] = event.value
+
+faust.Worker(app, loglevel="warning", redirect_stdouts=False, quiet=True).execute_from_commandline()
+'''
+
+
+async def preload(broker: EmbeddedBroker, topics: Topics, lines: list[bytes]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = []
+        for line in lines:
+            topic, key, _ = route(line, topics)
+            futures.append(await producer.send(topic, line, key=key))
+            if len(futures) >= 20_000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def committed(broker: EmbeddedBroker, group: str, tps: list[TopicPartition]) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return sum([await consumer.committed(tp) or 0 for tp in tps])
+    finally:
+        await consumer.stop()
+
+
+async def measure(broker: EmbeddedBroker, group: str, tps: list[TopicPartition], total: int,
+                  cmd: list[str], log: Path, timeout: float) -> dict[str, float]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        first_t = first_n = None
+        last_n, last_t = 0, time.perf_counter()
+        deadline = time.perf_counter() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[3] if len(cmd) > 3 else cmd} exited; see {log}")
+            n = await committed(broker, group, tps)
+            now = time.perf_counter()
+            if n > last_n:
+                if first_t is None:
+                    first_t, first_n = now, n
+                last_n, last_t = n, now
+            if n >= total:
+                break
+            if now > deadline:
+                raise RuntimeError(f"only {n:,} of {total:,} committed in {timeout:g} s")
+            await asyncio.sleep(0.25)
+        assert first_t is not None and first_n is not None
+        return {"rate": (last_n - first_n) / max(last_t - first_t, 1e-9),
+                "seconds": last_t - first_t}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, seconds: float,
+                  partitions: int, tmp: Path) -> dict[str, float]:
+    prefix = f"lat{uuid.uuid4().hex[:6]}."
+    topics = Topics(prefix)
+    app_id = prefix + "monitor"
+    await ensure_topics(broker.url, (*topics.all(), f"{app_id}-ticks"), partitions)
+    port = free_port()
+    cmd = [*CLI, "worker", "--broker", broker.url, "--partitions", str(partitions),
+           "--topic-prefix", prefix, "--app-id", app_id, "--web-port", str(port),
+           "--fast-rebalance"]
+    with open(tmp / "latency-worker.log", "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(topics.decisions, bootstrap_servers=broker.bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    try:
+        # Warm-up: wait until the worker is assigned and deciding before timing.
+        await _wait_group(broker, app_id, proc)
+        count = int(rate * seconds)
+        offered = lines[:count]
+
+        async def read() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for rec in records:
+                        trigger = orjson.loads(rec.value)["trigger_event_id"]
+                        if trigger in sent_at:
+                            latencies.append(now - sent_at[trigger])
+
+        reader = asyncio.create_task(read())
+        started = time.perf_counter()
+        for i, line in enumerate(offered):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            topic, key, ok = route(line, topics)
+            if ok:
+                with_id = orjson.loads(line).get("event_id")
+                if isinstance(with_id, str):
+                    sent_at.setdefault(with_id, time.perf_counter())
+            await producer.send(topic, line, key=key)
+        offered_s = time.perf_counter() - started
+        await producer.flush()
+        # Drain: decisions keep coming until the watermark passes the last events.
+        settle = time.perf_counter() + 15
+        seen = -1
+        while time.perf_counter() < settle and seen != len(latencies):
+            seen = len(latencies)
+            await asyncio.sleep(2)
+        reader.cancel()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    latencies.sort()
+    if not latencies:
+        raise RuntimeError("no decisions measured")
+    return {"offered_rate": len(offered) / offered_s, "decisions": len(latencies),
+            "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "max_ms": 1000 * latencies[-1]}
+
+
+async def _wait_group(broker: EmbeddedBroker, app_id: str, proc: subprocess.Popen[bytes]) -> None:
+    """The worker has joined and been assigned: its tick topic sees commits or records."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(f"{app_id}-ticks", 0)
+        consumer.assign([tp])
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("the latency worker exited")
+            batch = await consumer.getmany(timeout_ms=500)
+            if batch:
+                return
+        raise RuntimeError("the worker never ticked")
+    finally:
+        await consumer.stop()
+
+
+async def run(args: argparse.Namespace) -> None:
+    m = machine()
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; {m['python']}, "
+          f"{m['platform']}", flush=True)
+    path = ensure_log(100_000, 180)
+    with open(path, "rb") as f:
+        lines = [line.rstrip(b"\n") for _, line in zip(range(args.events), f, strict=False)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    with EmbeddedBroker(log_path=str(tmp / "tansu.log")) as broker:
+        topics = Topics(f"b{uuid.uuid4().hex[:6]}.")
+        await ensure_topics(broker.url, topics.inputs, args.partitions)
+        seconds = await preload(broker, topics, lines)
+        print(f"pre-loaded {len(lines):,} records in {seconds:.1f} s "
+              f"({args.partitions} partitions per topic)", flush=True)
+        tps = [TopicPartition(t, p) for t in topics.inputs for p in range(args.partitions)]
+        floor_code = tmp / "floor_app.py"
+        floor_code.write_text(FLOOR_APP)
+        floors, workers = [], []
+        for i in range(args.runs):
+            group = f"floor-{uuid.uuid4().hex[:6]}"
+            cmd = [sys.executable, str(floor_code), broker.url, topics.prefix, group,
+                   str(args.partitions), str(free_port()), "worker"]
+            r = await measure(broker, group, tps, len(lines), cmd, tmp / f"floor-{i}.log",
+                              args.timeout)
+            floors.append(r["rate"])
+            print(f"  run {i + 1}: floor  {r['rate']:>9,.0f} records/s "
+                  f"({r['seconds']:.1f} s)", flush=True)
+            app_id = f"monitor-{uuid.uuid4().hex[:6]}"
+            await ensure_topics(broker.url, (topics.decisions, topics.dead_letter,
+                                             f"{app_id}-ticks"), args.partitions)
+            cmd = [*CLI, "worker", "--broker", broker.url, "--partitions", str(args.partitions),
+                   "--topic-prefix", topics.prefix, "--app-id", app_id, "--web-port",
+                   str(free_port()), "--fast-rebalance", "--data-dir", str(tmp / app_id)]
+            r = await measure(broker, app_id, tps, len(lines), cmd, tmp / f"worker-{i}.log",
+                              args.timeout)
+            workers.append(r["rate"])
+            print(f"  run {i + 1}: worker {r['rate']:>9,.0f} events/s "
+                  f"({r['seconds']:.1f} s)", flush=True)
+        floor, worker = statistics.median(floors), statistics.median(workers)
+        print(f"throughput, median of {args.runs}: floor {floor:,.0f} records/s; worker "
+              f"{worker:,.0f} events/s = {worker / floor:.2f} of the floor "
+              f"(target 25,000, goal 40,000)", flush=True)
+        lat = await latency(broker, lines, args.rate, args.latency_seconds, args.partitions,
+                            tmp)
+        print(f"latency at {lat['offered_rate']:,.0f} events/s offered: p50 "
+              f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms "
+              f"over {lat['decisions']:,} event-triggered decisions "
+              f"(target p99 < 500 ms, goal 100 ms)", flush=True)
+    print(f"logs in {tmp}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--rate", type=float, default=5000)
+    p.add_argument("--latency-seconds", type=float, default=20)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=1800)
+    asyncio.run(run(p.parse_args()))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.kafka import EmbeddedBroker
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The embedded Tansu broker, one per test session; tests use their own topics."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=str(log)) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def live_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated log with corrections, duplicates and malformed lines."""
+    path = tmp_path_factory.mktemp("logs") / "live.jsonl"
+    subprocess.run([sys.executable, "-m", "streams.cli", "generate", "--users", "300",
+                    "--days", "150", "--seed", "5", "--malformed-share", "0.01",
+                    "--output", str(path)], check=True, capture_output=True)
+    return path

@@ -1,0 +1,296 @@
+"""The worker on the real (embedded) broker: live equals replay, failover, broker
+stall, conservation, dead letters, and the commands around it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streams.kafka import EmbeddedBroker, Topics, free_port, partition_for, port_open
+from tests.live import CLI, Expected, Live, TopicReader, wait_for
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def live(kafka: EmbeddedBroker, tmp_path: Path):
+    setup = Live(kafka, tmp_path)
+    yield setup
+    for worker in setup.workers:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait()
+
+
+def check_decisions(reader: TopicReader, topics: Topics, expected: Expected,
+                    exact: bool) -> int:
+    """Every decision equals replay's for the same id, none missing; returns re-emissions."""
+    seen: dict[str, dict] = {}
+    repeats = 0
+    for record, value in zip(reader.records[topics.decisions], reader.values(topics.decisions),
+                             strict=True):
+        assert record.key == value["user_id"].encode()
+        did = value["decision_id"]
+        assert did in expected.decisions, f"a decision replay does not make: {value}"
+        assert value == expected.decisions[did]
+        if did in seen:
+            repeats += 1
+        seen[did] = value
+    assert set(seen) == set(expected.decisions)
+    if exact:
+        assert repeats == 0
+    return repeats
+
+
+def check_dead_letters(reader: TopicReader, topics: Topics, expected: Expected,
+                       exact: bool) -> None:
+    """Every bad record is dead-lettered with its reason (once, unless a worker died:
+    then a record may be dead-lettered again, recognisable by its source offset)."""
+    letters = reader.values(topics.dead_letter)
+    unique = {(d["topic"], d["partition"], d["offset"]): d for d in letters}
+    if exact:
+        assert len(unique) == len(letters)
+    assert Counter(d["reason"] for d in unique.values()) == expected.rejected
+    for letter in letters:
+        assert letter["topic"] in topics.inputs
+        assert letter["partition"] in range(4) and letter["offset"] >= 0
+        assert letter["detail"]
+        assert "value" in letter or "value_base64" in letter
+
+
+async def run_to_completion(live: Live, expected: Expected, sent: int,
+                            exact: bool = True) -> int:
+    await live.wait_committed(sent)
+    topics = live.topics
+    async with TopicReader(live.broker, topics.decisions, topics.dead_letter) as reader:
+        await reader.until(lambda: len(reader.records[topics.dead_letter])
+                           >= sum(expected.rejected.values())
+                           and len({orjson.loads(r.value)["decision_id"]
+                                    for r in reader.records[topics.decisions]})
+                           >= len(expected.decisions), 60, "every decision and dead letter")
+        await reader.drain()
+        check_dead_letters(reader, topics, expected, exact)
+        return check_decisions(reader, topics, expected, exact)
+
+
+def check_conservation(summary: dict[str, int], expected: Expected) -> None:
+    assert summary["read"] == expected.read
+    assert summary["applied"] + summary["duplicates"] + summary["rejected"] == summary["read"]
+    assert summary["applied"] == expected.applied
+    assert summary["duplicates"] == expected.duplicates
+    assert summary["rejected"] == sum(expected.rejected.values())
+
+
+async def test_live_equals_replay_while_the_worker_runs(live: Live, live_log: Path) -> None:
+    expected = Expected.of(live_log)
+    assert expected.late == 0 and expected.rejected and expected.duplicates
+    await live.create_topics()
+    worker = live.start_worker()
+    await live.wait_web(worker)
+    sent = await live.produce_lines(live_log)
+    assert sent == expected.read
+    await run_to_completion(live, expected, sent)
+    assert worker.stop() == 0
+    check_conservation(worker.summary(), expected)
+
+
+async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
+        live: Live, live_log: Path) -> None:
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    summary = await live.produce_topic_by_topic(live_log)
+    assert summary.sent == expected.read
+    worker = live.start_worker()
+    await run_to_completion(live, expected, summary.sent)
+    assert worker.stop() == 0
+    check_conservation(worker.summary(), expected)
+
+
+async def test_failover_survivor_restores_state_and_decides_the_same(
+        live: Live, live_log: Path) -> None:
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    first, second = live.start_worker(), live.start_worker()
+    await live.wait_web(first)
+    await live.wait_web(second)
+    lines = _lines(live_log)
+    producing = asyncio.create_task(live.produce(lines, rate=len(lines) / 20))
+    topics = live.topics
+    async with TopicReader(live.broker, topics.decisions) as reader:
+        # Both workers are deciding (each owns partitions) before one dies.
+        await reader.until(lambda: len(reader.records[topics.decisions])
+                           >= len(expected.decisions) // 3, 90, "a third of the decisions")
+    victim = first
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    summary = await producing
+    repeats = await run_to_completion(live, expected, summary.sent, exact=False)
+    survivor_log = second.output()
+    assert second.stop() == 0
+    # The survivor took the victim's partitions over with their users' state.
+    assert "users restored" in survivor_log
+    print(f"failover: {repeats} decisions re-emitted with their original ids")
+
+
+async def test_broker_stall_loses_nothing(live: Live, live_log: Path) -> None:
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    worker = live.start_worker()
+    await live.wait_web(worker)
+    lines = _lines(live_log)
+    half = len(lines) // 2
+    first = await live.produce(lines[:half])
+    topics = live.topics
+    async with TopicReader(live.broker, topics.decisions) as reader:
+        await reader.until(lambda: len(reader.records[topics.decisions]) > 0, 60,
+                           "the first decisions")
+    live.broker.pause()
+    try:
+        await asyncio.sleep(20)  # the stall itself is what is tested
+    finally:
+        live.broker.resume()
+    second = await live.produce(lines[half:])
+    await run_to_completion(live, expected, first.sent + second.sent, exact=False)
+    assert worker.stop() == 0
+    assert worker.process.returncode == 0
+
+
+def _lines(path: Path) -> list[bytes]:
+    return [line for line in path.read_bytes().splitlines() if line.strip()]
+
+
+async def test_misrouted_and_mis_keyed_records(live: Live) -> None:
+    """A record in the wrong partition is sent to its user's partition; a key that is
+    not the user_id is dead-lettered."""
+    from aiokafka import AIOKafkaProducer
+
+    await live.create_topics()
+    worker = live.start_worker()
+    await live.wait_web(worker)
+    topics = live.topics
+    uid = "u-misrouted"
+    home = partition_for(uid.encode(), live.partitions)
+    wrong = (home + 1) % live.partitions
+    base = {"event_type": "credit_report", "user_id": uid, "bureau": "pboc",
+            "occurred_at": "2026-03-01T10:00:00Z", "credit_score": 420}
+    producer = AIOKafkaProducer(bootstrap_servers=live.broker.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.report_changes,
+                                     orjson.dumps({**base, "event_id": "e-1"}),
+                                     key=uid.encode(), partition=wrong)
+        await producer.send_and_wait(topics.report_changes,
+                                     orjson.dumps({**base, "event_id": "e-2"}),
+                                     key=b"someone-else", partition=home)
+    finally:
+        await producer.stop()
+    async with TopicReader(live.broker, topics.decisions, topics.dead_letter,
+                           topics.report_changes) as reader:
+        await reader.until(lambda: len(reader.records[topics.decisions]) >= 1
+                           and len(reader.records[topics.dead_letter]) >= 1, 60,
+                           "the rerouted record's decision and the dead letter")
+        decision = reader.values(topics.decisions)[0]
+        assert decision["user_id"] == uid and decision["trigger_event_id"] == "e-1"
+        assert reader.records[topics.decisions][0].partition == home
+        letter = reader.values(topics.dead_letter)[0]
+        assert letter["reason"] == "key_mismatch" and letter["partition"] == home
+        copies = [r for r in reader.records[topics.report_changes]
+                  if orjson.loads(r.value)["event_id"] == "e-1"]
+        assert sorted(r.partition for r in copies) == sorted([wrong, home])
+    assert worker.stop() == 0
+    summary = worker.summary()
+    assert summary == {"read": 2, "applied": 1, "duplicates": 0, "rejected": 1}
+
+
+async def test_produce_and_record_round_trip(live: Live, live_log: Path, tmp_path: Path) -> None:
+    await live.create_topics()
+    produced = subprocess.run([*CLI, "produce", str(live_log), "--broker", live.broker.url,
+                               "--topic-prefix", live.prefix], capture_output=True, text=True,
+                              timeout=120)
+    assert produced.returncode == 0, produced.stderr
+    lines = _lines(live_log)
+    assert f"produced {len(lines):,} records" in produced.stderr
+    out = tmp_path / "recorded.jsonl"
+    recorded = subprocess.run([*CLI, "record", "--broker", live.broker.url, "--topic-prefix",
+                               live.prefix, "--output", str(out)], capture_output=True,
+                              text=True, timeout=120)
+    assert recorded.returncode == 0, recorded.stderr
+    assert Counter(_lines(out)) == Counter(lines)
+    # The recorded log decides like the original (the reader orders by event time).
+    assert Expected.of(out).decisions == Expected.of(live_log).decisions
+
+
+def test_worker_refuses_an_unreachable_broker() -> None:
+    dead = f"kafka://127.0.0.1:{free_port()}"
+    run = subprocess.run([*CLI, "worker", "--broker", dead, "--web-port", str(free_port())],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0
+    assert "cannot reach the Kafka broker" in run.stderr and dead in run.stderr
+
+
+def test_worker_refuses_a_bad_policy(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: x\nrules: 3\n")
+    run = subprocess.run([*CLI, "worker", "--policy", str(bad)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.startswith("closure-monitor: ") and run.stderr.count("\n") == 1
+
+
+def test_worker_names_a_web_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        run = subprocess.run([*CLI, "worker", "--web-port", str(port)], capture_output=True,
+                             text=True, timeout=60)
+    assert run.returncode == 2
+    assert f"127.0.0.1:{port}" in run.stderr and "--web-port" in run.stderr
+
+
+def test_dev_shows_live_decisions_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "dev", "--users", "200", "--rate", "500",
+                             "--web-port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 90
+        first = b""
+        while not first and time.monotonic() < deadline and proc.poll() is None:
+            if sel.select(timeout=1):
+                first = proc.stdout.readline()
+        assert first, "no decision within 90 s"
+        fields = first.decode().split()
+        assert fields[2] in ("warn", "downgrade", "close", "restore")
+        assert port_open("127.0.0.1", port)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"stopped" in err
+    assert not port_open("127.0.0.1", port)
+
+
+async def test_wait_for_reports_what_it_waited_for() -> None:
+    async def never() -> bool:
+        return False
+    with pytest.raises(AssertionError, match="the impossible"):
+        await wait_for(never, 0.3, "the impossible", poll=0.1)
