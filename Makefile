@@ -15,8 +15,7 @@ $(BIN)/closure-monitor: pyproject.toml
 install: $(BIN)/closure-monitor
 
 dev: install
-	$(BIN)/closure-monitor generate --users 2000 --days 120 --output /tmp/closure-monitor-dev.jsonl
-	$(BIN)/closure-monitor replay /tmp/closure-monitor-dev.jsonl | head -20
+	$(BIN)/closure-monitor dev
 
 lint: install
 	$(BIN)/ruff check .
@@ -27,3 +26,4 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/live.py
