@@ -90,11 +90,13 @@ def check_conservation(summary: dict[str, int], expected: Expected) -> None:
     assert summary["rejected"] == sum(expected.rejected.values())
 
 
-async def test_live_equals_replay_while_the_worker_runs(live: Live, live_log: Path) -> None:
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+async def test_live_equals_replay_while_the_worker_runs(live: Live, live_log: Path,
+                                                        store: str) -> None:
     expected = Expected.of(live_log)
     assert expected.late == 0 and expected.rejected and expected.duplicates
     await live.create_topics()
-    worker = live.start_worker()
+    worker = live.start_worker(store=store)
     await live.wait_web(worker)
     sent = await live.produce_lines(live_log)
     assert sent == expected.read
