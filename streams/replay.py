@@ -96,7 +96,7 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
                 progress(tally.read)
             event = decode(raw)
             if isinstance(event, Rejection):
-                tally.rejected[event.reason] += 1
+                tally.count_rejection(event)
                 if on_reject is not None:
                     on_reject(RejectedLine(names[i], line_no[i], event, raw))
                 continue
