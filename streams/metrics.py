@@ -163,8 +163,9 @@ class Metrics:
         """Export `part`'s watermark, buffered events and pending deadlines under the
         label `partition`, read at each collection, and follow its tally."""
         label = str(partition)
-        if label in self._watched:
-            self.unwatch(label)
+        previous = self._watched.get(label)
+        if previous is not None:
+            self.unfollow(previous.tally)
         self._watched[label] = part
         self.follow(part.tally)
 

@@ -279,6 +279,9 @@ def test_watched_partitions_and_consumer_lag() -> None:
     assert value(samples, "closure_monitor_pending_deadlines") == parts[1].pending_deadlines
     assert by_labels(samples, "closure_monitor_consumer_lag", "topic", "partition") == {
         ("credit.repayments", "0"): 10, ("credit.repayments", "1"): 11}
+    metrics.watch(0, parts[0])  # watching again replaces, without counting twice
+    assert by_labels(check_contract(metrics.exposition()[0].decode()),
+                     "closure_monitor_events_total", "outcome")[("applied",)] == 1
     metrics.unwatch(1)  # revoked: its gauges go, its counts stay
     samples = check_contract(metrics.exposition()[0].decode())
     assert samples["closure_monitor_watermark_timestamp_seconds"] == []
