@@ -26,7 +26,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from os import PathLike
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -213,8 +213,13 @@ class Metrics:
         events = CounterMetricFamily(
             _PREFIX + "events", "Input records by event type and outcome "
             "(applied, duplicate, rejected).", labels=["event_type", "outcome"])
+        rejected = totals["rejected_types"]
+        # Rejections counted by reason only (not through Tally.count_rejection): unknown type.
+        untyped = sum(totals["rejected"].values()) - sum(rejected.values())
+        if untyped > 0:
+            rejected[UNKNOWN_TYPE] += untyped
         by_outcome = {"applied": totals["applied"], "duplicate": totals["duplicates"],
-                      "rejected": totals["rejected_types"]}
+                      "rejected": rejected}
         seen: dict[tuple[str, ...], int] = {
             (t, o): n for o, counts in by_outcome.items() for t, n in counts.items()}
         _add(events, _EVENT_LABELS, seen, described)
@@ -304,20 +309,30 @@ def _add(family: CounterMetricFamily, known: Iterable[tuple[str, ...]],
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """A /metrics response: `registry` in the Prometheus text format, and its content type."""
+    """A /metrics response: `registry` in the Prometheus text format, and its content type.
+
+    The content type names a charset: aiohttp (Faust's web server) refuses it as
+    `content_type=`; send it as the Content-Type header instead.
+    """
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class TimedPartition(Partition[H]):
-    """A `Partition` that reports how long each `apply` takes (load the user's state,
-    check for a duplicate, step, store) to `observe`, e.g. `Metrics.observe_step`."""
+    """A `Partition` that reports, for every event it applies, how long `apply` took
+    (load the user's state, check for a duplicate, step, store) to `observe_step`,
+    and, when given `observe_lag`, the wall clock then minus the event's
+    `occurred_at` (e.g. `Metrics.observe_step`, `Metrics.observe_lag`)."""
 
     def __init__(self, policy: Policy, states: MutableMapping[str, UserState], lateness: float,
-                 tally: Tally | None = None, *, observe: Callable[[float], None]) -> None:
+                 tally: Tally | None = None, *, observe_step: Callable[[float], None],
+                 observe_lag: Callable[[float], None] | None = None) -> None:
         super().__init__(policy, states, lateness, tally)
-        self._observe = observe
+        self._observe_step = observe_step
+        self._observe_lag = observe_lag
 
     def apply(self, event: Event) -> None:
         started = perf_counter()
         super().apply(event)
-        self._observe(perf_counter() - started)
+        self._observe_step(perf_counter() - started)
+        if self._observe_lag is not None:
+            self._observe_lag(time() - event.occurred_at)

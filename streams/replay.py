@@ -85,7 +85,7 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
     else:
         from streams.metrics import TimedPartition
 
-        part = TimedPartition(policy, table, lateness, observe=metrics.observe_step)
+        part = TimedPartition(policy, table, lateness, observe_step=metrics.observe_step)
         metrics.set_policy(policy.version)
         metrics.watch(0, part)
     tally = part.tally

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import REJECT_REASONS, Rejection, decode
 from streams.engine import Partition, Tally
-from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, exposition
+from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, TimedPartition, exposition
 from streams.policy import load_policy
 from streams.replay import RejectedLine, replay
 from tests.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
@@ -315,6 +316,34 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     assert len([1 for labels, _ in samples[lag] if "le" in labels]) == len(LAG_BUCKETS) + 1
 
 
+def test_timed_partition_observes_every_apply(log: Path) -> None:
+    metrics = Metrics()
+    steps: list[float] = []
+    lags: list[float] = []
+    # Lateness over the whole log: all is released at the end, in event-time order.
+    part = TimedPartition[None](POLICY, {}, 1e9, observe_step=steps.append,
+                                observe_lag=lags.append)
+    part.add_input("log")
+    events = [e for e in map(decode, log.read_bytes().splitlines())
+              if not isinstance(e, Rejection)]
+    metrics.watch(0, part)
+    before = time.time()
+    for event in events:
+        part.offer("log", event, None)
+    part.remove_input("log")
+    after = time.time()
+    tally = part.tally
+    assert len(steps) == len(lags) == len(events)
+    assert sum(tally.applied.values()) + sum(tally.duplicates.values()) == len(events)
+    assert all(0 <= s < after - before for s in steps)
+    for event, lag in zip(sorted(events, key=lambda e: (e.occurred_at, e.event_id)), lags,
+                          strict=True):
+        assert before - event.occurred_at <= lag <= after - event.occurred_at
+    samples = check_contract(metrics.exposition()[0].decode())
+    assert value(samples, "closure_monitor_events_total",
+                 event_type="repayment", outcome="applied") == tally.applied["repayment"]
+
+
 def test_write_and_exposition_agree(tmp_path: Path) -> None:
     metrics = Metrics(policy_version="v-test")
     tally = Tally()
@@ -331,6 +360,20 @@ def test_write_and_exposition_agree(tmp_path: Path) -> None:
     assert rejected["credit_report", "rejected"] == rejected["unknown", "rejected"] == 1
     assert by_labels(samples, "closure_monitor_dead_letters_total", "reason")[("schema",)] == 1
     assert value(samples, "closure_monitor_policy_info", version="v-test") == 1
+
+
+def test_rejections_counted_by_reason_only_are_of_unknown_type() -> None:
+    metrics = Metrics()
+    tally = Tally()
+    metrics.follow(tally)
+    tally.count_rejection(Rejection("schema", "x", "repayment"))
+    tally.rejected["key_mismatch"] += 2  # as a shell that bypasses count_rejection would
+    samples = check_contract(metrics.exposition()[0].decode())
+    rejected = by_labels(samples, "closure_monitor_events_total", "event_type", "outcome")
+    assert rejected["repayment", "rejected"] == 1
+    assert rejected["unknown", "rejected"] == 2
+    dead = by_labels(samples, "closure_monitor_dead_letters_total", "reason")
+    assert sum(dead.values()) == 3 and dead[("key_mismatch",)] == 2
 
 
 # --- the console script -------------------------------------------------------------
