@@ -8,13 +8,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
 from streams.errors import ConfigError, MonitorError
 from streams.policy import load_policy
 from streams.replay import DEFAULT_LATENESS, replay, summary_lines
+
+if TYPE_CHECKING:
+    from streams.metrics import Metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     _policy_flags(r)
     r.add_argument("--output", "-o", help="decisions JSONL here instead of stdout")
     r.add_argument("--dead-letter", help="rejected lines, with reason and line number, here")
+    r.add_argument("--metrics", metavar="FILE",
+                   help="the worker's Prometheus metrics after the run, in the text format, here")
     r.set_defaults(run=_replay)
 
     b = sub.add_parser("backtest", help="a policy against a baseline on the same log")
@@ -109,6 +114,7 @@ def progress_meter(label: str) -> Callable[[int], None] | None:
 
 def _replay(args: argparse.Namespace) -> int:
     _check_logs(args.logs)
+    metrics = _metrics_for(args.metrics)
     policy = load_policy(args.policy)
     out = _open_out(args.output)
     dead = _open_out(args.dead_letter) if args.dead_letter else None
@@ -118,7 +124,7 @@ def _replay(args: argparse.Namespace) -> int:
         tally = replay(policy, args.logs, lateness=args.lateness,
                        on_decision=lambda d: _write(write, d.to_json()),
                        on_reject=(lambda r: _write(dead.write, r.to_json())) if dead else None,
-                       progress=progress_meter("replay"))
+                       progress=progress_meter("replay"), metrics=metrics)
     finally:
         out.flush()
         if out is not sys.stdout.buffer:
@@ -126,6 +132,11 @@ def _replay(args: argparse.Namespace) -> int:
         if dead is not None:
             dead.close()
     elapsed = time.monotonic() - started
+    if metrics is not None:
+        try:
+            metrics.write(args.metrics)
+        except OSError as exc:
+            raise ConfigError(f"{args.metrics}: cannot write: {exc.strerror}") from exc
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for line in summary_lines(tally):
@@ -133,6 +144,18 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"policy {policy.version}; {tally.read / max(elapsed, 1e-9):,.0f} events/s",
           file=sys.stderr)
     return 0
+
+
+def _metrics_for(path: str | None) -> Metrics | None:
+    """A fresh `Metrics` for `--metrics`, once the file is known to be writable."""
+    if path is None:
+        return None
+    from streams.metrics import Metrics
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise ConfigError(f"{path}: cannot write metrics there")
+    return Metrics()
 
 
 def _write(write: Callable[[bytes], object], record: bytes) -> None:

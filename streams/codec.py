@@ -44,6 +44,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 class Rejection:
     reason: str  # one of REJECT_REASONS
     detail: str
+    event_type: str | None = None  # one of EVENT_TYPES when the record names a known one
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
@@ -78,11 +79,12 @@ def decode_object(obj: dict[str, Any]) -> Event | Rejection:
                          f"event_type {shown} is not one of {', '.join(EVENT_TYPES)}")
     version = obj.get("schema_version", 1)
     if version != 1 or isinstance(version, bool):
-        return Rejection("unsupported_version", f"schema_version {version!r}: only 1 is known")
+        return Rejection("unsupported_version", f"schema_version {version!r}: only 1 is known",
+                         kind)
     try:
         return builder(obj)
     except _Invalid as exc:
-        return Rejection("schema", str(exc))
+        return Rejection("schema", str(exc), kind)
 
 
 def _text(obj: dict[str, Any], name: str, limit: int) -> str:

@@ -10,7 +10,7 @@ import heapq
 from collections import Counter
 from collections.abc import Hashable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from streams.core import is_duplicate, step
 from streams.decisions import Decision
@@ -18,6 +18,9 @@ from streams.events import Event, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.state import UserState
+
+if TYPE_CHECKING:
+    from streams.codec import Rejection
 
 H = TypeVar("H")
 
@@ -32,9 +35,14 @@ class Tally:
     late: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)  # by rejection reason
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, reason)
+    rejected_types: Counter[str] = field(default_factory=Counter)  # by event_type or "unknown"
 
     def count_decision(self, d: Decision) -> None:
         self.decisions[d.action, d.reasons[0].code] += 1
+
+    def count_rejection(self, r: Rejection) -> None:
+        self.rejected[r.reason] += 1
+        self.rejected_types[r.event_type or "unknown"] += 1
 
     @property
     def accounted(self) -> int:

@@ -13,7 +13,7 @@ import gzip
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
@@ -22,6 +22,9 @@ from streams.decisions import Decision
 from streams.engine import Partition, Tally
 from streams.policy import Policy
 from streams.state import UserState
+
+if TYPE_CHECKING:
+    from streams.metrics import Metrics
 
 DEFAULT_LATENESS = 600.0  # seconds of event time an input may run behind another
 
@@ -67,9 +70,24 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
            on_decision: Callable[[Decision], None],
            on_reject: Callable[[RejectedLine], None] | None = None,
            progress: Callable[[int], None] | None = None,
-           states: dict[str, UserState] | None = None) -> Tally:
-    """Decide over the logs; call back for every decision and rejected line."""
-    part: Partition[None] = Partition(policy, states if states is not None else {}, lateness)
+           states: dict[str, UserState] | None = None,
+           metrics: Metrics | None = None) -> Tally:
+    """Decide over the logs; call back for every decision and rejected line.
+
+    With `metrics`, the run is counted there as the worker counts (the one
+    partition labelled "0"), with the time of every step; wall-clock event lag
+    means nothing for a recorded log and is not observed.
+    """
+    table = states if states is not None else {}
+    part: Partition[None]
+    if metrics is None:
+        part = Partition(policy, table, lateness)
+    else:
+        from streams.metrics import TimedPartition
+
+        part = TimedPartition(policy, table, lateness, observe_step=metrics.observe_step)
+        metrics.set_policy(policy.version)
+        metrics.watch(0, part)
     tally = part.tally
     names = list(paths)
     handles = [open_log(p) for p in names]
@@ -96,7 +114,7 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
                 progress(tally.read)
             event = decode(raw)
             if isinstance(event, Rejection):
-                tally.rejected[event.reason] += 1
+                tally.count_rejection(event)
                 if on_reject is not None:
                     on_reject(RejectedLine(names[i], line_no[i], event, raw))
                 continue
@@ -110,6 +128,8 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
             if h is not sys.stdin.buffer:
                 h.close()
     _drain(part, on_decision)
+    if metrics is not None:
+        metrics.set_users(len(table))
     return tally
 
 

@@ -241,6 +241,25 @@ def test_rejection_reasons(raw: bytes, reason: str) -> None:
     assert result.reason == reason, result
 
 
+@pytest.mark.parametrize(("raw", "event_type"), [
+    pytest.param(orjson.dumps(with_(REPAYMENT, installment=0)), "repayment", id="repayment"),
+    pytest.param(orjson.dumps(with_(APPLICATION, kind="refinance")), "application",
+                 id="application"),
+    pytest.param(orjson.dumps(with_(CREDIT_REPORT, credit_score=10)), "credit_report",
+                 id="credit-report"),
+    pytest.param(orjson.dumps(with_(APPLICATION, schema_version=2)), "application",
+                 id="version-2"),
+    pytest.param(orjson.dumps(with_(REPAYMENT, event_type="loan")), None, id="unknown-type"),
+    pytest.param(orjson.dumps(with_(REPAYMENT, event_type=_MISSING)), None, id="no-type"),
+    pytest.param(b'{"event_type": "repayment"', None, id="not-json"),
+    pytest.param(b"[]", None, id="not-object"),
+])
+def test_rejection_keeps_a_known_event_type(raw: bytes, event_type: str | None) -> None:
+    result = decode(raw)
+    assert isinstance(result, Rejection)
+    assert result.event_type == event_type, result
+
+
 @pytest.mark.parametrize(("obj", "field"), [
     (with_(REPAYMENT, installment=0), "installment"),
     (with_(REPAYMENT, paid_at=_MISSING), "paid_at"),
