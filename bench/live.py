@@ -233,8 +233,8 @@ async def _wait_group(broker: EmbeddedBroker, app_id: str, proc: subprocess.Pope
 
 async def run(args: argparse.Namespace) -> None:
     m = machine()
-    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; {m['python']}, "
-          f"{m['platform']}", flush=True)
+    print(f"machine: nproc {m['nproc']} (affinity {m['affinity']}), cpu {m['cpu']}, "
+          f"{m['python']}, {m['platform']}", flush=True)
     path = ensure_log(100_000, 180)
     with open(path, "rb") as f:
         lines = [line.rstrip(b"\n") for _, line in zip(range(args.events), f, strict=False)]

@@ -32,6 +32,7 @@ from streams.codec import Rejection, decode
 from streams.decisions import Decision
 from streams.engine import Partition, Tally
 from streams.kafka import Topics, partition_for
+from streams.metrics import Metrics, TimedPartition
 from streams.policy import Policy
 from streams.state import UserState, dump, load
 
@@ -166,7 +167,7 @@ class Shell:
     """Everything the agent does, per partition number."""
 
     def __init__(self, app: faust.App, settings: Settings, policy: Policy,
-                 table: Any, metrics: Any = None) -> None:
+                 table: Any, metrics: Metrics) -> None:
         self.app = app
         self.settings = settings
         self.policy = policy
@@ -188,8 +189,11 @@ class Shell:
     async def part(self, p: int) -> Partition[_Pending]:
         part = self.parts.get(p)
         if part is None:
-            part = Partition(self.policy, TableStates(self.table), self.settings.lateness,
-                             self.tally)
+            metrics = self.metrics
+            part = TimedPartition(self.policy, TableStates(self.table),
+                                  self.settings.lateness, self.tally,
+                                  observe_step=metrics.observe_step,
+                                  observe_lag=metrics.observe_lag)
             for name in self.topics.inputs:
                 tp = TP(name, p)
                 part.add_input(tp)
@@ -197,6 +201,7 @@ class Shell:
                 inp.next_offset = await self._start_offset(tp)
             self._restore(p, part)
             self.parts[p] = part
+            metrics.watch(p, part)
         return part
 
     async def _start_offset(self, tp: TP) -> int:
@@ -229,6 +234,7 @@ class Shell:
             part = self.parts.pop(p, None)
             if part is not None:
                 self.tally.read -= len(part.buffer)  # read again by the next owner
+                self.metrics.unwatch(p)
                 self.outboxes.pop(id(part), None)
                 for name in self.topics.inputs:
                     self.inputs.pop(TP(name, p), None)
@@ -262,7 +268,8 @@ class Shell:
         if key is not None and key != uid.encode():
             shown = key[:80].decode("utf-8", "replace")
             await self._dead_letter(msg, Rejection(
-                "key_mismatch", f"record key {shown!r} is not the user_id {uid!r}"))
+                "key_mismatch", f"record key {shown!r} is not the user_id {uid!r}",
+                decoded.event_type))
             pending.done = True
             self._ack(inp)
             return
@@ -304,6 +311,18 @@ class Shell:
                 released += part.set_idle(tp, True)
         released += part.release()
         await self._settle(part, released)
+        self._gauges(p)
+
+    def _gauges(self, p: int) -> None:
+        """Consumer lag of this partition's inputs and the users held, at each tick."""
+        consumer = self.app.consumer
+        for name in self.topics.inputs:
+            tp = TP(name, p)
+            hw = consumer.highwater(tp)
+            inp = self.inputs.get(tp)
+            if hw is not None and inp is not None:
+                self.metrics.set_consumer_lag(name, p, max(hw - inp.next_offset, 0))
+        self.metrics.set_users(sum(len(part.states) for part in self.parts.values()))
 
     async def _settle(self, part: Partition[_Pending], released: list[_Pending]) -> None:
         """Send what the released events decided; once delivered, store the states
@@ -346,7 +365,7 @@ class Shell:
                                                value=decision.to_json())
 
     async def _dead_letter(self, msg: Any, rejection: Rejection) -> None:
-        self.tally.rejected[rejection.reason] += 1
+        self.tally.count_rejection(rejection)
         record: dict[str, Any] = {
             "reason": rejection.reason, "detail": rejection.detail,
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
@@ -402,7 +421,15 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
                       key_type=bytes, value_type=bytes)
     # Keys are user ids, values the compact state: bytes as they are, both ways.
     table.key_serializer = table.value_serializer = "raw"
-    shell = Shell(app, settings, policy, table)
+    metrics = Metrics(policy_version=policy.version)
+    shell = Shell(app, settings, policy, table, metrics)
+
+    async def serve_metrics(web: Any, request: Any) -> Any:
+        body, content_type = metrics.exposition()
+        # Content-Type through headers: aiohttp refuses a content_type with a charset.
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    app.page("/metrics")(serve_metrics)
     channel = raw_topic(app, *settings.topics.inputs, settings.ticks_topic,
                         partitions=settings.partitions)
 

@@ -101,8 +101,31 @@ async def test_live_equals_replay_while_the_worker_runs(live: Live, live_log: Pa
     sent = await live.produce_lines(live_log)
     assert sent == expected.read
     await run_to_completion(live, expected, sent)
+    # The worker's /metrics says the same: every record applied, duplicate or rejected.
+    outcomes = Counter[str]()
+    decisions = 0
+    for family in scrape(worker.web_port):
+        for sample in family.samples:
+            assert "user_id" not in sample.labels
+            if sample.name == "closure_monitor_events_total":
+                outcomes[sample.labels["outcome"]] += int(sample.value)
+            elif sample.name == "closure_monitor_decisions_total":
+                decisions += int(sample.value)
+    assert outcomes == {"applied": expected.applied, "duplicate": expected.duplicates,
+                        "rejected": sum(expected.rejected.values())}
+    assert decisions == len(expected.decisions)
     assert worker.stop() == 0
     check_conservation(worker.summary(), expected)
+
+
+def scrape(port: int) -> list:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return list(text_string_to_metric_families(response.read().decode()))
 
 
 async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
