@@ -91,6 +91,101 @@ OBSERVERS: dict[str, Callable[[Policy, Rule, UserState, float], Observed]] = {
     "DORMANT": _dormant,
 }
 
+# When a rule's crossed tiers can next change with no new event: a time before which
+# re-observing the rule is pointless. Early is always safe (the rule is re-observed);
+# MARGIN keeps float rounding from ever making it late.
+MARGIN = 1.0
+NO_CHANGE = float("inf")
+
+
+def _overdue_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    marks = p.day_marks  # every whole-day threshold of OVERDUE is among them
+    for inst in s.ledger.values():
+        if inst.paid_at is None:
+            due = inst.due
+            for days in marks:
+                at = due + days * DAY
+                if at > low:
+                    if at < first:
+                        first = at
+                    break
+    return first - MARGIN
+
+
+def _repeated_lateness_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    window = r.window
+    late = p.late_after_days * DAY
+    for inst in s.ledger.values():
+        at = inst.due + window  # leaves the window
+        if low < at < first:
+            first = at
+        if inst.paid_at is None:
+            at = inst.due + late  # becomes late
+            if low < at < first:
+                first = at
+    return first - MARGIN
+
+
+def _score_drop_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    window = r.window
+    for at, _ in s.scores:
+        at += window
+        if low < at < first:
+            first = at
+    return first - MARGIN
+
+
+def _application_burst_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    window = r.window
+    for at in s.applications:
+        if low < at < first:  # not yet counted
+            first = at
+        at += window  # leaves the window
+        if low < at < first:
+            first = at
+    reported = s.bureau_at.get("hard_inquiries_30d")
+    if reported is not None:
+        at = reported + INQUIRY_WINDOW
+        if low < at < first:
+            first = at
+    return first - MARGIN
+
+
+def _dormant_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
+    for tier in r.tiers:
+        at = since + whole_days(tier.threshold) * DAY
+        if low < at < first:
+            first = at
+    return first - MARGIN
+
+
+def _constant(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    return NO_CHANGE  # a bureau field: only an event changes it
+
+
+UNTIL: dict[str, Callable[[Policy, Rule, UserState, float], float]] = {
+    "OVERDUE": _overdue_until,
+    "REPEATED_LATENESS": _repeated_lateness_until,
+    "SCORE_BELOW_MIN": _constant,
+    "SCORE_DROP": _score_drop_until,
+    "MULTI_LENDER": _constant,
+    "APPLICATION_BURST": _application_burst_until,
+    "EXTERNAL_DELINQUENCY": _constant,
+    "OVER_LEVERAGE": _constant,
+    "DORMANT": _dormant_until,
+}
+
 MESSAGES = {
     "OVERDUE": "an installment is {observed} days past due (limit {threshold})",
     "REPEATED_LATENESS": "{observed} late installments in the last {window} days "
