@@ -24,11 +24,20 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Any
 
 from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, RULE_BIT, Policy, Rule, Tier
-from streams.rules import MESSAGES, OBSERVERS, UNTIL, next_change
+from streams.rules import (
+    MESSAGES,
+    OBSERVERS,
+    UNTIL,
+    application_change,
+    dormant_change,
+    ledger_change,
+    score_change,
+)
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
@@ -48,6 +57,10 @@ INF = float("inf")
 # What each kind of change can move: rule bits (policy.RULE_BIT) to re-observe.
 LEDGER_BITS = RULE_BIT["OVERDUE"] | RULE_BIT["REPEATED_LATENESS"] | RULE_BIT["DORMANT"]
 APPLICATION_BITS = RULE_BIT["APPLICATION_BURST"] | RULE_BIT["DORMANT"]
+# Parts of rules.next_change (Memo.changes), by bit.
+LEDGER_PART, APPLICATION_PART, SCORE_PART, DORMANT_PART = 1, 2, 4, 8
+CHANGE_PARTS = ((LEDGER_PART, ledger_change), (APPLICATION_PART, application_change),
+                (SCORE_PART, score_change), (DORMANT_PART, dormant_change))
 BUREAU_BITS = (
     ("credit_score", RULE_BIT["SCORE_BELOW_MIN"] | RULE_BIT["SCORE_DROP"]),
     ("open_lenders", RULE_BIT["MULTI_LENDER"]),
@@ -136,7 +149,7 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         new = Installment(t, e.due_date, e.amount_due, e.amount_paid, paid_at)
         s.ledger[key] = new
         memo.dirty |= LEDGER_BITS
-        memo.next_ok = False
+        memo.stale |= LEDGER_PART
         if new.due < memo.low_due:
             memo.low_due = new.due
         if old is not None:
@@ -148,7 +161,7 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         if e.kind == "drawdown" and (s.last_drawdown is None or t > s.last_drawdown):
             s.last_drawdown = t
         memo.dirty |= APPLICATION_BITS
-        memo.next_ok = False
+        memo.stale |= APPLICATION_PART | DORMANT_PART
     elif isinstance(e, CreditReport):
         bureau, bureau_at = s.bureau, s.bureau_at
         for name, bits in BUREAU_BITS:
@@ -160,9 +173,9 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
                     bureau_at[name] = t
         if e.credit_score is not None:
             _add_score(s, t, e.credit_score)
-            memo.next_ok = False
-        elif e.hard_inquiries_30d is not None:
-            memo.next_ok = False
+            memo.stale |= SCORE_PART
+        if e.hard_inquiries_30d is not None:
+            memo.stale |= APPLICATION_PART
     return None
 
 
@@ -195,7 +208,7 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
                 if due < keep_after or n < excess:
                     del ledger[key]
                     memo.dirty |= LEDGER_BITS
-                    memo.next_ok = False
+                    memo.stale |= LEDGER_PART
             memo.low_due = min([i.due for i in ledger.values()], default=INF)
     apps = s.applications
     if apps:
@@ -204,12 +217,29 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
         if apps[0] <= horizon or len(apps) > APPLICATIONS_CAP:
             s.applications = [a for a in apps if a > horizon][-APPLICATIONS_CAP:]
             memo.dirty |= APPLICATION_BITS
-            memo.next_ok = False
+            memo.stale |= APPLICATION_PART
     window = policy.drop_window
     if s.scores and window is not None and s.scores[0][0] <= t - window:
         s.scores = [p for p in s.scores if p[0] > t - window]
         memo.dirty |= RULE_BIT["SCORE_DROP"]
-        memo.next_ok = False
+        memo.stale |= SCORE_PART
+
+
+_Plan = tuple[tuple[int, Rule, int, Any, Any], ...]
+_plans: dict[int, tuple[Policy, _Plan]] = {}
+
+
+def _plan(policy: Policy) -> _Plan:
+    """Per enabled rule: its index, itself, its bit, its observer and its UNTIL."""
+    known = _plans.get(id(policy))
+    if known is not None and known[0] is policy:
+        return known[1]
+    plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code], UNTIL[r.code])
+                 for i, r in enumerate(policy.rules))
+    if len(_plans) > 64:
+        _plans.clear()
+    _plans[id(policy)] = (policy, plan)
+    return plan
 
 
 def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
@@ -223,11 +253,9 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
         return False
     counts, until = memo.counts, memo.until
     changed = False
-    low = INF
-    for i, rule in enumerate(policy.rules):
-        u = until[i]
-        if dirty & policy.rule_bits[i] or t >= u:
-            observed = OBSERVERS[rule.code](policy, rule, s, t)
+    for i, rule, bit, observe, next_until in _plan(policy):
+        if dirty & bit or t >= until[i]:
+            observed = observe(policy, rule, s, t)
             n = 0
             if observed is not None:
                 for tier in rule.tiers:
@@ -238,10 +266,8 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
             if n != counts[i]:
                 counts[i] = n
                 changed = True
-            u = until[i] = UNTIL[rule.code](policy, rule, s, t)
-        if u < low:
-            low = u
-    memo.until_min = low
+            until[i] = next_until(policy, rule, s, t)
+    memo.until_min = min(until, default=INF)
     memo.dirty = 0
     return changed
 
@@ -364,13 +390,18 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
 
 def _next_deadline(policy: Policy, s: UserState, t: float, memo: Memo) -> float | None:
     """The earliest of: a pending notice running out, `next_change`, the cooling-off end."""
-    # next_change(t) is the least time > t among times that depend on the state only:
-    # while none of its inputs changed, the value found earlier holds if still ahead.
-    change = memo.next_change
-    if not memo.next_ok or (change is not None and change <= t):
-        change = memo.next_change = next_change(policy, s, t)
-        memo.next_ok = True
-    best = change if change is not None else INF
+    # Each part of next_change(t) is the least time > t among times that depend on the
+    # state only: while none of its inputs changed, the one found earlier holds if ahead.
+    changes = memo.changes
+    stale = memo.stale
+    best = INF
+    for i, (bit, part) in enumerate(CHANGE_PARTS):
+        at = changes[i]
+        if stale & bit or at <= t:
+            at = changes[i] = part(policy, s, t)
+        if at < best:
+            best = at
+    memo.stale = 0
     if s.pending:
         notice_of = policy.notice_of
         for key, since in s.pending.items():

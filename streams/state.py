@@ -77,8 +77,10 @@ class Memo:
     until_min: float = NEVER
     dirty: int = -1  # rule bits an applied event or a prune may have changed
     wake: float = NEVER  # earliest effective_at of a tier still waiting out its notice
-    next_ok: bool = False  # `next_change` below is valid: no input to it changed since
-    next_change: float | None = None
+    # rules.next_change in its four parts (ledger, applications, scores, dormancy):
+    # each the least future time of its inputs, valid while `stale` lacks its bit.
+    changes: list[float] = field(default_factory=lambda: [NEVER] * 4)
+    stale: int = 15
     low_due: float = NEVER  # a lower bound of the ledger's due dates (prune pre-check)
 
     def __deepcopy__(self, _: object) -> None:
