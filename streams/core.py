@@ -34,6 +34,7 @@ from streams.rules import (
     OBSERVERS,
     UNTIL,
     application_change,
+    constant,
     dormant_change,
     ledger_change,
     score_change,
@@ -234,7 +235,8 @@ def _plan(policy: Policy) -> _Plan:
     known = _plans.get(id(policy))
     if known is not None and known[0] is policy:
         return known[1]
-    plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code], UNTIL[r.code])
+    plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
+                  None if UNTIL[r.code] is constant else UNTIL[r.code])
                  for i, r in enumerate(policy.rules))
     if len(_plans) > 64:
         _plans.clear()
@@ -266,7 +268,7 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
             if n != counts[i]:
                 counts[i] = n
                 changed = True
-            until[i] = next_until(policy, rule, s, t)
+            until[i] = INF if next_until is None else next_until(policy, rule, s, t)
     memo.until_min = min(until, default=INF)
     memo.dirty = 0
     return changed
@@ -393,15 +395,17 @@ def _next_deadline(policy: Policy, s: UserState, t: float, memo: Memo) -> float 
     # Each part of next_change(t) is the least time > t among times that depend on the
     # state only: while none of its inputs changed, the one found earlier holds if ahead.
     changes = memo.changes
-    stale = memo.stale
-    best = INF
-    for i, (bit, part) in enumerate(CHANGE_PARTS):
-        at = changes[i]
-        if stale & bit or at <= t:
-            at = changes[i] = part(policy, s, t)
-        if at < best:
-            best = at
-    memo.stale = 0
+    best = min(changes)
+    if memo.stale or best <= t:
+        stale = memo.stale
+        best = INF
+        for i, (bit, part) in enumerate(CHANGE_PARTS):
+            at = changes[i]
+            if stale & bit or at <= t:
+                at = changes[i] = part(policy, s, t)
+            if at < best:
+                best = at
+        memo.stale = 0
     if s.pending:
         notice_of = policy.notice_of
         for key, since in s.pending.items():

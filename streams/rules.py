@@ -55,7 +55,12 @@ def _score_drop(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     if score is None:
         return None
     since = t - r.window
-    peak = max((v for at, v in s.scores if at > since), default=score)
+    peak: float | None = None
+    for at, value in s.scores:
+        if at > since and (peak is None or value > peak):
+            peak = value
+    if peak is None:
+        peak = score
     return max(0, int(peak - score))
 
 
@@ -183,19 +188,19 @@ def _dormant_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
     return first - MARGIN
 
 
-def _constant(p: Policy, r: Rule, s: UserState, t: float) -> float:
+def constant(p: Policy, r: Rule, s: UserState, t: float) -> float:
     return NO_CHANGE  # a bureau field: only an event changes it
 
 
 UNTIL: dict[str, Callable[[Policy, Rule, UserState, float], float]] = {
     "OVERDUE": _overdue_until,
     "REPEATED_LATENESS": _repeated_lateness_until,
-    "SCORE_BELOW_MIN": _constant,
+    "SCORE_BELOW_MIN": constant,
     "SCORE_DROP": _score_drop_until,
-    "MULTI_LENDER": _constant,
+    "MULTI_LENDER": constant,
     "APPLICATION_BURST": _application_burst_until,
-    "EXTERNAL_DELINQUENCY": _constant,
-    "OVER_LEVERAGE": _constant,
+    "EXTERNAL_DELINQUENCY": constant,
+    "OVER_LEVERAGE": constant,
     "DORMANT": _dormant_until,
 }
 
