@@ -24,17 +24,29 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Any
 
 from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
-from streams.policy import REPAYMENT_CODES, Policy, Rule, Tier
-from streams.rules import MESSAGES, OBSERVERS, next_change
+from streams.policy import REPAYMENT_CODES, RULE_BIT, Policy, Rule, Tier
+from streams.rules import (
+    MESSAGES,
+    OBSERVERS,
+    UNTIL,
+    application_change,
+    constant,
+    dormant_change,
+    ledger_change,
+    score_change,
+)
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
+    NEVER,
     SCORES_CAP,
     STATUS_RANK,
     Installment,
+    Memo,
     UserState,
 )
 
@@ -42,6 +54,22 @@ STATUS_OF_RANK = ("active", "warned", "downgraded", "closed")
 ACTION_OF_RANK = (None, "warn", "downgrade", "close")
 LEDGER_RETENTION = 90 * DAY  # settled installments kept this long past their window
 MAX_REASONS = 4
+INF = float("inf")
+# What each kind of change can move: rule bits (policy.RULE_BIT) to re-observe.
+LEDGER_BITS = RULE_BIT["OVERDUE"] | RULE_BIT["REPEATED_LATENESS"] | RULE_BIT["DORMANT"]
+APPLICATION_BITS = RULE_BIT["APPLICATION_BURST"] | RULE_BIT["DORMANT"]
+# Parts of rules.next_change (Memo.changes), by bit.
+LEDGER_PART, APPLICATION_PART, SCORE_PART, DORMANT_PART = 1, 2, 4, 8
+CHANGE_PARTS = ((LEDGER_PART, ledger_change), (APPLICATION_PART, application_change),
+                (SCORE_PART, score_change), (DORMANT_PART, dormant_change))
+BUREAU_BITS = (
+    ("credit_score", RULE_BIT["SCORE_BELOW_MIN"] | RULE_BIT["SCORE_DROP"]),
+    ("open_lenders", RULE_BIT["MULTI_LENDER"]),
+    ("hard_inquiries_30d", RULE_BIT["APPLICATION_BURST"]),
+    ("delinquent_accounts", RULE_BIT["EXTERNAL_DELINQUENCY"]),
+    ("total_debt", RULE_BIT["OVER_LEVERAGE"]),
+    ("monthly_income", RULE_BIT["OVER_LEVERAGE"]),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +100,19 @@ def step(policy: Policy, state: UserState | None, event: Event | Tick
         state = UserState(event.user_id, first_seen=event.occurred_at, clock=event.occurred_at)
     elif event.event_id in state.seen:
         return state, []  # a redelivery: nothing changes
-    decisions = fire(policy, state, event.occurred_at)
+    return state, step_new(policy, state, event)
+
+
+def step_new(policy: Policy, state: UserState, event: Event) -> list[Decision]:
+    """`step` for an event known not to be a redelivery, on an existing state."""
+    decisions = fire(policy, state, event.occurred_at) if state.deadline is not None else []
     now = max(state.clock, event.occurred_at)
     correction = _apply(state, event, now, policy)
     state.seen.append(event.event_id)
     if len(state.seen) > policy.dedupe_ids:
         del state.seen[0]
     decisions += _evaluate(policy, state, now, event.event_id, correction)
-    return state, decisions
+    return decisions
 
 
 def is_duplicate(state: UserState | None, event: Event) -> bool:
@@ -95,8 +128,17 @@ def fire(policy: Policy, state: UserState, until: float) -> list[Decision]:
     return out
 
 
+def _memo(policy: Policy, s: UserState) -> Memo:
+    memo = s.memo
+    if memo is None or memo.policy is not policy:
+        n = len(policy.rules)
+        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n)
+    return memo
+
+
 def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | None:
     t = e.occurred_at
+    memo = _memo(policy, s)
     if isinstance(e, Repayment):
         key = f"{e.loan_id}#{e.installment}"
         old = s.ledger.get(key)
@@ -107,6 +149,10 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
             paid_at = t  # fully paid but no time given: paid when recorded
         new = Installment(t, e.due_date, e.amount_due, e.amount_paid, paid_at)
         s.ledger[key] = new
+        memo.dirty |= LEDGER_BITS
+        memo.stale |= LEDGER_PART
+        if new.due < memo.low_due:
+            memo.low_due = new.due
         if old is not None:
             before, after = old.days_past_due(now), new.days_past_due(now)
             if after < before and before >= policy.late_after_days:
@@ -115,15 +161,22 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         bisect.insort(s.applications, t)
         if e.kind == "drawdown" and (s.last_drawdown is None or t > s.last_drawdown):
             s.last_drawdown = t
+        memo.dirty |= APPLICATION_BITS
+        memo.stale |= APPLICATION_PART | DORMANT_PART
     elif isinstance(e, CreditReport):
-        for name in ("credit_score", "open_lenders", "hard_inquiries_30d",
-                     "delinquent_accounts", "total_debt", "monthly_income"):
+        bureau, bureau_at = s.bureau, s.bureau_at
+        for name, bits in BUREAU_BITS:
             value = getattr(e, name)
-            if value is not None and t >= s.bureau_at.get(name, t):
-                s.bureau[name] = value
-                s.bureau_at[name] = t
+            if value is not None:
+                memo.dirty |= bits
+                if t >= bureau_at.get(name, t):
+                    bureau[name] = value
+                    bureau_at[name] = t
         if e.credit_score is not None:
             _add_score(s, t, e.credit_score)
+            memo.stale |= SCORE_PART
+        if e.hard_inquiries_30d is not None:
+            memo.stale |= APPLICATION_PART
     return None
 
 
@@ -141,24 +194,84 @@ def _add_score(s: UserState, t: float, score: int) -> None:
     s.scores = kept[-SCORES_CAP:]
 
 
-def _prune(policy: Policy, s: UserState, t: float) -> None:
-    lateness = policy.rule("REPEATED_LATENESS")
-    keep_after = t - (lateness.window if lateness else 0.0) - LEDGER_RETENTION
-    if len(s.ledger) > 8 or any(i.due < keep_after for i in s.ledger.values()):
-        settled = [(i.due, k) for k, i in s.ledger.items() if i.paid_at is not None]
-        settled.sort()
-        excess = len(s.ledger) - LEDGER_CAP
-        for n, (due, key) in enumerate(settled):
-            if due < keep_after or n < excess:
-                del s.ledger[key]
-    burst = policy.rule("APPLICATION_BURST")
-    horizon = t - (burst.window if burst else 0.0)
+def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
+    ledger = s.ledger
+    if ledger:
+        window = policy.lateness_window
+        keep_after = t - (window if window is not None else 0.0) - LEDGER_RETENTION
+        # Nothing to drop while the ledger is within its cap and no due date (of which
+        # low_due is a lower bound) is older than keep_after.
+        if len(ledger) > LEDGER_CAP or memo.low_due < keep_after:
+            settled = [(i.due, k) for k, i in ledger.items() if i.paid_at is not None]
+            settled.sort()
+            excess = len(ledger) - LEDGER_CAP
+            for n, (due, key) in enumerate(settled):
+                if due < keep_after or n < excess:
+                    del ledger[key]
+                    memo.dirty |= LEDGER_BITS
+                    memo.stale |= LEDGER_PART
+            memo.low_due = min([i.due for i in ledger.values()], default=INF)
     apps = s.applications
-    if apps and (apps[0] <= horizon or len(apps) > APPLICATIONS_CAP):
-        s.applications = [a for a in apps if a > horizon][-APPLICATIONS_CAP:]
-    drop = policy.rule("SCORE_DROP")
-    if s.scores and drop is not None and s.scores[0][0] <= t - drop.window:
-        s.scores = [p for p in s.scores if p[0] > t - drop.window]
+    if apps:
+        window = policy.burst_window
+        horizon = t - (window if window is not None else 0.0)
+        if apps[0] <= horizon or len(apps) > APPLICATIONS_CAP:
+            s.applications = [a for a in apps if a > horizon][-APPLICATIONS_CAP:]
+            memo.dirty |= APPLICATION_BITS
+            memo.stale |= APPLICATION_PART
+    window = policy.drop_window
+    if s.scores and window is not None and s.scores[0][0] <= t - window:
+        s.scores = [p for p in s.scores if p[0] > t - window]
+        memo.dirty |= RULE_BIT["SCORE_DROP"]
+        memo.stale |= SCORE_PART
+
+
+_Plan = tuple[tuple[int, Rule, int, Any, Any], ...]
+_plans: dict[int, tuple[Policy, _Plan]] = {}
+
+
+def _plan(policy: Policy) -> _Plan:
+    """Per enabled rule: its index, itself, its bit, its observer and its UNTIL."""
+    known = _plans.get(id(policy))
+    if known is not None and known[0] is policy:
+        return known[1]
+    plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
+                  None if UNTIL[r.code] is constant else UNTIL[r.code])
+                 for i, r in enumerate(policy.rules))
+    if len(_plans) > 64:
+        _plans.clear()
+    _plans[id(policy)] = (policy, plan)
+    return plan
+
+
+def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
+    """Bring the memo's crossed-tier counts to time t; True when any changed.
+
+    Re-observes only the rules an applied event or a prune touched (memo.dirty)
+    and those whose own next change (rules.UNTIL) has come.
+    """
+    dirty = memo.dirty
+    if not dirty and t < memo.until_min:
+        return False
+    counts, until = memo.counts, memo.until
+    changed = False
+    for i, rule, bit, observe, next_until in _plan(policy):
+        if dirty & bit or t >= until[i]:
+            observed = observe(policy, rule, s, t)
+            n = 0
+            if observed is not None:
+                for tier in rule.tiers:
+                    if (observed < tier.threshold) if rule.below else (observed >= tier.threshold):
+                        n += 1
+                    else:
+                        break
+            if n != counts[i]:
+                counts[i] = n
+                changed = True
+            until[i] = INF if next_until is None else next_until(policy, rule, s, t)
+    memo.until_min = min(until, default=INF)
+    memo.dirty = 0
+    return changed
 
 
 def _crossed(policy: Policy, s: UserState, t: float) -> list[tuple[Rule, Tier, float | int]]:
@@ -204,9 +317,18 @@ def _level(due: list[Finding]) -> tuple[int, float]:
 def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
               correction: Correction | None) -> list[Decision]:
     s.clock = t
-    _prune(policy, s, t)
+    memo = _memo(policy, s)
+    _prune(policy, s, t, memo)
+    if (not _refresh(policy, s, t, memo) and correction is None and t < memo.wake
+            and (s.status == "active" or any(memo.counts))):
+        # The same tiers crossed as at the last evaluation, none of them due since, no
+        # correction, no cooling-off running: no decision, nothing to update.
+        s.clear_since = None
+        s.deadline = _next_deadline(policy, s, t, memo)
+        return []
     crossed = _crossed(policy, s, t)
     due, waiting = _classify(s, crossed, t)
+    memo.wake = min([f.effective_at for f in waiting], default=INF)
     out: list[Decision] = []
     rank = STATUS_RANK[s.status]
 
@@ -264,26 +386,39 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
     else:
         s.clear_since = None
 
-    s.deadline = _next_deadline(policy, s, t)
+    s.deadline = _next_deadline(policy, s, t, memo)
     return out
 
 
-def _next_deadline(policy: Policy, s: UserState, t: float) -> float | None:
-    times = [since + tier.notice for tier, since in _pending_tiers(policy, s)]
-    change = next_change(policy, s, t)
-    if change is not None:
-        times.append(change)
+def _next_deadline(policy: Policy, s: UserState, t: float, memo: Memo) -> float | None:
+    """The earliest of: a pending notice running out, `next_change`, the cooling-off end."""
+    # Each part of next_change(t) is the least time > t among times that depend on the
+    # state only: while none of its inputs changed, the one found earlier holds if ahead.
+    changes = memo.changes
+    best = min(changes)
+    if memo.stale or best <= t:
+        stale = memo.stale
+        best = INF
+        for i, (bit, part) in enumerate(CHANGE_PARTS):
+            at = changes[i]
+            if stale & bit or at <= t:
+                at = changes[i] = part(policy, s, t)
+            if at < best:
+                best = at
+        memo.stale = 0
+    if s.pending:
+        notice_of = policy.notice_of
+        for key, since in s.pending.items():
+            notice = notice_of.get(key)
+            if notice is not None:
+                at = since + notice
+                if t < at < best:
+                    best = at
     if s.clear_since is not None and STATUS_RANK[s.status] >= 2:
-        times.append(s.clear_since + policy.cooling_off)
-    future = [x for x in times if x > t]
-    return min(future) if future else None
-
-
-def _pending_tiers(policy: Policy, s: UserState) -> list[tuple[Tier, float]]:
-    if not s.pending:
-        return []
-    return [(tier, s.pending[tier.key]) for rule in policy.rules for tier in rule.tiers
-            if tier.key in s.pending]
+        at = s.clear_since + policy.cooling_off
+        if t < at < best:
+            best = at
+    return best if best != INF else None
 
 
 def _reasons(policy: Policy, findings: list[Finding]) -> tuple[Reason, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Hashable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from streams.core import is_duplicate, step
+from streams.core import step, step_new
 from streams.decisions import Decision
 from streams.events import Event, Tick
 from streams.policy import Policy
@@ -93,14 +93,18 @@ class Partition(Generic[H]):
     def apply(self, event: Event) -> None:
         uid = event.user_id
         state = self.states.get(uid)
-        if is_duplicate(state, event):
+        if state is None:
+            state, decisions = step(self.policy, state, event)
+            assert state is not None
+        elif event.event_id in state.seen:  # is_duplicate
             self.tally.duplicates[event.event_type] += 1
             return
-        state, decisions = step(self.policy, state, event)
-        assert state is not None
+        else:
+            decisions = step_new(self.policy, state, event)
         self.states[uid] = state
         self.tally.applied[event.event_type] += 1
-        self._emit(decisions)
+        if decisions:
+            self._emit(decisions)
         self._schedule(uid, state.deadline)
 
     def tick(self) -> None:

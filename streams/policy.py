@@ -29,6 +29,7 @@ ADVERSE_CODES = (
     "OVER_LEVERAGE",
     "DORMANT",
 )
+RULE_BIT = {code: 1 << i for i, code in enumerate(ADVERSE_CODES)}
 RESTORE_CODES = ("CURED", "DATA_CORRECTION")
 # Rules whose condition is "observed below threshold"; every other rule is "at or above".
 BELOW_RULES = frozenset({"SCORE_BELOW_MIN"})
@@ -71,6 +72,14 @@ class Policy:
     # at which an unpaid installment changes a rule's view.
     by_code: dict[str, Rule] = field(init=False, repr=False, compare=False)
     day_marks: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    # The notice of every enabled tier by its key, and a bit per enabled rule (its
+    # position in ADVERSE_CODES): what an event of a kind can change is a mask of these.
+    notice_of: dict[str, float] = field(init=False, repr=False, compare=False)
+    rule_bits: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    # Windows of the rules that have one, None where the rule is disabled.
+    lateness_window: float | None = field(init=False, repr=False, compare=False)
+    burst_window: float | None = field(init=False, repr=False, compare=False)
+    drop_window: float | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_code", {r.code: r for r in self.rules})
@@ -79,6 +88,13 @@ class Policy:
         if overdue is not None:
             marks |= {whole_days(t.threshold) for t in overdue.tiers}
         object.__setattr__(self, "day_marks", tuple(sorted(marks)))
+        object.__setattr__(self, "notice_of",
+                           {t.key: t.notice for r in self.rules for t in r.tiers})
+        object.__setattr__(self, "rule_bits", tuple(RULE_BIT[r.code] for r in self.rules))
+        for name, code in (("lateness_window", "REPEATED_LATENESS"),
+                           ("burst_window", "APPLICATION_BURST"), ("drop_window", "SCORE_DROP")):
+            rule = self.by_code.get(code)
+            object.__setattr__(self, name, None if rule is None else rule.window)
 
     def rule(self, code: str) -> Rule | None:
         return self.by_code.get(code)

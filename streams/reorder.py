@@ -81,7 +81,15 @@ class ReorderBuffer(Generic[H]):
         return out
 
     def _advance(self) -> None:
-        active = [t for s, t in self._latest.items() if s not in self._idle]
+        if not self._idle:
+            if self._latest:
+                mark = min(self._latest.values()) - self.lateness
+                if mark > self.watermark:
+                    self.watermark = mark
+                return
+            active: list[float] = []
+        else:
+            active = [t for s, t in self._latest.items() if s not in self._idle]
         # Every input idle or gone: nothing can arrive in between, release everything.
         mark = min(active) - self.lateness if active else self._max_seen
         if mark > self.watermark:

@@ -22,15 +22,27 @@ Observed = float | int | None
 def _overdue(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     worst = 0
     for inst in s.ledger.values():
-        if inst.paid_at is None:
-            worst = max(worst, inst.days_past_due(t))
+        if inst.paid_at is None:  # Installment.days_past_due(t), inline
+            due = inst.due
+            if t >= due + 86_400.0:
+                days = int((t - due) // 86_400.0)
+                if days > worst:
+                    worst = days
     return worst
 
 
 def _repeated_lateness(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     since = t - r.window
     late = p.late_after_days
-    return sum(1 for i in s.ledger.values() if i.due > since and i.days_past_due(t) >= late)
+    count = 0
+    for inst in s.ledger.values():
+        due = inst.due
+        if due > since:  # Installment.days_past_due(t) >= late, inline
+            end = inst.paid_at if inst.paid_at is not None else t
+            days = 0 if end < due + 86_400.0 else int((end - due) // 86_400.0)
+            if days >= late:
+                count += 1
+    return count
 
 
 def _score(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
@@ -43,7 +55,12 @@ def _score_drop(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     if score is None:
         return None
     since = t - r.window
-    peak = max((v for at, v in s.scores if at > since), default=score)
+    peak: float | None = None
+    for at, value in s.scores:
+        if at > since and (peak is None or value > peak):
+            peak = value
+    if peak is None:
+        peak = score
     return max(0, int(peak - score))
 
 
@@ -73,8 +90,9 @@ def _leverage(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
 
 
 def _dormant(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
-    if any(i.paid_at is None and i.amount_due > i.amount_paid for i in s.ledger.values()):
-        return None  # something outstanding: not dormant
+    for i in s.ledger.values():
+        if i.paid_at is None and i.amount_due > i.amount_paid:
+            return None  # something outstanding: not dormant
     since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
     return int((t - since) // DAY)
 
@@ -89,6 +107,101 @@ OBSERVERS: dict[str, Callable[[Policy, Rule, UserState, float], Observed]] = {
     "EXTERNAL_DELINQUENCY": _external,
     "OVER_LEVERAGE": _leverage,
     "DORMANT": _dormant,
+}
+
+# When a rule's crossed tiers can next change with no new event: a time before which
+# re-observing the rule is pointless. Early is always safe (the rule is re-observed);
+# MARGIN keeps float rounding from ever making it late.
+MARGIN = 1.0
+NO_CHANGE = float("inf")
+
+
+def _overdue_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    marks = p.day_marks  # every whole-day threshold of OVERDUE is among them
+    for inst in s.ledger.values():
+        if inst.paid_at is None:
+            due = inst.due
+            for days in marks:
+                at = due + days * DAY
+                if at > low:
+                    if at < first:
+                        first = at
+                    break
+    return first - MARGIN
+
+
+def _repeated_lateness_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    window = r.window
+    late = p.late_after_days * DAY
+    for inst in s.ledger.values():
+        at = inst.due + window  # leaves the window
+        if low < at < first:
+            first = at
+        if inst.paid_at is None:
+            at = inst.due + late  # becomes late
+            if low < at < first:
+                first = at
+    return first - MARGIN
+
+
+def _score_drop_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    window = r.window
+    for at, _ in s.scores:
+        at += window
+        if low < at < first:
+            first = at
+    return first - MARGIN
+
+
+def _application_burst_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    window = r.window
+    for at in s.applications:
+        if low < at < first:  # not yet counted
+            first = at
+        at += window  # leaves the window
+        if low < at < first:
+            first = at
+    reported = s.bureau_at.get("hard_inquiries_30d")
+    if reported is not None:
+        at = reported + INQUIRY_WINDOW
+        if low < at < first:
+            first = at
+    return first - MARGIN
+
+
+def _dormant_until(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    low = t - MARGIN
+    since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
+    for tier in r.tiers:
+        at = since + whole_days(tier.threshold) * DAY
+        if low < at < first:
+            first = at
+    return first - MARGIN
+
+
+def constant(p: Policy, r: Rule, s: UserState, t: float) -> float:
+    return NO_CHANGE  # a bureau field: only an event changes it
+
+
+UNTIL: dict[str, Callable[[Policy, Rule, UserState, float], float]] = {
+    "OVERDUE": _overdue_until,
+    "REPEATED_LATENESS": _repeated_lateness_until,
+    "SCORE_BELOW_MIN": constant,
+    "SCORE_DROP": _score_drop_until,
+    "MULTI_LENDER": constant,
+    "APPLICATION_BURST": _application_burst_until,
+    "EXTERNAL_DELINQUENCY": constant,
+    "OVER_LEVERAGE": constant,
+    "DORMANT": _dormant_until,
 }
 
 MESSAGES = {
@@ -109,31 +222,69 @@ MESSAGES = {
 
 def next_change(p: Policy, s: UserState, t: float) -> float | None:
     """Earliest time > t at which an observed value can change without a new event."""
-    times: list[float] = []
-    lateness = p.rule("REPEATED_LATENESS")
+    at = min(ledger_change(p, s, t), application_change(p, s, t), score_change(p, s, t),
+             dormant_change(p, s, t))
+    return None if at == NO_CHANGE else at
+
+
+# next_change in parts, each the least time > t of its own inputs (NO_CHANGE if none),
+# so that the core recomputes only the part whose inputs changed or whose time came.
+
+def ledger_change(p: Policy, s: UserState, t: float) -> float:
+    first = NO_CHANGE
+    window = p.lateness_window
     marks = p.day_marks
     for inst in s.ledger.values():
+        due = inst.due
         if inst.paid_at is None:  # days past due cross the next mark
             for days in marks:
-                at = inst.due + days * DAY
+                at = due + days * DAY
                 if at > t:
-                    times.append(at)
+                    if at < first:
+                        first = at
                     break
-        if lateness is not None:
-            times.append(inst.due + lateness.window)  # leaves the lateness window
-    burst = p.rule("APPLICATION_BURST")
-    if burst is not None:
-        times.extend(at + burst.window for at in s.applications)
-        reported = s.bureau_at.get("hard_inquiries_30d")
-        if reported is not None:
-            times.append(reported + INQUIRY_WINDOW)
-    drop = p.rule("SCORE_DROP")
-    if drop is not None:
-        times.extend(at + drop.window for at, _ in s.scores)
-    dormant = p.rule("DORMANT")
+        if window is not None:
+            at = due + window  # leaves the lateness window
+            if t < at < first:
+                first = at
+    return first
+
+
+def application_change(p: Policy, s: UserState, t: float) -> float:
+    window = p.burst_window
+    if window is None:
+        return NO_CHANGE
+    first = NO_CHANGE
+    for at in s.applications:
+        at += window
+        if t < at < first:
+            first = at
+    reported = s.bureau_at.get("hard_inquiries_30d")
+    if reported is not None:
+        at = reported + INQUIRY_WINDOW
+        if t < at < first:
+            first = at
+    return first
+
+
+def score_change(p: Policy, s: UserState, t: float) -> float:
+    window = p.drop_window
+    first = NO_CHANGE
+    if window is not None:
+        for at, _ in s.scores:
+            at += window
+            if t < at < first:
+                first = at
+    return first
+
+
+def dormant_change(p: Policy, s: UserState, t: float) -> float:
+    dormant = p.by_code.get("DORMANT")
+    first = NO_CHANGE
     if dormant is not None:
         since = s.last_drawdown if s.last_drawdown is not None else s.first_seen
-        times.extend(since + whole_days(tier.threshold) * DAY for tier in dormant.tiers)
-    future = [x for x in times if x > t]
-    return min(future) if future else None
-
+        for tier in dormant.tiers:
+            at = since + whole_days(tier.threshold) * DAY
+            if t < at < first:
+                first = at
+    return first

@@ -59,6 +59,32 @@ class UserState:
     adverse_codes: tuple[str, ...] = ()
     deadline: float | None = None  # next event time at which the decision may change
     seen: list[str] = field(default_factory=list)  # recent event ids, oldest first
+    # Derived, never dumped (a loaded state starts without): what the last evaluation
+    # found, so that the next one re-observes only what an event or time can have changed.
+    memo: Memo | None = field(default=None, repr=False, compare=False)
+
+
+NEVER = float("-inf")
+
+
+@dataclass(slots=True)
+class Memo:
+    """The core's per-user cache; valid for one policy (compiled object) only."""
+
+    policy: object
+    counts: list[int]  # crossed tiers per enabled rule (-1: not yet observed)
+    until: list[float]  # per rule: its count cannot change before this time
+    until_min: float = NEVER
+    dirty: int = -1  # rule bits an applied event or a prune may have changed
+    wake: float = NEVER  # earliest effective_at of a tier still waiting out its notice
+    # rules.next_change in its four parts (ledger, applications, scores, dormancy):
+    # each the least future time of its inputs, valid while `stale` lacks its bit.
+    changes: list[float] = field(default_factory=lambda: [NEVER] * 4)
+    stale: int = 15
+    low_due: float = NEVER  # a lower bound of the ledger's due dates (prune pre-check)
+
+    def __deepcopy__(self, _: object) -> None:
+        return None  # a copied state rebuilds its cache (and holds no policy)
 
 
 def dump(state: UserState) -> bytes:

@@ -352,3 +352,52 @@ def test_mutated_events_agree_with_schema(kind: str, changes: list[tuple[str, An
         obj = with_(obj, **{field: value})
     raw = orjson.dumps(obj)
     assert decoder_valid(raw) == schema_valid(orjson.loads(raw)), (obj, decode(raw))
+
+
+# --- the fast path agrees with the full checks ----------------------------------------------
+
+_Z_BASES = {
+    "repayment": with_(REPAYMENT, occurred_at="2026-01-05T10:00:00Z",
+                       paid_at="2026-01-04T01:30:59Z"),
+    "application": with_(APPLICATION, occurred_at="2026-03-31T23:59:59Z"),
+    "credit_report": with_(CREDIT_REPORT, occurred_at="2024-02-29T00:00:00Z"),
+}
+_Z_TIMES = [
+    "2026-01-01T00:00:00Z", "2026-12-31T23:59:59Z", "2026-01-01T24:00:00Z",
+    "2026-01-01T00:60:00Z", "2026-01-01T00:00:60Z", "2026-02-29T10:00:00Z",
+    "2026-01-01T0\u0661:00:00Z", "2026-01-01T01:0\u0661:00Z", "2026-01-01T01:00:0\u0661Z",
+    "2026-01-01T01:00:00z", "2026-01-01t01:00:00Z", "2026-01-01T01-00-00Z",
+    "2026-01-01T01:00:00.000Z", " 2026-01-01T01:00:00Z", "2026-01-01 01:00:00Z",
+    "2026-01-01T01:00:00+00:00", "2026-01-01T1:00:00Z", "2026-1-01T01:00:00Z",
+    "2026-01-32T01:00:00Z", "2026-01-01T01:00:00ZZ", "2026-01-01T01:00:0Z",
+]
+_z_times = st.sampled_from(_Z_TIMES)
+
+
+@settings(_FAST, max_examples=400)
+@given(st.sampled_from(sorted(_Z_BASES)),
+       st.lists(st.tuples(st.sampled_from(_fields),
+                          st.just(_MISSING) | _edges | _z_times | json_values),
+                min_size=0, max_size=3))
+def test_fast_path_agrees_with_full_checks(kind: str, changes: list[tuple[str, Any]]) -> None:
+    _fast_agrees(kind, changes)
+
+
+@pytest.mark.parametrize("value", _Z_TIMES)
+@pytest.mark.parametrize("field", ["occurred_at", "paid_at"])
+def test_fast_path_agrees_on_timestamps(field: str, value: str) -> None:
+    _fast_agrees("repayment", [(field, value)])
+
+
+def _fast_agrees(kind: str, changes: list[tuple[str, Any]]) -> None:
+    from streams.codec import _decode_checked, _fast
+
+    obj = dict(_Z_BASES[kind])
+    for field, value in changes:
+        obj = with_(obj, **{field: value})
+    checked = _decode_checked(obj)  # also fills the date cache the fast path reads
+    fast = _fast(obj)
+    if fast is not None:
+        assert repr(fast) == repr(checked), (obj, fast, checked)
+    if not changes:
+        assert fast is not None  # the plain form does take the fast path
