@@ -250,8 +250,10 @@ def _plan(policy: Policy) -> tuple[_Plan, dict[int, _Plan]]:
     return plan, _plans[id(policy)][2]
 
 
-def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
-    """Bring the memo's crossed-tier counts to time t; True when any changed.
+def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
+             ) -> dict[int, float | int | None] | None:
+    """Bring the memo's crossed-tier counts to time t; when any changed, what the
+    rules re-observed now observed (by rule index), else None.
 
     Re-observes only the rules an applied event or a prune touched (memo.dirty)
     and those whose own next change (rules.UNTIL) has come.
@@ -259,7 +261,7 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
     dirty = memo.dirty
     expired = t >= memo.until_min
     if not dirty and not expired:
-        return False
+        return None
     counts, until = memo.counts, memo.until
     plan, by_mask = _plan(policy)
     if not expired:  # only the dirty rules
@@ -269,8 +271,9 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
     else:
         todo = tuple(e for e in plan if dirty & e[2] or t >= until[e[0]])
     changed = False
+    fresh = {}
     for i, rule, _, observe, next_until in todo:
-        observed = observe(policy, rule, s, t)
+        observed = fresh[i] = observe(policy, rule, s, t)
         n = 0
         if observed is not None:
             for tier in rule.tiers:
@@ -284,7 +287,22 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
         until[i] = INF if next_until is None else next_until(policy, rule, s, t)
     memo.until_min = min(until, default=INF)
     memo.dirty = 0
-    return changed
+    return fresh if changed else None
+
+
+def _crossed_now(policy: Policy, s: UserState, t: float, counts: list[int],
+                 fresh: dict[int, float | int | None]
+                 ) -> list[tuple[Rule, Tier, float | int]]:
+    """`_crossed` from the memo's counts: observes only crossed rules not just observed."""
+    out = []
+    for i, rule in enumerate(policy.rules):
+        n = counts[i]
+        if n > 0:
+            observed = fresh[i] if i in fresh else OBSERVERS[rule.code](policy, rule, s, t)
+            assert observed is not None
+            for tier in rule.tiers[:n]:
+                out.append((rule, tier, observed))
+    return out
 
 
 def _crossed(policy: Policy, s: UserState, t: float) -> list[tuple[Rule, Tier, float | int]]:
@@ -334,14 +352,15 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
     if memo is None or memo.policy is not policy:
         memo = _memo(policy, s)
     _prune(policy, s, t, memo)
-    if (not _refresh(policy, s, t, memo) and correction is None and t < memo.wake
+    fresh = _refresh(policy, s, t, memo)
+    if (fresh is None and correction is None and t < memo.wake
             and (s.status == "active" or any(memo.counts))):
         # The same tiers crossed as at the last evaluation, none of them due since, no
         # correction, no cooling-off running: no decision, nothing to update.
         s.clear_since = None
         s.deadline = _next_deadline(policy, s, t, memo)
         return []
-    crossed = _crossed(policy, s, t)
+    crossed = _crossed_now(policy, s, t, memo.counts, fresh or {})
     due, waiting = _classify(s, crossed, t)
     memo.wake = min([f.effective_at for f in waiting], default=INF)
     out: list[Decision] = []
