@@ -62,13 +62,15 @@ APPLICATION_BITS = RULE_BIT["APPLICATION_BURST"] | RULE_BIT["DORMANT"]
 LEDGER_PART, APPLICATION_PART, SCORE_PART, DORMANT_PART = 1, 2, 4, 8
 CHANGE_PARTS = ((LEDGER_PART, ledger_change), (APPLICATION_PART, application_change),
                 (SCORE_PART, score_change), (DORMANT_PART, dormant_change))
+# Per bureau field: the rules a new value changes, and those any newer report of the
+# field changes (the inquiries count for 30 days from their report; the score history).
 BUREAU_BITS = (
-    ("credit_score", RULE_BIT["SCORE_BELOW_MIN"] | RULE_BIT["SCORE_DROP"]),
-    ("open_lenders", RULE_BIT["MULTI_LENDER"]),
-    ("hard_inquiries_30d", RULE_BIT["APPLICATION_BURST"]),
-    ("delinquent_accounts", RULE_BIT["EXTERNAL_DELINQUENCY"]),
-    ("total_debt", RULE_BIT["OVER_LEVERAGE"]),
-    ("monthly_income", RULE_BIT["OVER_LEVERAGE"]),
+    ("credit_score", RULE_BIT["SCORE_BELOW_MIN"], 0),
+    ("open_lenders", RULE_BIT["MULTI_LENDER"], 0),
+    ("hard_inquiries_30d", 0, RULE_BIT["APPLICATION_BURST"]),
+    ("delinquent_accounts", RULE_BIT["EXTERNAL_DELINQUENCY"], 0),
+    ("total_debt", RULE_BIT["OVER_LEVERAGE"], 0),
+    ("monthly_income", RULE_BIT["OVER_LEVERAGE"], 0),
 )
 
 
@@ -138,7 +140,9 @@ def _memo(policy: Policy, s: UserState) -> Memo:
 
 def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | None:
     t = e.occurred_at
-    memo = _memo(policy, s)
+    memo = s.memo
+    if memo is None or memo.policy is not policy:
+        memo = _memo(policy, s)
     if isinstance(e, Repayment):
         key = f"{e.loan_id}#{e.installment}"
         old = s.ledger.get(key)
@@ -165,15 +169,15 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         memo.stale |= APPLICATION_PART | DORMANT_PART
     elif isinstance(e, CreditReport):
         bureau, bureau_at = s.bureau, s.bureau_at
-        for name, bits in BUREAU_BITS:
+        for name, on_value, on_report in BUREAU_BITS:
             value = getattr(e, name)
-            if value is not None:
-                memo.dirty |= bits
-                if t >= bureau_at.get(name, t):
-                    bureau[name] = value
-                    bureau_at[name] = t
+            if value is not None and t >= bureau_at.get(name, t):
+                memo.dirty |= on_value | on_report if bureau.get(name) != value else on_report
+                bureau[name] = value
+                bureau_at[name] = t
         if e.credit_score is not None:
             _add_score(s, t, e.credit_score)
+            memo.dirty |= RULE_BIT["SCORE_DROP"]
             memo.stale |= SCORE_PART
         if e.hard_inquiries_30d is not None:
             memo.stale |= APPLICATION_PART
@@ -226,52 +230,79 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
         memo.stale |= SCORE_PART
 
 
-_Plan = tuple[tuple[int, Rule, int, Any, Any], ...]
-_plans: dict[int, tuple[Policy, _Plan]] = {}
+_Entry = tuple[int, Rule, int, Any, Any]
+_Plan = tuple[_Entry, ...]
+# Per policy: its plan, and the part of the plan each mask of dirty rule bits selects.
+_plans: dict[int, tuple[Policy, _Plan, dict[int, _Plan]]] = {}
 
 
-def _plan(policy: Policy) -> _Plan:
+def _plan(policy: Policy) -> tuple[_Plan, dict[int, _Plan]]:
     """Per enabled rule: its index, itself, its bit, its observer and its UNTIL."""
     known = _plans.get(id(policy))
     if known is not None and known[0] is policy:
-        return known[1]
+        return known[1], known[2]
     plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
                   None if UNTIL[r.code] is constant else UNTIL[r.code])
                  for i, r in enumerate(policy.rules))
     if len(_plans) > 64:
         _plans.clear()
-    _plans[id(policy)] = (policy, plan)
-    return plan
+    _plans[id(policy)] = (policy, plan, {})
+    return plan, _plans[id(policy)][2]
 
 
-def _refresh(policy: Policy, s: UserState, t: float, memo: Memo) -> bool:
-    """Bring the memo's crossed-tier counts to time t; True when any changed.
+def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
+             ) -> dict[int, float | int | None] | None:
+    """Bring the memo's crossed-tier counts to time t; when any changed, what the
+    rules re-observed now observed (by rule index), else None.
 
     Re-observes only the rules an applied event or a prune touched (memo.dirty)
     and those whose own next change (rules.UNTIL) has come.
     """
     dirty = memo.dirty
-    if not dirty and t < memo.until_min:
-        return False
+    expired = t >= memo.until_min
+    if not dirty and not expired:
+        return None
     counts, until = memo.counts, memo.until
+    plan, by_mask = _plan(policy)
+    if not expired:  # only the dirty rules
+        todo = by_mask.get(dirty)
+        if todo is None:
+            todo = by_mask[dirty] = tuple(e for e in plan if dirty & e[2])
+    else:
+        todo = tuple(e for e in plan if dirty & e[2] or t >= until[e[0]])
     changed = False
-    for i, rule, bit, observe, next_until in _plan(policy):
-        if dirty & bit or t >= until[i]:
-            observed = observe(policy, rule, s, t)
-            n = 0
-            if observed is not None:
-                for tier in rule.tiers:
-                    if (observed < tier.threshold) if rule.below else (observed >= tier.threshold):
-                        n += 1
-                    else:
-                        break
-            if n != counts[i]:
-                counts[i] = n
-                changed = True
-            until[i] = INF if next_until is None else next_until(policy, rule, s, t)
+    fresh = {}
+    for i, rule, _, observe, next_until in todo:
+        observed = fresh[i] = observe(policy, rule, s, t)
+        n = 0
+        if observed is not None:
+            for tier in rule.tiers:
+                if (observed < tier.threshold) if rule.below else (observed >= tier.threshold):
+                    n += 1
+                else:
+                    break
+        if n != counts[i]:
+            counts[i] = n
+            changed = True
+        until[i] = INF if next_until is None else next_until(policy, rule, s, t)
     memo.until_min = min(until, default=INF)
     memo.dirty = 0
-    return changed
+    return fresh if changed else None
+
+
+def _crossed_now(policy: Policy, s: UserState, t: float, counts: list[int],
+                 fresh: dict[int, float | int | None]
+                 ) -> list[tuple[Rule, Tier, float | int]]:
+    """`_crossed` from the memo's counts: observes only crossed rules not just observed."""
+    out = []
+    for i, rule in enumerate(policy.rules):
+        n = counts[i]
+        if n > 0:
+            observed = fresh[i] if i in fresh else OBSERVERS[rule.code](policy, rule, s, t)
+            assert observed is not None
+            for tier in rule.tiers[:n]:
+                out.append((rule, tier, observed))
+    return out
 
 
 def _crossed(policy: Policy, s: UserState, t: float) -> list[tuple[Rule, Tier, float | int]]:
@@ -317,16 +348,19 @@ def _level(due: list[Finding]) -> tuple[int, float]:
 def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
               correction: Correction | None) -> list[Decision]:
     s.clock = t
-    memo = _memo(policy, s)
+    memo = s.memo
+    if memo is None or memo.policy is not policy:
+        memo = _memo(policy, s)
     _prune(policy, s, t, memo)
-    if (not _refresh(policy, s, t, memo) and correction is None and t < memo.wake
+    fresh = _refresh(policy, s, t, memo)
+    if (fresh is None and correction is None and t < memo.wake
             and (s.status == "active" or any(memo.counts))):
         # The same tiers crossed as at the last evaluation, none of them due since, no
         # correction, no cooling-off running: no decision, nothing to update.
         s.clear_since = None
         s.deadline = _next_deadline(policy, s, t, memo)
         return []
-    crossed = _crossed(policy, s, t)
+    crossed = _crossed_now(policy, s, t, memo.counts, fresh or {})
     due, waiting = _classify(s, crossed, t)
     memo.wake = min([f.effective_at for f in waiting], default=INF)
     out: list[Decision] = []
