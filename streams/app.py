@@ -379,6 +379,16 @@ class Shell:
             record["value_base64"] = base64.b64encode(value).decode("ascii")
         await self.dead_letter_topic.send(key=msg.key, value=orjson.dumps(record))
 
+    def stuck(self) -> list[str]:
+        """Inputs whose oldest unacked record is not yet applied (for the shutdown report)."""
+        out = []
+        for tp, inp in sorted(self.inputs.items()):
+            if inp.pending:
+                head = inp.pending[0]
+                out.append(f"{tp.topic}[{tp.partition}] {len(inp.pending)} unacked from "
+                           f"offset {head.event.message.offset} (applied: {head.done})")
+        return out
+
     @property
     def buffered(self) -> int:
         return sum(len(part.buffer) for part in self.parts.values())
@@ -408,6 +418,10 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         "stream_wait_empty": False,
         "autodiscover": False,
         "logging_config": None,
+        # Faust's default linger of 0 sends every table write as its own produce
+        # request (one per event); 5 ms lets them share requests, as Kafka's own
+        # clients do by default since 4.0. Measured in bench/live.py.
+        "producer_linger_ms": 5,
     }
     if settings.store == "rocksdb":
         conf["rocksdb_options"] = {}

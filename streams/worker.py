@@ -41,6 +41,9 @@ def run_worker(settings: Settings, policy: Policy) -> int:
     app, shell = build_app(settings, policy)
     worker = faust.Worker(app, loglevel=settings.loglevel, redirect_stdouts=False,
                           quiet=True, loop=asyncio.new_event_loop())
+    # Faust's terminal spinner sets the root logger to DEBUG so that every record
+    # (aiokafka logs each send at debug) can turn it: a large cost per event.
+    worker.spinner = None
     code = 0
     try:
         worker.execute_from_commandline()
@@ -52,4 +55,6 @@ def run_worker(settings: Settings, policy: Policy) -> int:
     print(f"rerouted {shell.rerouted:,} records to their user's partition; "
           f"{shell.buffered:,} still buffered at shutdown (redelivered on restart)",
           file=sys.stderr, flush=True)
+    for line in shell.stuck():
+        print(f"  {line}", file=sys.stderr, flush=True)
     return code

@@ -177,7 +177,18 @@ class Live:
                 if worker.process.returncode is None and worker.process.poll() is not None:
                     raise AssertionError(f"a worker died:\n{worker.output()[-3000:]}")
             return await self.committed() >= count
-        await wait_for(done, timeout, f"{count} committed input records", poll=0.5)
+        try:
+            await wait_for(done, timeout, f"{count} committed input records", poll=0.5)
+        except AssertionError as exc:
+            # Stop the workers cleanly so that their reports say what was held up.
+            reports = []
+            for worker in self.workers:
+                if worker.process.poll() is None:
+                    worker.process.send_signal(signal.SIGTERM)
+                    worker.process.wait(60)
+                reports.append(worker.output()[-1500:])
+            raise AssertionError(f"{exc}; {await self.committed()} committed\n"
+                                 + "\n---\n".join(reports)) from None
 
 
 class TopicReader:
