@@ -171,6 +171,17 @@ class Live:
         finally:
             await consumer.stop()
 
+    async def committed_by_tp(self) -> dict[str, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
+                                    group_id=self.app_id, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {f"{t.rsplit('.', 1)[-1]}[{p}]":
+                    await consumer.committed(TopicPartition(t, p)) or 0
+                    for t in self.topics.inputs for p in range(self.partitions)}
+        finally:
+            await consumer.stop()
+
     async def wait_committed(self, count: int, timeout: float = 120) -> None:
         async def done() -> bool:
             for worker in self.workers:
@@ -187,7 +198,8 @@ class Live:
                     worker.process.send_signal(signal.SIGTERM)
                     worker.process.wait(60)
                 reports.append(worker.output()[-1500:])
-            raise AssertionError(f"{exc}; {await self.committed()} committed\n"
+            raise AssertionError(f"{exc}; {await self.committed()} committed: "
+                                 f"{await self.committed_by_tp()}\n"
                                  + "\n---\n".join(reports)) from None
 
 

@@ -69,8 +69,16 @@ def check_dead_letters(reader: TopicReader, topics: Topics, expected: Expected,
 
 async def run_to_completion(live: Live, expected: Expected, sent: int,
                             exact: bool = True) -> int:
-    await live.wait_committed(sent)
     topics = live.topics
+    try:
+        await live.wait_committed(sent)
+    except AssertionError as exc:
+        # Say whether the decisions are complete even so (commit stalled) or not.
+        async with TopicReader(live.broker, topics.decisions) as reader:
+            await reader.drain()
+            ids = {v["decision_id"] for v in reader.values(topics.decisions)}
+        raise AssertionError(f"{len(ids & set(expected.decisions))} of "
+                             f"{len(expected.decisions)} decisions made; {exc}") from None
     async with TopicReader(live.broker, topics.decisions, topics.dead_letter) as reader:
         await reader.until(lambda: len(reader.records[topics.dead_letter])
                            >= sum(expected.rejected.values())
