@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from streams.kafka import (  # noqa: E402
     Topics,
     ensure_topics,
     free_port,
+    stop_process,
 )
 from streams.transfer import route  # noqa: E402
 
@@ -137,12 +137,7 @@ async def measure(broker: EmbeddedBroker, group: str, tps: list[TopicPartition],
         return {"rate": (last_n - first_n) / max(last_t - first_t, 1e-9),
                 "seconds": last_t - first_t}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 60)
 
 
 async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, seconds: float,
@@ -205,8 +200,7 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
     finally:
         await producer.stop()
         await consumer.stop()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        stop_process(proc, 60)
     latencies.sort()
     if not latencies:
         raise RuntimeError("no decisions measured")

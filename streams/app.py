@@ -48,6 +48,9 @@ DEFAULT_TICK_INTERVAL = 0.5
 # changelog recovery stops at that offset, so a failover restores a table short.
 # A producer batch smaller than any record makes every record its own batch.
 TANSU_PRODUCER_SETTINGS: dict[str, Any] = {"producer_max_batch_size": 1}
+# The same for a plain aiokafka producer (dev's synthetic producer, the tests).
+TANSU_AIOKAFKA_PRODUCER: dict[str, Any] = {
+    k.removeprefix("producer_"): v for k, v in TANSU_PRODUCER_SETTINGS.items()}
 # Quicker group joins for a one-machine broker: a join waits half the session timeout.
 FAST_GROUP_SETTINGS: dict[str, Any] = {"broker_session_timeout": 10,
                                        "broker_rebalance_timeout": 10,

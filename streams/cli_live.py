@@ -184,7 +184,7 @@ def describe(decision: dict[str, Any]) -> str:
 
 def _dev(args: argparse.Namespace) -> int:
     from streams.generate import generate_log
-    from streams.kafka import EmbeddedBroker, Topics, free_port, port_open
+    from streams.kafka import EmbeddedBroker, Topics, free_port, port_open, stop_process
     from streams.worker import check_port
 
     if args.rate <= 0 or args.users < 1 or args.days < 1:
@@ -228,13 +228,8 @@ def _dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        if worker is not None:
+            stop_process(worker, 20)
         broker.stop()
         print("stopped", file=sys.stderr)
     return 0
@@ -245,7 +240,7 @@ async def _dev_loop(url: str, topics: Any, log_path: str, rate: float,
     import orjson
     from aiokafka import AIOKafkaConsumer
 
-    from streams.app import TANSU_PRODUCER_SETTINGS
+    from streams.app import TANSU_AIOKAFKA_PRODUCER
     from streams.kafka import bootstrap
     from streams.transfer import log_lines, produce
 
@@ -253,9 +248,9 @@ async def _dev_loop(url: str, topics: Any, log_path: str, rate: float,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    settings = {k.removeprefix("producer_"): v for k, v in TANSU_PRODUCER_SETTINGS.items()}
     producing = asyncio.create_task(produce(url, log_lines([log_path]), topics, rate=rate,
-                                            producer_settings=settings, stop=stop))
+                                            producer_settings=TANSU_AIOKAFKA_PRODUCER,
+                                            stop=stop))
     consumer = AIOKafkaConsumer(topics.decisions, bootstrap_servers=bootstrap(url),
                                 auto_offset_reset="latest", enable_auto_commit=False)
     await consumer.start()

@@ -161,6 +161,19 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
     return counts
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float,
+                 sig: int = signal.SIGTERM) -> None:
+    """Ask a child process to stop; kill it if it has not within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -229,13 +242,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.send_signal(signal.SIGCONT)  # a paused broker can't stop
+            stop_process(self.process, 10)
         if self._log is not None:
             self._log.close()  # type: ignore[attr-defined]
             self._log = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams.kafka import EmbeddedBroker
+from tests.live import Live
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,14 @@ def live_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--days", "150", "--seed", "5", "--malformed-share", "0.01",
                     "--output", str(path)], check=True, capture_output=True)
     return path
+
+
+@pytest.fixture
+def live(kafka: EmbeddedBroker, tmp_path: Path) -> Iterator[Live]:
+    """One test's topics, consumer group and workers; workers left running are killed."""
+    setup = Live(kafka, tmp_path)
+    yield setup
+    for worker in setup.workers:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait()

@@ -20,14 +20,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.app import TANSU_PRODUCER_SETTINGS
+from streams.app import TANSU_AIOKAFKA_PRODUCER
 from streams.kafka import EmbeddedBroker, Topics, ensure_topics, free_port, port_open
 from streams.policy import load_policy
 from streams.replay import replay
 from streams.transfer import ProduceSummary, log_lines, produce, route
 
 CLI = [sys.executable, "-m", "streams.cli"]
-TEST_PRODUCER = {k.removeprefix("producer_"): v for k, v in TANSU_PRODUCER_SETTINGS.items()}
+TEST_PRODUCER = TANSU_AIOKAFKA_PRODUCER
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float,

@@ -15,20 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.kafka import EmbeddedBroker, Topics, free_port, partition_for, port_open
+from streams.kafka import Topics, free_port, partition_for, port_open
 from tests.live import CLI, Expected, Live, TopicReader, wait_for
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def live(kafka: EmbeddedBroker, tmp_path: Path):
-    setup = Live(kafka, tmp_path)
-    yield setup
-    for worker in setup.workers:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.process.wait()
 
 
 def check_decisions(reader: TopicReader, topics: Topics, expected: Expected,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.kafka import EmbeddedBroker, free_port
+from streams.kafka import free_port
 from tests.deploy_queries import dashboard_queries
 from tests.live import Live, wait_for
 from tests.test_deploy import (
@@ -100,16 +100,6 @@ def scrape_config(target: str) -> dict[str, Any]:
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == SCRAPE_JOB]
     job["static_configs"] = [{"targets": [target]}]
     return config
-
-
-@pytest.fixture
-def live(kafka: EmbeddedBroker, tmp_path: Path) -> Iterator[Live]:
-    setup = Live(kafka, tmp_path)
-    yield setup
-    for worker in setup.workers:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.process.wait()
 
 
 @pytest.fixture
