@@ -57,10 +57,11 @@ CLI = [sys.executable, "-m", "streams.cli"]
 FLOOR_APP = r'''
 import sys
 import faust
+from streams.fetch import MonitorApp
 broker, prefix, group, partitions, port = sys.argv[1:6]
 names = [prefix + t for t in ("credit.repayments", "credit.applications",
                               "credit.report-changes")]
-app = faust.App(group, broker=broker, store="memory://", web_port=int(port),
+app = MonitorApp(group, broker=broker, store="memory://", web_port=int(port),
                 web_bind="127.0.0.1", topic_partitions=int(partitions),
                 consumer_auto_offset_reset="earliest", stream_wait_empty=False,
                 broker_session_timeout=10, broker_rebalance_timeout=10,

@@ -31,6 +31,7 @@ from faust.types import TP, EventT
 from streams.codec import Rejection, decode
 from streams.decisions import Decision
 from streams.engine import Partition, Tally
+from streams.fetch import MonitorApp
 from streams.kafka import Topics, partition_for
 from streams.metrics import Metrics, TimedPartition
 from streams.policy import Policy
@@ -433,7 +434,7 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
     if settings.tansu:
         conf.update(TANSU_PRODUCER_SETTINGS)
     conf.update(settings.extra)
-    app = faust.App(settings.app_id, **conf)
+    app = MonitorApp(settings.app_id, **conf)
     table: Any = app.Table("state", default=None, partitions=settings.partitions,
                       key_type=bytes, value_type=bytes)
     # Keys are user ids, values the compact state: bytes as they are, both ways.
