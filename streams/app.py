@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import orjson
-from faust.types import TP, EventT
+from faust.streams import _current_event  # the context Faust routes table writes by
+from faust.types import TP, Message
 
 from streams.codec import Rejection, decode
-from streams.decisions import Decision
 from streams.engine import Partition, Tally
 from streams.fetch import MonitorApp
 from streams.kafka import Topics, partition_for
@@ -89,10 +90,10 @@ class Settings:
 class _Pending:
     """An input record held until it is applied; then its offset may be acked."""
 
-    __slots__ = ("done", "event")
+    __slots__ = ("done", "message")
 
-    def __init__(self, event: EventT) -> None:
-        self.event = event
+    def __init__(self, message: Message) -> None:
+        self.message = message
         self.done = False
 
 
@@ -180,12 +181,9 @@ class Shell:
         self.tally = Tally()
         self.rerouted = 0
         self.topics = settings.topics
-        self.decisions_topic = raw_topic(app, self.topics.decisions)
-        self.dead_letter_topic = raw_topic(app, self.topics.dead_letter)
-        self.input_topics = {name: raw_topic(app, name) for name in self.topics.inputs}
         self.parts: dict[int, Partition[_Pending]] = {}
         self.inputs: dict[TP, _Input] = {}
-        self.channel: Any = None
+        self.last_message: dict[int, Message] = {}  # by partition: routes table writes
         self.outboxes: dict[int, deque[_Group]] = {}  # by id(partition engine)
 
     # -- partitions --------------------------------------------------------------
@@ -245,65 +243,87 @@ class Shell:
 
     # -- records -----------------------------------------------------------------
 
-    async def on_event(self, event: EventT) -> None:
-        msg = event.message
-        if msg.topic == self.settings.ticks_topic:
-            event.ack()
-            await self.on_tick(msg.partition)
-            return
-        p = msg.partition
-        part = await self.part(p)
-        tp = msg.tp
-        inp = self.inputs[tp]
-        inp.next_offset = msg.offset + 1
-        inp.caught_up_since = None
-        self.tally.read += 1
-        pending = _Pending(event)
-        inp.pending.append(pending)
-        raw = msg.value if msg.value is not None else b""
-        decoded = decode(raw)
-        if isinstance(decoded, Rejection):
-            await self._dead_letter(msg, decoded)
-            pending.done = True
-            self._ack(inp)
-            return
-        uid = decoded.user_id
-        key = msg.key
-        if key is not None and key != uid.encode():
-            shown = key[:80].decode("utf-8", "replace")
-            await self._dead_letter(msg, Rejection(
-                "key_mismatch", f"record key {shown!r} is not the user_id {uid!r}",
-                decoded.event_type))
-            pending.done = True
-            self._ack(inp)
-            return
-        home = partition_for(uid.encode(), self.settings.partitions)
-        if home != p:
-            # Produced with another partitioner (or no key): send it where its
-            # user's state lives; it is counted there.
-            self.tally.read -= 1
-            self.rerouted += 1
-            await self.input_topics[msg.topic].send(key=uid.encode(), value=raw,
-                                                    partition=home)
-            pending.done = True
-            self._ack(inp)
-            return
-        released = part.offer(tp, decoded, pending)
-        await self._settle(part, released)
+    async def on_batch(self, messages: list[Message]) -> None:
+        """A fetched batch of input and tick records, in offset order per partition.
+
+        Every input record is decoded and offered to its partition's engine (or
+        dead-lettered, or forwarded to its user's partition); then each partition
+        that released events settles once: its decisions go out, the states they
+        changed are written once each, and the records are acked when delivered.
+        Ticks are handled after the inputs of the batch.
+        """
+        generation = self.app.consumer_generation_id
+        consumer = self.app.consumer
+        ticks = self.settings.ticks_topic
+        touched: dict[int, list[_Pending]] = {}
+        sent: dict[int, list[Any]] = {}
+        tick_parts: dict[int, None] = {}
+        for msg in messages:
+            if msg.generation_id != generation:
+                return  # a rebalance began: what is left is read again after its seek
+            p = msg.partition
+            self.last_message[p] = msg
+            if msg.topic == ticks:
+                consumer.ack(msg)
+                tick_parts[p] = None
+                continue
+            part = self.parts.get(p)
+            if part is None:
+                part = await self.part(p)
+            tp = msg.tp
+            inp = self.inputs[tp]
+            inp.next_offset = msg.offset + 1
+            inp.caught_up_since = None
+            self.tally.read += 1
+            pending = _Pending(msg)
+            inp.pending.append(pending)
+            released = touched.setdefault(p, [])
+            raw = msg.value if msg.value is not None else b""
+            decoded = decode(raw)
+            if isinstance(decoded, Rejection):
+                sent.setdefault(p, []).append(await self._dead_letter(msg, decoded))
+                released.append(pending)
+                continue
+            uid = decoded.user_id
+            key = msg.key
+            if key is not None and key != uid.encode():
+                shown = key[:80].decode("utf-8", "replace")
+                sent.setdefault(p, []).append(await self._dead_letter(msg, Rejection(
+                    "key_mismatch", f"record key {shown!r} is not the user_id {uid!r}",
+                    decoded.event_type)))
+                released.append(pending)
+                continue
+            home = partition_for(uid.encode(), self.settings.partitions)
+            if home != p:
+                # Produced with another partitioner (or no key): send it where its
+                # user's state lives; it is counted there.
+                self.tally.read -= 1
+                self.rerouted += 1
+                sent.setdefault(p, []).append(
+                    await self._send(msg.topic, uid.encode(), raw, home))
+                released.append(pending)
+                continue
+            released += part.offer(tp, decoded, pending)
+        for p, released in touched.items():
+            part = self.parts.get(p)
+            if part is not None:  # else revoked meanwhile
+                await self._settle(p, part, released, sent.get(p, ()))
+        for p in tick_parts:
+            await self.on_tick(p)
 
     async def on_tick(self, p: int) -> None:
         part = await self.part(p)
         now = time.monotonic()
         consumer = self.app.consumer
-        queue_empty = self.channel is None or self.channel.queue.empty()
         released: list[_Pending] = []
         for name in self.topics.inputs:
             tp = TP(name, p)
             inp = self.inputs[tp]
             hw = consumer.highwater(tp)
             caught_up = hw is not None and inp.next_offset >= hw
-            if not caught_up and hw is not None and queue_empty:
-                # Offsets may have gaps (transaction markers): everything fetched was handled.
+            if not caught_up and hw is not None:
+                # Offsets may have gaps (transaction markers); every record fetched
+                # before this tick was handled in an earlier batch or this one.
                 position = await consumer.position(tp)
                 caught_up = position is not None and position >= hw
             if not caught_up:
@@ -314,7 +334,7 @@ class Shell:
             if now - inp.caught_up_since >= self.settings.idle_timeout:
                 released += part.set_idle(tp, True)
         released += part.release()
-        await self._settle(part, released)
+        await self._settle(p, part, released)
         self._gauges(p)
 
     def _gauges(self, p: int) -> None:
@@ -328,16 +348,20 @@ class Shell:
                 self.metrics.set_consumer_lag(name, p, max(hw - inp.next_offset, 0))
         self.metrics.set_users(sum(len(part.states) for part in self.parts.values()))
 
-    async def _settle(self, part: Partition[_Pending], released: list[_Pending]) -> None:
-        """Send what the released events decided; once delivered, store the states
-        they changed and ack the records, in offset order.
+    async def _settle(self, p: int, part: Partition[_Pending], released: list[_Pending],
+                      sent: Iterable[Any] = ()) -> None:
+        """Send what the released events decided; once delivered (with whatever else
+        these records sent), store the states they changed and ack the records, in
+        offset order.
 
         A crash before the state is stored redelivers the records and re-emits the
         same decisions (same ids); a state is never stored ahead of its decisions.
         """
         states = part.states
         assert isinstance(states, TableStates)
-        futures = [await self._send_decision(d) for d in part.drain()]
+        futures = [await self._send(self.topics.decisions, d.user_id.encode(), d.to_json())
+                   for d in part.drain()]
+        futures += sent
         writes = states.take_dirty()
         outbox = self.outboxes.setdefault(id(part), deque())
         if futures or writes or released:
@@ -347,28 +371,43 @@ class Shell:
             for future in group.futures:
                 if future.exception() is not None:
                     raise future.exception()  # delivery failed: let the worker restart
-            for key, raw in group.writes:
-                self.table[key] = raw
+            if group.writes:
+                self._store(p, group.writes)
             touched = set()
             for pending in group.released:
                 pending.done = True
-                touched.add(pending.event.message.tp)
+                touched.add(pending.message.tp)
             for tp in touched:
                 inp = self.inputs.get(tp)
                 if inp is not None:
                     self._ack(inp)
 
-    @staticmethod
-    def _ack(inp: _Input) -> None:
+    def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
+        """Write states to the table as a stream of partition p would: Faust routes a
+        table write (its changelog record, its RocksDB partition) by the current event,
+        which is here a record of that partition."""
+        msg = self.last_message[p]
+        event = faust.Event(self.app, msg.key, msg.value, msg.headers, msg)
+        token = _current_event.set(weakref.ref(event))
+        try:
+            table = self.table
+            for key, raw in writes:
+                table[key] = raw
+        finally:
+            _current_event.reset(token)
+
+    def _ack(self, inp: _Input) -> None:
         q = inp.pending
+        ack = self.app.consumer.ack
         while q and q[0].done:
-            q.popleft().event.ack()
+            ack(q.popleft().message)
 
-    async def _send_decision(self, decision: Decision) -> Any:
-        return await self.decisions_topic.send(key=decision.user_id.encode(),
-                                               value=decision.to_json())
+    async def _send(self, topic: str, key: bytes | None, value: bytes,
+                    partition: int | None = None) -> Any:
+        """Hand a record to the producer; the future is done when it is delivered."""
+        return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _dead_letter(self, msg: Any, rejection: Rejection) -> None:
+    async def _dead_letter(self, msg: Message, rejection: Rejection) -> Any:
         self.tally.count_rejection(rejection)
         record: dict[str, Any] = {
             "reason": rejection.reason, "detail": rejection.detail,
@@ -381,7 +420,7 @@ class Shell:
         except UnicodeDecodeError:
             import base64
             record["value_base64"] = base64.b64encode(value).decode("ascii")
-        await self.dead_letter_topic.send(key=msg.key, value=orjson.dumps(record))
+        return await self._send(self.topics.dead_letter, msg.key, orjson.dumps(record))
 
     def stuck(self) -> list[str]:
         """Inputs whose oldest unacked record is not yet applied (for the shutdown report)."""
@@ -390,7 +429,7 @@ class Shell:
             if inp.pending:
                 head = inp.pending[0]
                 out.append(f"{tp.topic}[{tp.partition}] {len(inp.pending)} unacked from "
-                           f"offset {head.event.message.offset} (applied: {head.done})")
+                           f"offset {head.message.offset} (applied: {head.done})")
         return out
 
     @property
@@ -448,15 +487,10 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         return web.bytes(body, headers={"Content-Type": content_type})
 
     app.page("/metrics")(serve_metrics)
-    channel = raw_topic(app, *settings.topics.inputs, settings.ticks_topic,
-                        partitions=settings.partitions)
-
-    async def decide(stream: Any) -> None:
-        shell.channel = stream.channel
-        async for event in stream.noack().events():
-            await shell.on_event(event)
-
-    app.agent(channel, name="decide")(decide)
+    # The inputs and the ticks are subscribed like an agent's topics, but their
+    # records reach the shell a fetched batch at a time (streams.fetch).
+    app.subscribe(raw_topic(app, *settings.topics.inputs, settings.ticks_topic,
+                            partitions=settings.partitions), shell.on_batch)
 
     ticks = raw_topic(app, settings.ticks_topic, partitions=settings.partitions)
 

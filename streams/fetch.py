@@ -22,12 +22,18 @@ Used by `MonitorApp`, the app class of the worker.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
 
 YIELD_EVERY = 100  # records handed off between two passes of the event loop
+BATCH_MAX = 1000  # records per call of a batch handler
+
+
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
 
 class MonitorConsumer(faust_aiokafka.Consumer):
@@ -41,17 +47,21 @@ class MonitorConsumer(faust_aiokafka.Consumer):
         since_yield = 0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                batch = self.getmany(timeout=1.0)
+                records = self.getmany(timeout=1.0)
                 await asyncio.sleep(0)
                 if self.should_stop:
                     continue
-                async for tp, message in batch:
+                handler: BatchHandler | None = getattr(app, "batch_handler", None)
+                batch_topics: frozenset[str] = getattr(app, "batch_topics", frozenset())
+                batch: list[Message] = []
+                batch_read: dict[TP, int] = {}  # read offsets of the batch, set once handled
+                async for tp, message in records:
                     since_yield += 1
                     if since_yield > YIELD_EVERY:
                         await asyncio.sleep(0)
                         since_yield = 0
                     offset = message.offset
-                    r_offset = read_offset[tp]
+                    r_offset = batch_read.get(tp, read_offset[tp])
                     if r_offset is not None and offset < r_offset:
                         continue  # read already (before a seek back)
                     if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
@@ -60,11 +70,21 @@ class MonitorConsumer(faust_aiokafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    if handler is not None and message.topic in batch_topics:
+                        batch.append(message)
+                        batch_read[tp] = offset
+                        if len(batch) < BATCH_MAX:
+                            continue
+                        if not await self._hand_over(handler, batch, batch_read):
+                            break
+                        batch, batch_read = [], {}
+                        continue
                     await callback(message)
-                    if (not self.flow_active
-                            or app.consumer_generation_id != message.generation_id):
+                    if not self._same_generation(message):
                         break  # a rebalance began: its seek decides what is read next
                     read_offset[tp] = offset
+                if batch:
+                    await self._hand_over(handler, batch, batch_read)  # type: ignore[arg-type]
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -79,13 +99,48 @@ class MonitorConsumer(faust_aiokafka.Consumer):
             self.log.exception("Drain messages raised: %r", exc)
             raise
 
+    def _same_generation(self, message: Message) -> bool:
+        return bool(self.flow_active
+                    and self.app.consumer_generation_id == message.generation_id)
+
+    async def _hand_over(self, handler: BatchHandler, batch: list[Message],
+                         batch_read: dict[TP, int]) -> bool:
+        """Run the handler on a batch; move the read offsets past it unless a
+        rebalance began meanwhile (then its seek decides, and False is returned)."""
+        await handler(batch)
+        if not self._same_generation(batch[-1]):
+            return False
+        self._read_offset.update(batch_read)
+        return True
+
 
 class MonitorTransport(faust_aiokafka.Transport):
     Consumer = MonitorConsumer
 
 
 class MonitorApp(faust.App):
-    """A Faust app whose consumer is `MonitorConsumer` (any kafka:// broker)."""
+    """A Faust app whose consumer is `MonitorConsumer` (any kafka:// broker).
+
+    Records of `batch_topics` go to `batch_handler` a fetched batch at a time
+    (at most BATCH_MAX records) instead of to streams; the handler acks them
+    (`consumer.ack`) when it is done with them. `subscribe` registers the
+    topics with the conductor when the app starts, as an agent would.
+    """
+
+    batch_handler: BatchHandler | None = None
+    batch_topics: frozenset[str] = frozenset()
+    _batch_channels: tuple[Any, ...] = ()
+
+    def subscribe(self, channel: Any, handler: BatchHandler) -> None:
+        """Deliver the records of channel's topics to handler, in batches."""
+        self._batch_channels += (channel,)
+        self.batch_topics = self.batch_topics | frozenset(channel.topics)
+        self.batch_handler = handler
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for channel in self._batch_channels:
+            self.topics.add(channel)
 
     def _new_transport(self) -> Any:
         return MonitorTransport(self.conf.broker_consumer, self)
