@@ -1,7 +1,7 @@
 """Live benchmark: one worker through the embedded broker.
 
 Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
-                                      [--rates 5000 500]
+                                      [--rates 5000 500] [--stock-floor]
                                       [--latency-seconds 20] [--partitions 8]
 
 1. Pre-loads the first --events lines of bench/data/replay-100k.jsonl (made by
@@ -9,7 +9,8 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
 2. Throughput, each of --runs times with a fresh consumer group:
    (a) floor: a minimal Faust agent that only reads the same topics into a
        table (the framework's own cost per record, same broker, same process
-       model);
+       model), on the worker's consumer (streams.fetch: no per-record tasks);
+       with --stock-floor also on Faust's own consumer;
    (b) worker: `closure-monitor worker` with production settings (default
        producer batching; no Tansu workaround; short group timeouts only to
        cut the join wait).
@@ -58,10 +59,12 @@ FLOOR_APP = r'''
 import sys
 import faust
 from streams.fetch import MonitorApp
-broker, prefix, group, partitions, port = sys.argv[1:6]
+broker, prefix, group, partitions, port, kind = sys.argv[1:7]
+# "monitor": the worker's consumer (direct hand-off); "stock": Faust's own.
+App = MonitorApp if kind == "monitor" else faust.App
 names = [prefix + t for t in ("credit.repayments", "credit.applications",
                               "credit.report-changes")]
-app = MonitorApp(group, broker=broker, store="memory://", web_port=int(port),
+app = App(group, broker=broker, store="memory://", web_port=int(port),
                 web_bind="127.0.0.1", topic_partitions=int(partitions),
                 consumer_auto_offset_reset="earliest", stream_wait_empty=False,
                 broker_session_timeout=10, broker_rebalance_timeout=10,
@@ -79,6 +82,7 @@ async def read(stream):
 
 worker = faust.Worker(app, loglevel="warning", redirect_stdouts=False, quiet=True)
 worker.spinner = None  # as the monitor's worker does: see streams/worker.py
+sys.argv[1:] = ["worker"]
 worker.execute_from_commandline()
 '''
 
@@ -253,16 +257,20 @@ async def run(args: argparse.Namespace) -> None:
         tps = [TopicPartition(t, p) for t in topics.inputs for p in range(args.partitions)]
         floor_code = tmp / "floor_app.py"
         floor_code.write_text(FLOOR_APP)
-        floors, workers = [], []
+        floors, stocks, workers = [], [], []
         for i in range(args.runs):
-            group = f"floor-{uuid.uuid4().hex[:6]}"
-            cmd = [sys.executable, str(floor_code), broker.url, topics.prefix, group,
-                   str(args.partitions), str(free_port()), "worker"]
-            r = await measure(broker, group, tps, len(lines), cmd, tmp / f"floor-{i}.log",
-                              args.timeout)
-            floors.append(r["rate"])
-            print(f"  run {i + 1}: floor  {r['rate']:>9,.0f} records/s "
-                  f"({r['seconds']:.1f} s)", flush=True)
+            for kind, rates in (("monitor", floors), ("stock", stocks)):
+                if kind == "stock" and not args.stock_floor:
+                    continue
+                group = f"floor-{uuid.uuid4().hex[:6]}"
+                cmd = [sys.executable, str(floor_code), broker.url, topics.prefix, group,
+                       str(args.partitions), str(free_port()), kind]
+                r = await measure(broker, group, tps, len(lines), cmd,
+                                  tmp / f"floor-{kind}-{i}.log", args.timeout)
+                rates.append(r["rate"])
+                label = "floor" if kind == "monitor" else "stock floor"
+                print(f"  run {i + 1}: {label:<11} {r['rate']:>9,.0f} records/s "
+                      f"({r['seconds']:.1f} s)", flush=True)
             app_id = f"monitor-{uuid.uuid4().hex[:6]}"
             await ensure_topics(broker.url, (topics.decisions, topics.dead_letter,
                                              f"{app_id}-ticks"), args.partitions)
@@ -272,9 +280,13 @@ async def run(args: argparse.Namespace) -> None:
             r = await measure(broker, app_id, tps, len(lines), cmd, tmp / f"worker-{i}.log",
                               args.timeout)
             workers.append(r["rate"])
-            print(f"  run {i + 1}: worker {r['rate']:>9,.0f} events/s "
+            print(f"  run {i + 1}: {'worker':<11} {r['rate']:>9,.0f} events/s "
                   f"({r['seconds']:.1f} s)", flush=True)
         floor, worker = statistics.median(floors), statistics.median(workers)
+        if stocks:
+            stock = statistics.median(stocks)
+            print(f"floor with Faust's own consumer, median of {args.runs}: {stock:,.0f} "
+                  f"records/s = {stock / floor:.2f} of the floor", flush=True)
         print(f"throughput, median of {args.runs}: floor {floor:,.0f} records/s; worker "
               f"{worker:,.0f} events/s = {worker / floor:.2f} of the floor "
               f"(target 25,000, goal 40,000)", flush=True)
@@ -299,6 +311,8 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=float, default=20)
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--stock-floor", action="store_true",
+                   help="also run the floor agent on Faust's own consumer (slow)")
     asyncio.run(run(p.parse_args()))
     return 0
 

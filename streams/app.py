@@ -2,17 +2,20 @@
 `engine.Partition` as `replay`, keep per-user state in a Faust table, emit
 decisions and dead letters.
 
-One agent consumes the three co-partitioned input topics plus a small tick
-topic. For each partition number it keeps an `engine.Partition`: the reorder
-buffer behind the multi-input watermark, the deadline index and the tally. An
-input record is decoded, buffered, and applied once the watermark passes it;
-its offset is acknowledged only after it was applied (and acknowledged in
-offset order per topic-partition, so a commit never skips an unapplied
-record). A timer sends one tick per assigned partition to the tick topic; the
-agent handles it in that partition's context: inputs that have been caught up
-for the idle timeout stop holding the watermark back, and due deadlines fire.
-Handling ticks inside the agent keeps every table write in stream context,
-where Faust routes it to the partition's changelog.
+The app subscribes the three co-partitioned input topics plus a small tick
+topic; their records reach `Shell.on_batch` a fetched batch at a time
+(`streams.fetch`: Faust's streams cost several times what deciding does). For
+each partition number the shell keeps an `engine.Partition`: the reorder buffer
+behind the multi-input watermark, the deadline index and the tally. An input
+record is decoded, buffered, and applied once the watermark passes it. Each
+partition then settles once per batch: its decisions go to the producer, and
+when they are delivered the states they changed are written to the table (once
+per user) and the records are acknowledged, in offset order per
+topic-partition, so a commit never skips an unapplied record. A timer sends one
+tick per assigned partition to the tick topic; a tick record makes its
+partition's inputs that have been caught up for the idle timeout stop holding
+the watermark back, and fires due deadlines. Ticks travel through a topic so
+that they reach the partition's owner, in order with its input records.
 """
 
 from __future__ import annotations

@@ -1,22 +1,27 @@
-"""Faust's aiokafka consumer with a direct hand-off from fetch to stream.
+"""Faust's aiokafka consumer with a cheaper hand-off from fetch to processing.
 
 Faust's fetch loop (`Consumer._drain_messages`, faust-streaming 0.15) hands each
 record to the streams through `wait_first(callback(message),
 suspend_flow.wait())`: two tasks and an `asyncio.wait` per record, so that a
-rebalance can cancel a hand-off blocked on a full stream buffer. That costs more
-than everything else Faust does per record: a Faust agent reading the monitor's
-topics into a table moves about 1,600 records/s with it and several times more
-without (bench/live.py measures the floor with this consumer).
+rebalance can cancel a hand-off blocked on a full stream buffer. Then each
+record costs a Faust event, a queue hop and the stream's per-event bookkeeping.
+bench/live.py measures what that costs against this module's consumer.
 
 `MonitorConsumer` keeps Faust's loop (read offsets, offset gaps, commit-every)
-and awaits the hand-off directly. What the cancellation was for still holds:
-a rebalance clears the stream buffers (`flow_control.clear()`), which unblocks
-a hand-off waiting for room. A hand-off that returns into a new consumer
-generation, or while the flow is stopped, does not move the read offset and
-ends the batch: the rebalance's seek to the committed offsets decides where
-reading resumes, and the stream drops records of an old generation.
+with two changes:
 
-Used by `MonitorApp`, the app class of the worker.
+- a stream hand-off is awaited directly. What the cancellation was for still
+  holds: a rebalance clears the stream buffers (`flow_control.clear()`), which
+  unblocks a hand-off waiting for room;
+- records of the topics given to `MonitorApp.subscribe` skip streams: they go
+  to the app's batch handler, up to BATCH_MAX records of one fetch per call.
+  The handler acks them (`consumer.ack`) when it is done with them, so Faust's
+  commits stay as they are.
+
+A hand-off that returns into a new consumer generation, or while the flow is
+stopped, does not move the read offsets and ends the fetch: the rebalance's
+seek to the committed offsets decides where reading resumes (the stream drops
+records of an old generation; the batch handler checks it too).
 """
 
 from __future__ import annotations

@@ -164,6 +164,32 @@ async def test_failover_survivor_restores_state_and_decides_the_same(
     print(f"failover: {repeats} decisions re-emitted with their original ids")
 
 
+async def test_scale_out_and_in_while_producing(live: Live, live_log: Path) -> None:
+    """Two rebalances mid-stream: a second worker joins, then leaves cleanly. Records
+    fetched in one consumer generation and handed over in the next are read again
+    from the committed offsets; the decisions still equal replay's."""
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    first = live.start_worker()
+    await live.wait_web(first)
+    lines = _lines(live_log)
+    producing = asyncio.create_task(live.produce(lines, rate=len(lines) / 30))
+    topics = live.topics
+    async with TopicReader(live.broker, topics.decisions) as reader:
+        await reader.until(lambda: len(reader.records[topics.decisions])
+                           >= len(expected.decisions) // 5, 90, "a fifth of the decisions")
+        second = live.start_worker()
+        await live.wait_web(second)
+        # The newcomer owns partitions once it decides; then it leaves.
+        await reader.until(lambda: len(reader.records[topics.decisions])
+                           >= len(expected.decisions) // 2, 90, "half of the decisions")
+    assert second.stop() == 0
+    assert second.summary()["read"] > 0  # it did own partitions for a while
+    summary = await producing
+    await run_to_completion(live, expected, summary.sent, exact=False)
+    assert first.stop() == 0
+
+
 async def test_broker_stall_loses_nothing(live: Live, live_log: Path) -> None:
     expected = Expected.of(live_log)
     await live.create_topics()
