@@ -256,14 +256,16 @@ class Shell:
         Ticks are handled after the inputs of the batch.
         """
         generation = self.app.consumer_generation_id
-        consumer = self.app.consumer
+        consumer: Any = self.app.consumer
         ticks = self.settings.ticks_topic
-        touched: dict[int, list[_Pending]] = {}
+        touched: dict[int, tuple[Partition[_Pending], list[_Pending]]] = {}
         sent: dict[int, list[Any]] = {}
         tick_parts: dict[int, None] = {}
         for msg in messages:
-            if msg.generation_id != generation:
-                return  # a rebalance began: what is left is read again after its seek
+            if msg.generation_id != generation or not consumer.flow_active:
+                # A rebalance began: it revokes every partition (Faust's eager
+                # protocol), and reading resumes from the committed offsets.
+                return
             p = msg.partition
             self.last_message[p] = msg
             if msg.topic == ticks:
@@ -280,7 +282,7 @@ class Shell:
             self.tally.read += 1
             pending = _Pending(msg)
             inp.pending.append(pending)
-            released = touched.setdefault(p, [])
+            released = touched.setdefault(p, (part, []))[1]
             raw = msg.value if msg.value is not None else b""
             decoded = decode(raw)
             if isinstance(decoded, Rejection):
@@ -307,12 +309,12 @@ class Shell:
                 released.append(pending)
                 continue
             released += part.offer(tp, decoded, pending)
-        for p, released in touched.items():
-            part = self.parts.get(p)
-            if part is not None:  # else revoked meanwhile
+        for p, (part, released) in touched.items():
+            if self.parts.get(p) is part:  # else revoked meanwhile
                 await self._settle(p, part, released, sent.get(p, ()))
         for p in tick_parts:
-            await self.on_tick(p)
+            if consumer.flow_active and self.app.consumer_generation_id == generation:
+                await self.on_tick(p)
 
     async def on_tick(self, p: int) -> None:
         part = await self.part(p)

@@ -80,9 +80,9 @@ class MonitorConsumer(faust_aiokafka.Consumer):
                         batch_read[tp] = offset
                         if len(batch) < BATCH_MAX:
                             continue
-                        if not await self._hand_over(handler, batch, batch_read):
+                        full, batch, batch_read = (batch, batch_read), [], {}
+                        if not await self._hand_over(handler, *full):
                             break
-                        batch, batch_read = [], {}
                         continue
                     await callback(message)
                     if not self._same_generation(message):
