@@ -10,7 +10,8 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
    (a) floor: a minimal Faust agent that only reads the same topics into a
        table (the framework's own cost per record, same broker, same process
        model), on the worker's consumer (streams.fetch: no per-record tasks);
-       with --stock-floor also on Faust's own consumer;
+       with --stock-floor also on Faust's own consumer; and the batch floor:
+       the worker's batch hand-off writing each record to a table, no agent;
    (b) worker: `closure-monitor worker` with production settings (default
        producer batching; no Tansu workaround; short group timeouts only to
        cut the join wait).
@@ -18,7 +19,11 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
    commit, polled every 0.25 s. Medians and worker/floor ratio are printed.
 3. Latency: fresh topics, a running worker, events offered at each of --rates for
    --latency-seconds; for every decision an event triggered, the time from
-   sending that event to reading the decision. p50/p99 printed.
+   sending that event to reading the decision. p50/p99 printed. The worker and
+   the reader fetch with a 50 ms max wait (TANSU_FETCH_MAX_WAIT: Tansu answers a
+   caught-up fetch only near its max wait; Kafka answers when records arrive).
+   Beside it, the latency that the event-time watermark alone imposes on the
+   same events at the same rate (`watermark_floor`, no processing at all).
 
 Prints the machine first. Nothing here is asserted: figures are for the README.
 """
@@ -44,13 +49,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.replay import ensure_log, machine  # noqa: E402
+from streams.app import (  # noqa: E402
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LATENESS,
+    TANSU_FETCH_MAX_WAIT,
+)
+from streams.codec import Rejection, decode  # noqa: E402
 from streams.kafka import (  # noqa: E402
     EmbeddedBroker,
     Topics,
     ensure_topics,
     free_port,
+    partition_for,
     stop_process,
 )
+from streams.policy import load_policy  # noqa: E402
+from streams.reorder import ReorderBuffer  # noqa: E402
+from streams.replay import replay  # noqa: E402
 from streams.transfer import route  # noqa: E402
 
 CLI = [sys.executable, "-m", "streams.cli"]
@@ -60,8 +75,9 @@ import sys
 import faust
 from streams.fetch import MonitorApp
 broker, prefix, group, partitions, port, kind = sys.argv[1:7]
-# "monitor": the worker's consumer (direct hand-off); "stock": Faust's own.
-App = MonitorApp if kind == "monitor" else faust.App
+# "agent": an agent on the worker's consumer (direct hand-off); "stock": an agent
+# on Faust's own consumer; "batch": the worker's batch hand-off, no agent.
+App = faust.App if kind == "stock" else MonitorApp
 names = [prefix + t for t in ("credit.repayments", "credit.applications",
                               "credit.report-changes")]
 app = App(group, broker=broker, store="memory://", web_port=int(port),
@@ -75,10 +91,34 @@ table = app.Table("floor", default=None, partitions=int(partitions),
 table.key_serializer = table.value_serializer = "raw"
 topic = app.topic(*names, key_serializer="raw", value_serializer="raw")
 
-@app.agent(topic)
 async def read(stream):
     async for event in stream.events():
         table[event.key or b""] = event.value
+
+async def handle(messages):
+    # As the worker's shell does: table writes per partition, in that partition's
+    # event context (where Faust routes them), then acks.
+    import weakref
+    from faust.streams import _current_event
+    by_partition = {}
+    for m in messages:
+        by_partition.setdefault(m.partition, []).append(m)
+    for ms in by_partition.values():
+        last = ms[-1]
+        event = faust.Event(app, last.key, last.value, last.headers, last)
+        token = _current_event.set(weakref.ref(event))
+        try:
+            for m in ms:
+                table[m.key or b""] = m.value
+        finally:
+            _current_event.reset(token)
+        for m in ms:
+            app.consumer.ack(m)
+
+if kind == "batch":
+    app.subscribe(topic, handle)
+else:
+    app.agent(topic)(read)
 
 worker = faust.Worker(app, loglevel="warning", redirect_stdouts=False, quiet=True)
 worker.spinner = None  # as the monitor's worker does: see streams/worker.py
@@ -154,13 +194,16 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
     port = free_port()
     cmd = [*CLI, "worker", "--broker", broker.url, "--partitions", str(partitions),
            "--topic-prefix", prefix, "--app-id", app_id, "--web-port", str(port),
-           "--fast-rebalance"]
+           "--fast-rebalance", "--fetch-max-wait", str(TANSU_FETCH_MAX_WAIT)]
     with open(tmp / "latency-worker.log", "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
+    # Tansu answers a caught-up fetch only near its max wait: keep it short for the
+    # reader, so that the instrument adds no latency of its own.
     consumer = AIOKafkaConsumer(topics.decisions, bootstrap_servers=broker.bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=20)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
     await consumer.start()
     await producer.start()
@@ -215,6 +258,51 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
             "max_ms": 1000 * latencies[-1]}
 
 
+def watermark_floor(lines: list[bytes], rate: float, partitions: int,
+                    lateness: float = DEFAULT_LATENESS,
+                    idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> dict[str, float]:
+    """The latency the event-time watermark alone imposes (no processing at all):
+    `lines` offered at `rate`, each partition's events through the worker's own
+    ReorderBuffer, for the events whose decisions replay says they trigger. The
+    contract (DESIGN.md) holds an event until every input of its partition is
+    `lateness` of event time past it; how long that takes in wall time depends on
+    how fast event time moves through the offered log."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
+        f.write(b"\n".join(lines) + b"\n")
+        f.flush()
+        triggers: set[str] = set()
+        replay(load_policy(), [f.name], lateness=lateness,
+               on_decision=lambda d: triggers.add(d.trigger_event_id or ""))
+    topics = Topics()
+    buffers: dict[int, ReorderBuffer[float]] = {}
+    last: dict[tuple[int, str], float] = {}  # latest arrival per input
+    waits = []
+    for i, line in enumerate(lines):
+        event = decode(line)
+        if isinstance(event, Rejection):
+            continue
+        p = partition_for(event.user_id.encode(), partitions)
+        buffer = buffers.get(p)
+        if buffer is None:
+            buffer = buffers[p] = ReorderBuffer(lateness)
+            for name in topics.inputs:
+                buffer.add_input(name)
+                buffer.set_idle(name, True)  # caught up before the first record
+        now = i / rate
+        # As the worker does with a consumer that keeps up: an input that brought
+        # nothing for the idle timeout stops holding the watermark.
+        for name in topics.inputs:
+            if now - last.get((p, name), now) >= idle_timeout:
+                buffer.set_idle(name, True)
+        source = route(line, topics)[0]
+        last[p, source] = now
+        buffer.push(source, event, now)
+        waits += [now - sent for e, sent in buffer.release() if e.event_id in triggers]
+    waits.sort()
+    return {"events": len(waits), "p50_ms": 1000 * waits[len(waits) // 2],
+            "p99_ms": 1000 * waits[min(len(waits) - 1, int(len(waits) * 0.99))]}
+
+
 async def _wait_group(broker: EmbeddedBroker, app_id: str, proc: subprocess.Popen[bytes]) -> None:
     """The worker has joined and been assigned: its tick topic sees commits or records."""
     consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
@@ -257,9 +345,9 @@ async def run(args: argparse.Namespace) -> None:
         tps = [TopicPartition(t, p) for t in topics.inputs for p in range(args.partitions)]
         floor_code = tmp / "floor_app.py"
         floor_code.write_text(FLOOR_APP)
-        floors, stocks, workers = [], [], []
+        floors, stocks, batches, workers = [], [], [], []
         for i in range(args.runs):
-            for kind, rates in (("monitor", floors), ("stock", stocks)):
+            for kind, rates in (("agent", floors), ("stock", stocks), ("batch", batches)):
                 if kind == "stock" and not args.stock_floor:
                     continue
                 group = f"floor-{uuid.uuid4().hex[:6]}"
@@ -268,7 +356,8 @@ async def run(args: argparse.Namespace) -> None:
                 r = await measure(broker, group, tps, len(lines), cmd,
                                   tmp / f"floor-{kind}-{i}.log", args.timeout)
                 rates.append(r["rate"])
-                label = "floor" if kind == "monitor" else "stock floor"
+                label = {"agent": "floor", "stock": "stock floor",
+                         "batch": "batch floor"}[kind]
                 print(f"  run {i + 1}: {label:<11} {r['rate']:>9,.0f} records/s "
                       f"({r['seconds']:.1f} s)", flush=True)
             app_id = f"monitor-{uuid.uuid4().hex[:6]}"
@@ -283,6 +372,10 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  run {i + 1}: {'worker':<11} {r['rate']:>9,.0f} events/s "
                   f"({r['seconds']:.1f} s)", flush=True)
         floor, worker = statistics.median(floors), statistics.median(workers)
+        batch = statistics.median(batches)
+        print(f"batch floor (the worker's hand-off, table writes only), median of "
+              f"{args.runs}: {batch:,.0f} records/s = {batch / floor:.2f} of the floor; "
+              f"worker = {worker / batch:.2f} of the batch floor", flush=True)
         if stocks:
             stock = statistics.median(stocks)
             print(f"floor with Faust's own consumer, median of {args.runs}: {stock:,.0f} "
@@ -292,10 +385,16 @@ async def run(args: argparse.Namespace) -> None:
               f"(target 25,000, goal 40,000)", flush=True)
         for rate in args.rates:
             lat = await latency(broker, lines, rate, args.latency_seconds, args.partitions, tmp)
+            floor_lat = watermark_floor(lines[:int(rate * args.latency_seconds)], rate,
+                                        args.partitions)
             print(f"latency at {lat['offered_rate']:,.0f} events/s offered: p50 "
                   f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max "
                   f"{lat['max_ms']:.0f} ms over {lat['decisions']:,} event-triggered decisions "
                   f"(target p99 < 500 ms at 5,000/s, goal 100 ms)", flush=True)
+            print(f"  of which the event-time watermark alone (lateness "
+                  f"{DEFAULT_LATENESS:g} s, no processing): p50 {floor_lat['p50_ms']:.0f} ms, "
+                  f"p99 {floor_lat['p99_ms']:.0f} ms over {floor_lat['events']:,} "
+                  f"decision-triggering events", flush=True)
     print(f"logs in {tmp}")
 
 

@@ -50,6 +50,9 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
     w.add_argument("--idle-timeout", type=float, default=None,
                    help="seconds an input must be caught up before it stops holding "
                         "the watermark (default 2)")
+    w.add_argument("--fetch-max-wait", type=float, default=None,
+                   help="longest a fetch waits for records, seconds (default 0.5, "
+                        "Kafka's; 0.05 with --tansu)")
     w.add_argument("--tansu", action="store_true",
                    default=_env("TANSU", "") not in ("", "0"),
                    help="the embedded development broker's workarounds (never for Kafka)")
@@ -101,7 +104,12 @@ def _partitions_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from streams.app import DEFAULT_IDLE_TIMEOUT, Settings
+    from streams.app import (
+        DEFAULT_FETCH_MAX_WAIT,
+        DEFAULT_IDLE_TIMEOUT,
+        TANSU_FETCH_MAX_WAIT,
+        Settings,
+    )
 
     partitions = args.partitions or _int_env("PARTITIONS", 8)
     web_port = args.web_port or _int_env("WEB_PORT", 6066)
@@ -109,11 +117,17 @@ def _settings(args: argparse.Namespace) -> Any:
         raise ConfigError("--partitions must be at least 1")
     if not 0 < web_port < 65536:
         raise ConfigError(f"--web-port {web_port}: not a port number")
+    fetch_max_wait = args.fetch_max_wait
+    if fetch_max_wait is None:
+        fetch_max_wait = TANSU_FETCH_MAX_WAIT if args.tansu else DEFAULT_FETCH_MAX_WAIT
+    if not 0 < fetch_max_wait <= 60:
+        raise ConfigError(f"--fetch-max-wait {fetch_max_wait:g}: not in (0, 60] seconds")
     return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
                     lateness=args.lateness,
                     idle_timeout=args.idle_timeout or DEFAULT_IDLE_TIMEOUT,
+                    fetch_max_wait=fetch_max_wait,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
                     loglevel=args.loglevel)
 

@@ -41,7 +41,20 @@ BATCH_MAX = 1000  # records per call of a batch handler
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
 
+class MonitorConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes fetch_max_wait_ms=1500 with no setting to change it.
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = int(wait * 1000)
+        return consumer
+
+
 class MonitorConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> MonitorConsumerThread:
+        return MonitorConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         callback = self.callback
         app = self.app
@@ -134,6 +147,9 @@ class MonitorApp(faust.App):
 
     batch_handler: BatchHandler | None = None
     batch_topics: frozenset[str] = frozenset()
+    # The longest a fetch may wait for records (fetch.max.wait.ms), seconds; Faust
+    # hard-codes 1.5 s, which None keeps.
+    fetch_max_wait: float | None = None
     _batch_channels: tuple[Any, ...] = ()
 
     def subscribe(self, channel: Any, handler: BatchHandler) -> None:

@@ -343,3 +343,21 @@ async def test_wait_for_reports_what_it_waited_for() -> None:
         return False
     with pytest.raises(AssertionError, match="the impossible"):
         await wait_for(never, 0.3, "the impossible", poll=0.1)
+
+
+@pytest.mark.parametrize(("flags", "wait_ms"), [([], 500), (["--tansu"], 50),
+                                                (["--fetch-max-wait", "0.2"], 200)])
+async def test_the_fetch_wait_reaches_the_kafka_consumer(flags: list[str], wait_ms: int) -> None:
+    """Faust hard-codes a 1.5 s fetch wait; the worker's setting replaces it."""
+    from streams.app import build_app
+    from streams.cli import _parser
+    from streams.cli_live import _settings
+    from streams.policy import load_policy
+
+    args = _parser().parse_args(["worker", "--broker", "kafka://127.0.0.1:1", *flags])
+    app, _ = build_app(_settings(args), load_policy())
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._fetch_max_wait_ms == wait_ms
+    finally:
+        await consumer.stop()
