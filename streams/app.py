@@ -197,6 +197,7 @@ class Shell:
         self.parts: dict[int, Partition[_Pending]] = {}
         self.inputs: dict[TP, _Input] = {}
         self.last_message: dict[int, Message] = {}  # by partition: routes table writes
+        self.changelog: str = table.changelog_topic.get_topic_name()
         self.outboxes: dict[int, deque[_Group]] = {}  # by id(partition engine)
 
     # -- partitions --------------------------------------------------------------
@@ -387,7 +388,7 @@ class Shell:
                 if future.exception() is not None:
                     raise future.exception()  # delivery failed: let the worker restart
             if group.writes:
-                self._store(p, group.writes)
+                await self._store(p, group.writes)
             touched = set()
             for pending in group.released:
                 pending.done = True
@@ -397,19 +398,26 @@ class Shell:
                 if inp is not None:
                     self._ack(inp)
 
-    def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
-        """Write states to the table as a stream of partition p would: Faust routes a
-        table write (its changelog record, its RocksDB partition) by the current event,
-        which is here a record of that partition."""
+    async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
+        """Write states to partition p of the table: to the store, and to the
+        changelog's partition p, as Faust's own table write does (without its
+        per-write buffering). The RocksDB store picks its partition by the current
+        event, which is here a record of that partition."""
         msg = self.last_message[p]
         event = faust.Event(self.app, msg.key, msg.value, msg.headers, msg)
         token = _current_event.set(weakref.ref(event))
         try:
-            table = self.table
+            data = self.table.data
             for key, raw in writes:
-                table[key] = raw
+                data[key] = raw
         finally:
             _current_event.reset(token)
+        send: Any = self.app.producer.send  # its futures are asyncio futures
+        changelog = self.changelog
+        on_sent = self.table._on_changelog_sent  # records the store's persisted offset
+        for key, raw in writes:
+            future = await send(changelog, key, raw, p, None, None)
+            future.add_done_callback(on_sent)
 
     def _ack(self, inp: _Input) -> None:
         q = inp.pending

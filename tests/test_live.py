@@ -138,6 +138,29 @@ async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
     check_conservation(worker.summary(), expected)
 
 
+async def test_rocksdb_worker_restarts_on_its_store(live: Live, live_log: Path,
+                                                    tmp_path: Path) -> None:
+    """A clean stop and a restart on the same RocksDB directory: the worker gets its
+    users back (local store, then the changelog past the offsets the store kept)
+    and carries on; the decisions equal replay's."""
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    data = str(tmp_path / "store")  # not "rocksdb": the cwd would shadow the module
+    lines = _lines(live_log)
+    half = len(lines) // 2
+    first = live.start_worker("--data-dir", data, store="rocksdb")
+    await live.wait_web(first)
+    sent = (await live.produce(lines[:half])).sent
+    await live.wait_committed(sent)
+    assert first.stop() == 0
+    second = live.start_worker("--data-dir", data, store="rocksdb")
+    await live.wait_web(second)
+    sent += (await live.produce(lines[half:])).sent
+    await run_to_completion(live, expected, sent, exact=False)
+    assert second.stop() == 0
+    assert "users restored" in second.output()
+
+
 async def test_failover_survivor_restores_state_and_decides_the_same(
         live: Live, live_log: Path) -> None:
     expected = Expected.of(live_log)
