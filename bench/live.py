@@ -22,8 +22,8 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
 3. Latency: fresh topics, a running worker, events offered at each of --rates for
    --latency-seconds; for every decision an event triggered, the time from
    sending that event to reading the decision. p50/p99 printed. The worker and
-   the reader fetch with a 50 ms max wait (TANSU_FETCH_MAX_WAIT: Tansu answers a
-   caught-up fetch only near its max wait; Kafka answers when records arrive).
+   the reader fetch with a 50 ms max wait (TANSU_FETCH_MAX_WAIT: Tansu answers
+   records that arrive during a fetch's wait late; Kafka answers at once).
    Beside it, the latency that the event-time watermark alone imposes on the
    same events at the same rate (`watermark_floor`, no processing at all).
 
@@ -206,8 +206,8 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
-    # Tansu answers a caught-up fetch only near its max wait: keep it short for the
-    # reader, so that the instrument adds no latency of its own.
+    # Tansu answers records that arrive during a fetch's wait late: keep the wait
+    # short for the reader, so that the instrument adds no latency of its own.
     consumer = AIOKafkaConsumer(topics.decisions, bootstrap_servers=broker.bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=20)
