@@ -198,27 +198,38 @@ class Shell:
         self.inputs: dict[TP, _Input] = {}
         self.last_message: dict[int, Message] = {}  # by partition: routes table writes
         self.changelog: str = table.changelog_topic.get_topic_name()
-        self.outboxes: dict[int, deque[_Group]] = {}  # by id(partition engine)
+        self.outboxes: dict[int, deque[_Group]] = {}  # by partition, as self.parts
 
     # -- partitions --------------------------------------------------------------
 
-    async def part(self, p: int) -> Partition[_Pending]:
+    async def part(self, p: int, generation: int) -> Partition[_Pending] | None:
+        """Partition p's engine, made on its first record; None when a rebalance
+        began meanwhile (the partition may no longer be this worker's)."""
         part = self.parts.get(p)
         if part is None:
+            tps = [TP(name, p) for name in self.topics.inputs]
+            starts = [await self._start_offset(tp) for tp in tps]
+            if not self._current(generation):
+                return None
             metrics = self.metrics
             part = TimedPartition(self.policy, TableStates(self.table),
                                   self.settings.lateness, self.tally,
                                   observe_step=metrics.observe_step,
                                   observe_lag=metrics.observe_lag)
-            for name in self.topics.inputs:
-                tp = TP(name, p)
+            for tp, start in zip(tps, starts, strict=True):
                 part.add_input(tp)
                 inp = self.inputs[tp] = _Input()
-                inp.next_offset = await self._start_offset(tp)
+                inp.next_offset = start
             self._restore(p, part)
             self.parts[p] = part
+            self.outboxes[p] = deque()
             metrics.watch(p, part)
         return part
+
+    def _current(self, generation: int) -> bool:
+        """No rebalance since `generation`: the partitions held are still this worker's."""
+        consumer: Any = self.app.consumer
+        return bool(consumer.flow_active and self.app.consumer_generation_id == generation)
 
     async def _start_offset(self, tp: TP) -> int:
         """Where consumption of an input starts: the group's committed offset, or the
@@ -248,12 +259,12 @@ class Shell:
         """Forget partitions handed to another worker; their unacked records go with them."""
         for p in {tp.partition for tp in tps}:
             part = self.parts.pop(p, None)
+            self.outboxes.pop(p, None)
+            for name in self.topics.inputs:
+                self.inputs.pop(TP(name, p), None)
             if part is not None:
                 self.tally.read -= len(part.buffer)  # read again by the next owner
                 self.metrics.unwatch(p)
-                self.outboxes.pop(id(part), None)
-                for name in self.topics.inputs:
-                    self.inputs.pop(TP(name, p), None)
 
     # -- records -----------------------------------------------------------------
 
@@ -285,7 +296,9 @@ class Shell:
                 continue
             part = self.parts.get(p)
             if part is None:
-                part = await self.part(p)
+                part = await self.part(p, generation)
+                if part is None:
+                    return
             tp = msg.tp
             inp = self.inputs[tp]
             inp.next_offset = msg.offset + 1
@@ -321,14 +334,16 @@ class Shell:
                 continue
             released += part.offer(tp, decoded, pending)
         for p, (part, released) in touched.items():
-            if self.parts.get(p) is part:  # else revoked meanwhile
-                await self._settle(p, part, released, sent.get(p, ()))
+            if self._current(generation):
+                await self._settle(p, part, released, sent.get(p, ()), generation)
         for p in tick_parts:
-            if consumer.flow_active and self.app.consumer_generation_id == generation:
-                await self.on_tick(p)
+            if self._current(generation):
+                await self.on_tick(p, generation)
 
-    async def on_tick(self, p: int) -> None:
-        part = await self.part(p)
+    async def on_tick(self, p: int, generation: int) -> None:
+        part = await self.part(p, generation)
+        if part is None:
+            return
         now = time.monotonic()
         consumer = self.app.consumer
         released: list[_Pending] = []
@@ -341,6 +356,8 @@ class Shell:
                 # Offsets may have gaps (transaction markers); every record fetched
                 # before this tick was handled in an earlier batch or this one.
                 position = await consumer.position(tp)
+                if not self._current(generation):
+                    return
                 caught_up = position is not None and position >= hw
             if not caught_up:
                 inp.caught_up_since = None
@@ -350,7 +367,7 @@ class Shell:
             if now - inp.caught_up_since >= self.settings.idle_timeout:
                 released += part.set_idle(tp, True)
         released += part.release()
-        await self._settle(p, part, released)
+        await self._settle(p, part, released, (), generation)
         self._gauges(p)
 
     def _gauges(self, p: int) -> None:
@@ -365,13 +382,15 @@ class Shell:
         self.metrics.set_users(sum(len(part.states) for part in self.parts.values()))
 
     async def _settle(self, p: int, part: Partition[_Pending], released: list[_Pending],
-                      sent: Iterable[Any] = ()) -> None:
+                      sent: Iterable[Any], generation: int) -> None:
         """Send what the released events decided; once delivered (with whatever else
         these records sent), store the states they changed and ack the records, in
         offset order.
 
         A crash before the state is stored redelivers the records and re-emits the
         same decisions (same ids); a state is never stored ahead of its decisions.
+        Nothing is stored or acked once a rebalance began: the partition may have
+        gone to another worker, which reads its records again.
         """
         states = part.states
         assert isinstance(states, TableStates)
@@ -379,10 +398,12 @@ class Shell:
                    for d in part.drain()]
         futures += sent
         writes = states.take_dirty()
-        outbox = self.outboxes.setdefault(id(part), deque())
+        if not self._current(generation):
+            return
+        outbox = self.outboxes[p]
         if futures or writes or released:
             outbox.append(_Group(futures, writes, released))
-        while outbox and outbox[0].ready():
+        while outbox and outbox[0].ready() and self._current(generation):
             group = outbox.popleft()
             for future in group.futures:
                 if future.exception() is not None:
