@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -45,7 +45,7 @@ class MonitorConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Faust passes fetch_max_wait_ms=1500 with no setting to change it.
-        wait = getattr(self.app, "fetch_max_wait", None)
+        wait = cast(MonitorApp, self.app).fetch_max_wait
         if wait is not None:
             consumer._fetch_max_wait_ms = int(wait * 1000)
         return consumer
@@ -57,7 +57,7 @@ class MonitorConsumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:
         callback = self.callback
-        app = self.app
+        app = cast(MonitorApp, self.app)
         read_offset = self._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
         consumer_stopped = self._stopped.is_set
@@ -69,8 +69,7 @@ class MonitorConsumer(faust_aiokafka.Consumer):
                 await asyncio.sleep(0)
                 if self.should_stop:
                     continue
-                handler: BatchHandler | None = getattr(app, "batch_handler", None)
-                batch_topics: frozenset[str] = getattr(app, "batch_topics", frozenset())
+                handler, batch_topics = app.batch_handler, app.batch_topics
                 batch: list[Message] = []
                 batch_read: dict[TP, int] = {}  # read offsets of the batch, set once handled
                 async for tp, message in records:
