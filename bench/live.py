@@ -98,27 +98,13 @@ async def read(stream):
         table[event.key or b""] = event.value
 
 async def handle(messages):
-    # As the worker's shell stores states: per partition, to the store (in that
-    # partition's event context, by which the RocksDB store picks its partition)
-    # and straight to the changelog partition; then acks.
-    import weakref
-    from faust.streams import _current_event
-    changelog = table.changelog_topic.get_topic_name()
+    # Per partition, the worker's own state write (store plus changelog); then acks.
+    from streams.app import store_partition
     by_partition = {}
     for m in messages:
         by_partition.setdefault(m.partition, []).append(m)
-    for p, ms in by_partition.items():
-        last = ms[-1]
-        event = faust.Event(app, last.key, last.value, last.headers, last)
-        token = _current_event.set(weakref.ref(event))
-        try:
-            for m in ms:
-                table.data[m.key or b""] = m.value
-        finally:
-            _current_event.reset(token)
-        for m in ms:
-            future = await app.producer.send(changelog, m.key or b"", m.value, p, None, None)
-            future.add_done_callback(table._on_changelog_sent)
+    for ms in by_partition.values():
+        await store_partition(app, table, ms[-1], [(m.key or b"", m.value) for m in ms])
         for m in ms:
             app.consumer.ack(m)
 

@@ -197,7 +197,6 @@ class Shell:
         self.parts: dict[int, Partition[_Pending]] = {}
         self.inputs: dict[TP, _Input] = {}
         self.last_message: dict[int, Message] = {}  # by partition: routes table writes
-        self.changelog: str = table.changelog_topic.get_topic_name()
         self.outboxes: dict[int, deque[_Group]] = {}  # by partition, as self.parts
 
     # -- partitions --------------------------------------------------------------
@@ -309,30 +308,28 @@ class Shell:
             released = touched.setdefault(p, (part, []))[1]
             raw = msg.value if msg.value is not None else b""
             decoded = decode(raw)
+            # A record that is not applied here is sent on (dead letter or its user's
+            # partition) and done once that is delivered.
             if isinstance(decoded, Rejection):
-                sent.setdefault(p, []).append(await self._dead_letter(msg, decoded))
-                released.append(pending)
-                continue
-            uid = decoded.user_id
-            key = msg.key
-            if key is not None and key != uid.encode():
-                shown = key[:80].decode("utf-8", "replace")
-                sent.setdefault(p, []).append(await self._dead_letter(msg, Rejection(
-                    "key_mismatch", f"record key {shown!r} is not the user_id {uid!r}",
-                    decoded.event_type)))
-                released.append(pending)
-                continue
-            home = partition_for(uid.encode(), self.settings.partitions)
-            if home != p:
+                diverted = await self._dead_letter(msg, decoded)
+            elif msg.key is not None and msg.key != decoded.user_id.encode():
+                shown = msg.key[:80].decode("utf-8", "replace")
+                diverted = await self._dead_letter(msg, Rejection(
+                    "key_mismatch",
+                    f"record key {shown!r} is not the user_id {decoded.user_id!r}",
+                    decoded.event_type))
+            elif (home := partition_for(decoded.user_id.encode(),
+                                        self.settings.partitions)) != p:
                 # Produced with another partitioner (or no key): send it where its
                 # user's state lives; it is counted there.
                 self.tally.read -= 1
                 self.rerouted += 1
-                sent.setdefault(p, []).append(
-                    await self._send(msg.topic, uid.encode(), raw, home))
-                released.append(pending)
+                diverted = await self._send(msg.topic, decoded.user_id.encode(), raw, home)
+            else:
+                released += part.offer(tp, decoded, pending)
                 continue
-            released += part.offer(tp, decoded, pending)
+            sent.setdefault(p, []).append(diverted)
+            released.append(pending)
         for p, (part, released) in touched.items():
             if self._current(generation):
                 await self._settle(p, part, released, sent.get(p, ()), generation)
@@ -420,25 +417,7 @@ class Shell:
                     self._ack(inp)
 
     async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
-        """Write states to partition p of the table: to the store, and to the
-        changelog's partition p, as Faust's own table write does (without its
-        per-write buffering). The RocksDB store picks its partition by the current
-        event, which is here a record of that partition."""
-        msg = self.last_message[p]
-        event = faust.Event(self.app, msg.key, msg.value, msg.headers, msg)
-        token = _current_event.set(weakref.ref(event))
-        try:
-            data = self.table.data
-            for key, raw in writes:
-                data[key] = raw
-        finally:
-            _current_event.reset(token)
-        send: Any = self.app.producer.send  # its futures are asyncio futures
-        changelog = self.changelog
-        on_sent = self.table._on_changelog_sent  # records the store's persisted offset
-        for key, raw in writes:
-            future = await send(changelog, key, raw, p, None, None)
-            future.add_done_callback(on_sent)
+        await store_partition(self.app, self.table, self.last_message[p], writes)
 
     def _ack(self, inp: _Input) -> None:
         q = inp.pending
@@ -479,6 +458,28 @@ class Shell:
     @property
     def buffered(self) -> int:
         return sum(len(part.buffer) for part in self.parts.values())
+
+
+async def store_partition(app: faust.App, table: Any, msg: Message,
+                          writes: list[tuple[bytes, bytes]]) -> None:
+    """Write key/value pairs to the table partition of record `msg` (its partition
+    number): to the store, and straight to that changelog partition, as Faust's own
+    table write does without its per-write buffering. The RocksDB store picks its
+    partition by the current event, which is here `msg`'s."""
+    event = faust.Event(app, msg.key, msg.value, msg.headers, msg)
+    token = _current_event.set(weakref.ref(event))
+    try:
+        data = table.data
+        for key, raw in writes:
+            data[key] = raw
+    finally:
+        _current_event.reset(token)
+    send: Any = app.producer.send  # its futures are asyncio futures
+    changelog = table.changelog_topic.get_topic_name()
+    on_sent = table._on_changelog_sent  # records the store's persisted offset
+    for key, raw in writes:
+        future = await send(changelog, key, raw, msg.partition, None, None)
+        future.add_done_callback(on_sent)
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
