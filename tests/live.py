@@ -244,6 +244,10 @@ class TopicReader:
             return condition()
         await wait_for(check, timeout, what, poll=0)
 
+    async def until_count(self, topic: str, count: int, timeout: float, what: str) -> None:
+        """Until at least `count` records of `topic` were read."""
+        await self.until(lambda: len(self.records[topic]) >= count, timeout, what)
+
     async def drain(self) -> None:
         """Read up to every partition's current high-water mark."""
         assert self.consumer is not None

@@ -173,8 +173,8 @@ async def test_failover_survivor_restores_state_and_decides_the_same(
     topics = live.topics
     async with TopicReader(live.broker, topics.decisions) as reader:
         # Both workers are deciding (each owns partitions) before one dies.
-        await reader.until(lambda: len(reader.records[topics.decisions])
-                           >= len(expected.decisions) // 3, 90, "a third of the decisions")
+        await reader.until_count(topics.decisions, len(expected.decisions) // 3, 90,
+                                 "a third of the decisions")
     victim = first
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
@@ -199,8 +199,8 @@ async def test_scale_out_and_in_while_producing(live: Live, live_log: Path) -> N
     producing = asyncio.create_task(live.produce(lines, rate=len(lines) / 30))
     topics = live.topics
     async with TopicReader(live.broker, topics.decisions) as reader:
-        await reader.until(lambda: len(reader.records[topics.decisions])
-                           >= len(expected.decisions) // 5, 90, "a fifth of the decisions")
+        await reader.until_count(topics.decisions, len(expected.decisions) // 5, 90,
+                                 "a fifth of the decisions")
         second = live.start_worker()
         await live.wait_web(second)
 
@@ -228,8 +228,7 @@ async def test_broker_stall_loses_nothing(live: Live, live_log: Path) -> None:
     first = await live.produce(lines[:half])
     topics = live.topics
     async with TopicReader(live.broker, topics.decisions) as reader:
-        await reader.until(lambda: len(reader.records[topics.decisions]) > 0, 60,
-                           "the first decisions")
+        await reader.until_count(topics.decisions, 1, 60, "the first decisions")
     live.broker.pause()
     try:
         await asyncio.sleep(20)  # the stall itself is what is tested
