@@ -76,13 +76,13 @@ FLOOR_APP = r'''
 import sys
 import faust
 from streams.fetch import MonitorApp
-broker, prefix, group, partitions, port, kind = sys.argv[1:7]
+broker, prefix, group, partitions, port, kind, datadir = sys.argv[1:8]
 # "agent": an agent on the worker's consumer (direct hand-off); "stock": an agent
 # on Faust's own consumer; "batch": the worker's batch hand-off, no agent.
 App = faust.App if kind == "stock" else MonitorApp
 names = [prefix + t for t in ("credit.repayments", "credit.applications",
                               "credit.report-changes")]
-app = App(group, broker=broker, store="memory://", web_port=int(port),
+app = App(group, broker=broker, store="memory://", web_port=int(port), datadir=datadir,
                 web_bind="127.0.0.1", topic_partitions=int(partitions),
                 consumer_auto_offset_reset="earliest", stream_wait_empty=False,
                 broker_session_timeout=10, broker_rebalance_timeout=10,
@@ -345,7 +345,7 @@ async def run(args: argparse.Namespace) -> None:
                     continue
                 group = f"floor-{uuid.uuid4().hex[:6]}"
                 cmd = [sys.executable, str(floor_code), broker.url, topics.prefix, group,
-                       str(args.partitions), str(free_port()), kind]
+                       str(args.partitions), str(free_port()), kind, str(tmp / group)]
                 r = await measure(broker, group, tps, len(lines), cmd,
                                   tmp / f"floor-{kind}-{i}.log", args.timeout)
                 rates.append(r["rate"])

@@ -374,14 +374,16 @@ async def test_wait_for_reports_what_it_waited_for() -> None:
 
 @pytest.mark.parametrize(("flags", "wait_ms"), [([], 500), (["--tansu"], 50),
                                                 (["--fetch-max-wait", "0.2"], 200)])
-async def test_the_fetch_wait_reaches_the_kafka_consumer(flags: list[str], wait_ms: int) -> None:
+async def test_the_fetch_wait_reaches_the_kafka_consumer(flags: list[str], wait_ms: int,
+                                                          tmp_path: Path) -> None:
     """Faust hard-codes a 1.5 s fetch wait; the worker's setting replaces it."""
     from streams.app import build_app
     from streams.cli import _parser
     from streams.cli_live import _settings
     from streams.policy import load_policy
 
-    args = _parser().parse_args(["worker", "--broker", "kafka://127.0.0.1:1", *flags])
+    args = _parser().parse_args(["worker", "--broker", "kafka://127.0.0.1:1",
+                                 "--data-dir", str(tmp_path / "data"), *flags])
     app, _ = build_app(_settings(args), load_policy())
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     try:
