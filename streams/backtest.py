@@ -95,10 +95,11 @@ class Report:
 
 
 def backtest(policy: Policy, baseline: Policy, paths: Sequence[str], *, lateness: float,
-             progress: Callable[[int], None] | None = None) -> Report:
+             progress: Callable[[int], None] | None = None, jobs: int = 1) -> Report:
     runs = []
     for p in (policy, baseline):
         run = Run(p, Tally())
-        run.tally = replay(p, paths, lateness=lateness, on_decision=run.record, progress=progress)
+        run.tally = replay(p, paths, lateness=lateness, on_decision=run.record, progress=progress,
+                           jobs=jobs)
         runs.append(run)
     return Report(runs[0], runs[1])

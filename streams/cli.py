@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output", "-o", help="decisions JSONL here instead of stdout")
     r.add_argument("--dead-letter", help="rejected lines, with reason and line number, here")
     r.add_argument("--metrics", metavar="FILE",
-                   help="the worker's Prometheus metrics after the run, in the text format, here")
+                   help="the worker's Prometheus metrics after the run, in the text format, "
+                        "here (the run then uses one process)")
+    _jobs_flag(r)
     r.set_defaults(run=_replay)
 
     b = sub.add_parser("backtest", help="a policy against a baseline on the same log")
@@ -53,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     _policy_flags(b)
     b.add_argument("--baseline", help="baseline policy file (default: the shipped default)")
     b.add_argument("--json", action="store_true", help="machine-readable report")
+    _jobs_flag(b)
     b.set_defaults(run=_backtest)
 
     g = sub.add_parser("generate", help="a realistic synthetic event log")
@@ -76,6 +79,23 @@ def _policy_flags(p: argparse.ArgumentParser) -> None:
                    help="policy file (default: the shipped default; env CLOSURE_MONITOR_POLICY)")
     p.add_argument("--lateness", type=float, default=DEFAULT_LATENESS,
                    help=f"allowed lateness in seconds of event time (default {DEFAULT_LATENESS:g})")
+
+
+def default_jobs() -> int:
+    """One process per available core, at most 8 (every process decodes every line)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _jobs_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                   help="processes to split the users over; the output is the same for any "
+                        "N (default: one per core, at most 8; stdin is read by one)")
 
 
 def _open_out(path: str | None) -> IO[bytes]:
@@ -124,7 +144,8 @@ def _replay(args: argparse.Namespace) -> int:
         tally = replay(policy, args.logs, lateness=args.lateness,
                        on_decision=lambda d: _write(write, d.to_json()),
                        on_reject=(lambda r: _write(dead.write, r.to_json())) if dead else None,
-                       progress=progress_meter("replay"), metrics=metrics)
+                       progress=progress_meter("replay"), metrics=metrics,
+                       jobs=args.jobs or default_jobs())
     finally:
         out.flush()
         if out is not sys.stdout.buffer:
@@ -183,7 +204,7 @@ def _backtest(args: argparse.Namespace) -> int:
     paths = _spool_stdin(args.logs)
     try:
         report = backtest(policy, baseline, paths, lateness=args.lateness,
-                          progress=progress_meter("backtest"))
+                          progress=progress_meter("backtest"), jobs=args.jobs or default_jobs())
     finally:
         for spooled in set(paths) - set(args.logs):
             os.unlink(spooled)

@@ -10,7 +10,7 @@ import heapq
 from collections import Counter
 from collections.abc import Hashable, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from streams.core import step, step_new
 from streams.decisions import Decision
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from streams.codec import Rejection
 
 H = TypeVar("H")
+# Where a decision came in a partition's order of emission: (0, occurred_at, event_id,
+# handle, n) for the n-th decision an applied event led to, (1, deadline, user_id, 0, n)
+# for one a fired deadline led to.
+Place = tuple[int, float, str, Any, int]
 
 
 @dataclass
@@ -44,6 +48,15 @@ class Tally:
         self.rejected[r.reason] += 1
         self.rejected_types[r.event_type or "unknown"] += 1
 
+    def add(self, other: Tally) -> None:
+        """Count another tally's records here too (partitions of one run)."""
+        self.read += other.read
+        for mine, theirs in ((self.applied, other.applied), (self.duplicates, other.duplicates),
+                             (self.late, other.late), (self.rejected, other.rejected),
+                             (self.rejected_types, other.rejected_types)):
+            mine.update(theirs)
+        self.decisions.update(other.decisions)
+
     @property
     def accounted(self) -> int:
         return (sum(self.applied.values()) + sum(self.duplicates.values())
@@ -60,6 +73,11 @@ class Partition(Generic[H]):
         self.decisions: list[Decision] = []  # drained by the shell
         self._scheduled: dict[str, float] = {}  # user -> deadline
         self._heap: list[tuple[float, str]] = []
+        # With `places` set to a list: for each decision made, where it came in this
+        # partition's order of emission (see `release`), so that the decisions of
+        # partitions fed the same inputs can be merged back into one order.
+        self.places: list[Place] | None = None
+        self._place: Place = (0, 0.0, "", 0, 0)
 
     @property
     def pending_deadlines(self) -> int:
@@ -82,9 +100,23 @@ class Partition(Generic[H]):
         self.buffer.remove_input(source)
         return self.release()
 
+    def observe(self, source: Hashable, t: float) -> None:
+        """Another partition's event at t from `source`: moves the watermark only."""
+        self.buffer.observe(source, t)
+        self.release()
+
     def release(self) -> list[H]:
+        """Apply the released events in event-time order, then fire due deadlines.
+
+        The order of emission: by released event (its `occurred_at`, `event_id` and
+        handle, which a caller that merges partitions makes a global arrival number),
+        then by fired deadline (its time, then the user).
+        """
         handles = []
+        keep = self.places is not None
         for event, handle in self.buffer.release():
+            if keep:
+                self._place = (0, event.occurred_at, event.event_id, handle, 0)
             self.apply(event)
             handles.append(handle)
         self.tick()
@@ -121,6 +153,8 @@ class Partition(Generic[H]):
             state, decisions = step(self.policy, state, Tick(mark))
             assert state is not None
             self.states[uid] = state
+            if self.places is not None:
+                self._place = (1, deadline, uid, 0, 0)
             self._emit(decisions)
             self._schedule(uid, state.deadline)
 
@@ -138,6 +172,9 @@ class Partition(Generic[H]):
             for d in decisions:
                 self.tally.count_decision(d)
             self.decisions += decisions
+            if self.places is not None:
+                phase, at, name, handle, _ = self._place
+                self.places += [(phase, at, name, handle, n) for n in range(len(decisions))]
 
     def _schedule(self, uid: str, deadline: float | None) -> None:
         if deadline is None:

@@ -71,6 +71,16 @@ class ReorderBuffer(Generic[H]):
             self._advance()
         return late
 
+    def observe(self, source: Hashable, t: float) -> None:
+        """An event from `source` at t that another buffer holds: it moves the
+        watermark exactly as `push` would, and is not buffered here."""
+        self._idle.discard(source)
+        if t > self._max_seen:
+            self._max_seen = t
+        if t > self._latest.get(source, NEVER):
+            self._latest[source] = t
+            self._advance()
+
     def release(self) -> list[tuple[Event, H]]:
         """Events the watermark has passed, in event-time order."""
         heap, mark = self._heap, self.watermark

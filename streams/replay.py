@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import base64
 import gzip
+import heapq
+import multiprocessing
 import sys
+import traceback
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from multiprocessing.connection import Connection
+from operator import itemgetter
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -71,15 +77,23 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
            on_reject: Callable[[RejectedLine], None] | None = None,
            progress: Callable[[int], None] | None = None,
            states: dict[str, UserState] | None = None,
-           metrics: Metrics | None = None) -> Tally:
+           metrics: Metrics | None = None, jobs: int = 1) -> Tally:
     """Decide over the logs; call back for every decision and rejected line.
 
     With `metrics`, the run is counted there as the worker counts (the one
     partition labelled "0"), with the time of every step; wall-clock event lag
     means nothing for a recorded log and is not observed.
+
+    With `jobs` > 1 the users are split over that many processes (`sharded`);
+    the decisions, their order and the tally are the same as with one. A run
+    that keeps `states` or `metrics`, or reads stdin, uses one process.
     """
+    names = list(paths)
+    if jobs > 1 and states is None and metrics is None and "-" not in names:
+        return sharded(policy, names, lateness=lateness, jobs=jobs, on_decision=on_decision,
+                       on_reject=on_reject, progress=progress)
     table = states if states is not None else {}
-    part: Partition[None]
+    part: Partition[int]
     if metrics is None:
         part = Partition(policy, table, lateness)
     else:
@@ -88,8 +102,27 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
         part = TimedPartition(policy, table, lateness, observe_step=metrics.observe_step)
         metrics.set_policy(policy.version)
         metrics.watch(0, part)
+
+    def drain(_: int) -> None:
+        for d in part.drain():
+            on_decision(d)
+
+    tally = _run(part, names, None, drain, on_reject, progress)
+    if metrics is not None:
+        metrics.set_users(len(table))
+    return tally
+
+
+def _run(part: Partition[int], names: list[str], shard: tuple[int, int] | None,
+         drain: Callable[[int], None], on_reject: Callable[[RejectedLine], None] | None,
+         progress: Callable[[int], None] | None) -> Tally:
+    """Read the logs into the partition, calling `drain(step)` whenever it has decisions.
+
+    Every line is read and decoded whatever `shard` is: a valid event moves the
+    watermark (and counts one step) in every shard, but only the shard (k of n)
+    that owns its user applies it; rejected lines are shard 0's to count and report.
+    """
     tally = part.tally
-    names = list(paths)
     handles = [open_log(p) for p in names]
     readers = [_lines(h) for h in handles]
     behind = [float("-inf")] * len(readers)  # latest event time delivered per file
@@ -97,45 +130,156 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
     for i in range(len(readers)):
         part.add_input(i)
     live = list(range(len(readers)))
+    k, n = shard if shard is not None else (0, 1)
+    lines = step = 0
     try:
         while live:
             i = live[0] if len(live) == 1 else min(live, key=behind.__getitem__)
             raw = next(readers[i], None)
             if raw is None:
                 live.remove(i)
+                step += 1
                 part.remove_input(i)
-                _drain(part, on_decision)
+                drain(step)
                 continue
             line_no[i] += 1
             if not raw:
                 continue  # blank line: nothing to count
-            tally.read += 1
-            if progress is not None and tally.read % 65_536 == 0:
-                progress(tally.read)
+            lines += 1
+            if progress is not None and lines % 65_536 == 0:
+                progress(lines)
             event = decode(raw)
             if isinstance(event, Rejection):
-                tally.count_rejection(event)
-                if on_reject is not None:
-                    on_reject(RejectedLine(names[i], line_no[i], event, raw))
+                if k == 0:
+                    tally.read += 1
+                    tally.count_rejection(event)
+                    if on_reject is not None:
+                        on_reject(RejectedLine(names[i], line_no[i], event, raw))
                 continue
             if event.occurred_at > behind[i]:
                 behind[i] = event.occurred_at
-            part.offer(i, event, None)
+            step += 1
+            if n == 1 or shard_of(event.user_id, n) == k:
+                tally.read += 1
+                part.offer(i, event, step)
+            else:
+                part.observe(i, event.occurred_at)
             if part.decisions:
-                _drain(part, on_decision)
+                drain(step)
     finally:
         for h in handles:
             if h is not sys.stdin.buffer:
                 h.close()
-    _drain(part, on_decision)
-    if metrics is not None:
-        metrics.set_users(len(table))
+    drain(step)
     return tally
 
 
-def _drain(part: Partition[None], on_decision: Callable[[Decision], None]) -> None:
-    for d in part.drain():
-        on_decision(d)
+def shard_of(user_id: str, n: int) -> int:
+    """Which of n shards owns a user (stable across processes and runs)."""
+    return zlib.crc32(user_id.encode()) % n
+
+
+def sharded(policy: Policy, names: list[str], *, lateness: float, jobs: int,
+            on_decision: Callable[[Decision], None],
+            on_reject: Callable[[RejectedLine], None] | None = None,
+            progress: Callable[[int], None] | None = None) -> Tally:
+    """`replay` over `jobs` processes, each owning the users `shard_of` gives it.
+
+    Each process reads every line, so each sees the same watermark at the same
+    point as a single process would, and applies and fires exactly what a single
+    process would for its own users. Its decisions come with their place in the
+    order of emission (the step that released them, then `Partition.release`'s
+    order), and merging the processes' streams by it gives the single process's
+    order: the output is byte for byte that of `jobs=1`.
+    """
+    ctx = multiprocessing.get_context("fork")
+    procs: list[multiprocessing.process.BaseProcess] = []
+    streams = []
+    tally = Tally()
+    try:
+        for k in range(jobs):
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_shard, name=f"replay-{k}", daemon=True,
+                               args=(policy, names, lateness, (k, jobs), send,
+                                     on_reject is not None, progress is not None and k == 0))
+            proc.start()
+            send.close()
+            procs.append(proc)
+            streams.append(_received(receive, proc, tally))
+        for _, kind, item in heapq.merge(*streams, key=itemgetter(0)):
+            if kind == "d":
+                on_decision(item)
+            elif kind == "r":
+                assert on_reject is not None
+                on_reject(item)
+            elif progress is not None:
+                progress(item)
+    finally:
+        for each in procs:
+            if each.is_alive():
+                each.terminate()
+            each.join()
+    return tally
+
+
+_FLUSH = 1024  # items a shard sends at once
+
+
+def _shard(policy: Policy, names: list[str], lateness: float, shard: tuple[int, int],
+           send: Connection, rejects: bool, progress: bool) -> None:
+    """One process of `sharded`: its items in order, then ("end", its tally)."""
+    try:
+        part: Partition[int] = Partition(policy, {}, lateness)
+        part.places = []
+        items: list[tuple[tuple[Any, ...], str, Any]] = []
+        extra = [0]  # rejected lines and progress reports: after the step's decisions
+
+        def drain(step: int) -> None:
+            assert part.places is not None
+            for d, place in zip(part.drain(), part.places, strict=True):
+                items.append(((step, *place), "d", d))
+            part.places = []
+            extra[0] = step
+            if len(items) >= _FLUSH:
+                send.send(items)
+                items.clear()
+
+        def later(kind: str, item: object) -> None:
+            items.append(((extra[0], 2, 0.0, "", len(items), 0), kind, item))
+            if kind == "p" or len(items) >= _FLUSH:
+                send.send(items)
+                items.clear()
+
+        tally = _run(part, names, shard, drain,
+                     (lambda r: later("r", r)) if rejects else None,
+                     (lambda n: later("p", n)) if progress else None)
+        send.send(items)
+        send.send(("end", tally))
+    except BaseException:
+        send.send(("error", traceback.format_exc()))
+        raise
+    finally:
+        send.close()
+
+
+def _received(receive: Connection, proc: multiprocessing.process.BaseProcess, tally: Tally
+              ) -> Iterator[tuple[tuple[Any, ...], str, Any]]:
+    """A shard's items, in its order; its tally is added to `tally` at its end."""
+    with receive:
+        while True:
+            try:
+                message = receive.recv()
+            except EOFError:
+                proc.join()
+                raise RuntimeError(f"replay process {proc.name} ended early "
+                                   f"(exit code {proc.exitcode})") from None
+            if isinstance(message, list):
+                yield from message
+            elif message[0] == "end":
+                tally.add(message[1])
+                return
+            else:
+                raise RuntimeError(f"replay process {proc.name} failed:\n{message[1]}")
 
 
 def summary_lines(tally: Tally) -> list[str]:

@@ -1,0 +1,137 @@
+"""Replay over several processes (`--jobs`) gives what one process gives, byte for byte."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.engine import Partition, Tally
+from streams.generate import generate_log
+from streams.policy import load_policy
+from streams.replay import replay, shard_of
+from tests.test_replay import cli
+
+POLICY = load_policy()
+
+
+def _run(paths: list[str], jobs: int, lateness: float) -> tuple[list[bytes], list[bytes], Tally]:
+    decisions: list[bytes] = []
+    rejected: list[bytes] = []
+    tally = replay(POLICY, paths, lateness=lateness, jobs=jobs,
+                   on_decision=lambda d: decisions.append(d.to_json()),
+                   on_reject=lambda r: rejected.append(r.to_json()))
+    return decisions, rejected, tally
+
+
+def _counts(t: Tally) -> tuple[Any, ...]:
+    return (t.read, t.applied, t.duplicates, t.late, t.rejected, t.decisions, t.rejected_types)
+
+
+def _disordered_logs(tmp: Path, seed: int, files: int, shuffle: int) -> list[str]:
+    """A generated log, locally shuffled (records up to `shuffle` lines out of place,
+    far beyond any lateness), dealt at random over `files` files."""
+    buf = io.BytesIO()
+    generate_log(buf, seed=seed, users=50, days=150, malformed_share=0.02,
+                 duplicate_share=0.03)
+    lines = buf.getvalue().splitlines()
+    rng = random.Random(seed)
+    keyed = sorted(range(len(lines)), key=lambda i: i + rng.uniform(0, shuffle))
+    outs: list[list[bytes]] = [[] for _ in range(files)]
+    for i in keyed:
+        outs[rng.randrange(files)].append(lines[i])
+    paths = []
+    for n, chunk in enumerate(outs):
+        path = tmp / f"log-{seed}-{files}-{shuffle}-{n}.jsonl"
+        path.write_bytes(b"\n".join(chunk) + b"\n")
+        paths.append(str(path))
+    return paths
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), files=st.integers(1, 3), jobs=st.integers(2, 4),
+       shuffle=st.sampled_from([0, 40, 400]),
+       lateness=st.sampled_from([0.0, 600.0, 3 * 86_400.0]))
+def test_any_number_of_processes_gives_the_same_output(tmp_path: Path, seed: int, files: int,
+                                                       jobs: int, shuffle: int,
+                                                       lateness: float) -> None:
+    paths = _disordered_logs(tmp_path, seed, files, shuffle)
+    one = _run(paths, 1, lateness)
+    many = _run(paths, jobs, lateness)
+    assert many[0] == one[0]  # the same decisions in the same order
+    assert many[1] == one[1]  # the same rejected lines in the same order
+    assert _counts(many[2]) == _counts(one[2])
+    assert many[2].accounted == many[2].read
+
+
+def test_late_and_out_of_order_records_still_merge_in_one_order(tmp_path: Path) -> None:
+    """Records far out of order across three files with no lateness allowed: many are
+    late, deadlines fire between them, and the merged order is still one process's."""
+    paths = _disordered_logs(tmp_path, 11, 3, 400)
+    one = _run(paths, 1, 0.0)
+    assert sum(one[2].late.values()) > 100 and len(one[0]) > 50 and one[1]
+    for jobs in (2, 3):
+        many = _run(paths, jobs, 0.0)
+        assert (many[0], many[1], _counts(many[2])) == (one[0], one[1], _counts(one[2]))
+
+
+def test_every_process_owns_some_users() -> None:
+    users = [f"u{n:06d}" for n in range(2_000)]
+    for n in (2, 3, 8):
+        owned = [sum(1 for u in users if shard_of(u, n) == k) for k in range(n)]
+        assert min(owned) > len(users) / n * 0.8, owned
+
+
+def test_a_failing_process_fails_the_run_and_leaves_none_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _disordered_logs(tmp_path, 5, 1, 0)
+    apply = Partition.apply
+
+    def failing(self: Partition[Any], event: Any) -> None:
+        if event.user_id.endswith("7"):
+            raise ValueError("cannot apply " + event.user_id)
+        apply(self, event)
+
+    monkeypatch.setattr(Partition, "apply", failing)  # the forked processes inherit it
+    with pytest.raises(RuntimeError, match="ValueError: cannot apply u"):
+        _run(paths, 2, 600.0)
+    assert not multiprocessing.active_children()
+
+
+def test_a_failing_consumer_stops_the_processes(tmp_path: Path) -> None:
+    paths = _disordered_logs(tmp_path, 6, 1, 0)
+
+    def full(_: object) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replay(POLICY, paths, jobs=3, on_decision=full)
+    assert not multiprocessing.active_children()
+
+
+def test_replay_and_backtest_commands_take_jobs(tmp_path: Path) -> None:
+    paths = _disordered_logs(tmp_path, 9, 2, 40)
+    outputs = []
+    for jobs in ("1", "2"):
+        dead = tmp_path / f"dead-{jobs}.jsonl"
+        result = cli("replay", *paths, "--jobs", jobs, "--dead-letter", str(dead))
+        assert result.returncode == 0, result.stderr
+        outputs.append((result.stdout, dead.read_bytes(), result.stderr.splitlines()[:-1]))
+    assert outputs[0] == outputs[1] and outputs[0][0] and outputs[0][1]
+    reports = []
+    for jobs in ("1", "3"):
+        result = cli("backtest", *paths, "--policy", "deploy/policies/default.yaml", "--json",
+                     "-j", jobs)
+        assert result.returncode == 0, result.stderr
+        reports.append(json.loads(result.stdout))
+    assert reports[0] == reports[1] and reports[0]["events_read"] > 0
+    bad = cli("replay", *paths, "--jobs", "0")
+    assert bad.returncode == 2 and b"--jobs" in bad.stderr
