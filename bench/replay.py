@@ -1,6 +1,7 @@
 """Replay throughput benchmark: the orjson parse-only floor vs the full replay.
 
 Usage: .venv/bin/python bench/replay.py [--events-users 100000] [--runs 3] [--days 180]
+                                        [--jobs N]
 
 Generates (or reuses) bench/data/replay-<N>k.jsonl with
 `streams.generate.generate_log(out, seed=7, users=N, days=180)`, then times, each
@@ -8,11 +9,14 @@ Generates (or reuses) bench/data/replay-<N>k.jsonl with
 
   (a) floor:  read the file line by line and `orjson.loads` every line;
   (b) replay: `streams.replay.replay(load_policy(), [path], on_decision=<count>)`,
-      i.e. decode + reorder + step; events/s are by the tally's `read`.
+      i.e. decode + reorder + step, in one process; events/s are by the tally's `read`;
+  (c) the same with `jobs=N` (`replay --jobs`, default: the command's own default,
+      one process per core, at most 8), whose speed-up over (b) is measured in the
+      same run.
 
-Prints the machine, the medians, the replay/floor ratio, the decisions count and
-the peak RSS (ru_maxrss) of the replay subprocess. Target: >= 150,000 events/s
-replay (goal 250,000).
+Prints the machine, the medians, the replay/floor ratios, the decisions count and
+the peak RSS (ru_maxrss) of the replay subprocess (and of its largest child with
+--jobs). Target: >= 150,000 events/s replay (goal 250,000).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ REPLAY_CHILD = r"""
 import json, resource, sys, time
 from streams.policy import load_policy
 from streams.replay import replay
-path = sys.argv[1]
+path, jobs = sys.argv[1], int(sys.argv[2])
 policy = load_policy()
 count = 0
 def on_decision(d):
@@ -72,7 +76,7 @@ def on_decision(d):
     count += 1
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-tally = replay(policy, [path], on_decision=on_decision)
+tally = replay(policy, [path], on_decision=on_decision, jobs=jobs)
 elapsed = time.perf_counter() - t0
 print(json.dumps({"events": tally.read, "seconds": elapsed, "decisions": count,
                   "applied": sum(tally.applied.values()),
@@ -82,7 +86,8 @@ print(json.dumps({"events": tally.read, "seconds": elapsed, "decisions": count,
                   "rss_before_kb": rss_before,
                   "vmhwm_kb": int(next(l.split()[1] for l in open("/proc/self/status")
                                        if l.startswith("VmHWM:"))),
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "children_maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 
 
@@ -136,11 +141,16 @@ def run_child(code: str, path: Path, *extra: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(HERE.parent))
+    from streams.cli import default_jobs
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events-users", type=int, default=100_000,
                     help="users in the generated log (default 100000, ~1M events)")
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=default_jobs(),
+                    help="processes for the --jobs replay (default: replay's default)")
     args = ap.parse_args(argv)
 
     m = machine()
@@ -149,32 +159,40 @@ def main(argv: list[str] | None = None) -> int:
     path = ensure_log(args.events_users, args.days)
 
     floors: list[dict[str, float]] = []
-    replays: list[dict[str, float]] = []
+    singles: list[dict[str, float]] = []
+    multis: list[dict[str, float]] = []
     for r in range(1, args.runs + 1):
         f = run_child(FLOOR_CHILD, path)
         floors.append(f)
-        print(f"run {r}: floor  {f['events'] / f['seconds']:>12,.0f} ev/s "
+        print(f"run {r}: floor      {f['events'] / f['seconds']:>10,.0f} ev/s "
               f"({f['events']:,} lines in {f['seconds']:.2f} s)", flush=True)
-        x = run_child(REPLAY_CHILD, path)
-        replays.append(x)
-        print(f"run {r}: replay {x['events'] / x['seconds']:>12,.0f} ev/s "
-              f"({x['events']:,} read in {x['seconds']:.2f} s, "
-              f"peak RSS {x['maxrss_kb'] / 1024:,.0f} MiB)", flush=True)
+        for jobs, runs in ((1, singles), (args.jobs, multis)):
+            x = run_child(REPLAY_CHILD, path, str(jobs))
+            runs.append(x)
+            child = (f", largest child {x['children_maxrss_kb'] / 1024:,.0f} MiB"
+                     if jobs > 1 else "")
+            print(f"run {r}: replay -j {jobs} {x['events'] / x['seconds']:>10,.0f} ev/s "
+                  f"({x['events']:,} read in {x['seconds']:.2f} s, "
+                  f"peak RSS {x['maxrss_kb'] / 1024:,.0f} MiB{child})", flush=True)
 
-    floor_rate = statistics.median(f["events"] / f["seconds"] for f in floors)
-    replay_rate = statistics.median(x["events"] / x["seconds"] for x in replays)
-    replay_secs = statistics.median(x["seconds"] for x in replays)
-    floor_secs = statistics.median(f["seconds"] for f in floors)
-    peak = statistics.median(x["maxrss_kb"] for x in replays) / 1024
-    peak_max = max(x["maxrss_kb"] for x in replays) / 1024
+    def rate(xs: list[dict[str, float]]) -> float:
+        return statistics.median(x["events"] / x["seconds"] for x in xs)
+
+    floor_rate, single_rate, multi_rate = rate(floors), rate(singles), rate(multis)
+    speedups = [s["seconds"] / x["seconds"] for s, x in zip(singles, multis, strict=True)]
+    peak = statistics.median(x["maxrss_kb"] for x in singles) / 1024
+    peak_max = max(x["maxrss_kb"] for x in singles) / 1024
     floor_peak = statistics.median(f["maxrss_kb"] for f in floors) / 1024
-    base = statistics.median(x["rss_before_kb"] for x in replays) / 1024
-    hwm = statistics.median(x["vmhwm_kb"] for x in replays) / 1024
-    last = replays[-1]
-    decisions = {int(x["decisions"]) for x in replays}
+    base = statistics.median(x["rss_before_kb"] for x in singles) / 1024
+    hwm = statistics.median(x["vmhwm_kb"] for x in singles) / 1024
+    multi_parent = statistics.median(x["maxrss_kb"] for x in multis) / 1024
+    multi_child = statistics.median(x["children_maxrss_kb"] for x in multis) / 1024
+    last = singles[-1]
+    decisions = {int(x["decisions"]) for x in singles + multis}
+    best = max(single_rate, multi_rate)
 
-    verdict = ("MEETS GOAL" if replay_rate >= GOAL else
-               "meets target" if replay_rate >= TARGET else "BELOW TARGET")
+    verdict = ("MEETS GOAL" if best >= GOAL else
+               "meets target" if best >= TARGET else "BELOW TARGET")
     rows = [
         ("log", f"{path.name} ({path.stat().st_size / 1e6:,.1f} MB)"),
         ("lines read (tally.read)", f"{int(last['events']):,}"),
@@ -182,15 +200,21 @@ def main(argv: list[str] | None = None) -> int:
          f"{int(last['applied']):,} / {int(last['duplicates']):,} / "
          f"{int(last['rejected']):,} / {int(last['late']):,}"),
         ("runs", str(args.runs)),
-        ("floor (orjson.loads only)", f"{floor_rate:,.0f} ev/s  ({floor_secs:.2f} s)"),
-        ("replay (decode+reorder+step)", f"{replay_rate:,.0f} ev/s  ({replay_secs:.2f} s)"),
-        ("ratio replay/floor", f"{replay_rate / floor_rate:.3f}  "
-                               f"(floor is {floor_rate / replay_rate:.1f}x faster)"),
+        ("floor (orjson.loads only)", f"{floor_rate:,.0f} ev/s"),
+        ("replay, 1 process", f"{single_rate:,.0f} ev/s  ({single_rate / floor_rate:.3f} "
+                              "of the floor)"),
+        (f"replay, --jobs {args.jobs}", f"{multi_rate:,.0f} ev/s  ({multi_rate / floor_rate:.3f} "
+                                        "of the floor)"),
+        (f"speed-up of --jobs {args.jobs}", f"{statistics.median(speedups):.2f}x (median of "
+                                            "per-run ratios: "
+                                            + ", ".join(f"{x:.2f}" for x in speedups) + ")"),
         ("decisions", ", ".join(f"{d:,}" for d in sorted(decisions))
          + ("" if len(decisions) == 1 else "  (DIFFER BETWEEN RUNS)")),
-        ("replay peak RSS (median/max)", f"{peak:,.0f} / {peak_max:,.0f} MiB  "
-                                         f"(after imports+policy {base:,.0f} MiB)"),
-        ("replay VmHWM (median)", f"{hwm:,.0f} MiB  (/proc/self/status cross-check)"),
+        ("1 process peak RSS (median/max)", f"{peak:,.0f} / {peak_max:,.0f} MiB  "
+                                            f"(after imports+policy {base:,.0f} MiB)"),
+        ("1 process VmHWM (median)", f"{hwm:,.0f} MiB  (/proc/self/status cross-check)"),
+        (f"--jobs {args.jobs} peak RSS", f"parent {multi_parent:,.0f} MiB, largest child "
+                                         f"{multi_child:,.0f} MiB"),
         ("floor peak RSS", f"{floor_peak:,.0f} MiB"),
         ("target / goal", f"{TARGET:,} / {GOAL:,} ev/s -> {verdict}"),
     ]
