@@ -391,8 +391,12 @@ class Shell:
         """
         states = part.states
         assert isinstance(states, TableStates)
-        futures = [await self._send(self.topics.decisions, d.user_id.encode(), d.to_json())
-                   for d in part.drain()]
+        n = self.settings.partitions  # of every topic the worker uses
+        futures = []
+        for d in part.drain():
+            key = d.user_id.encode()  # the default partitioner's choice, from the cache
+            futures.append(await self._send(self.topics.decisions, key, d.to_json(),
+                                            partition_for(key, n)))
         futures += sent
         writes = states.take_dirty()
         if not self._current(generation):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -84,7 +85,14 @@ def bootstrap(url: str) -> str:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2, as the Java client and aiokafka use)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return _positive_murmur2(key) % partitions
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _positive_murmur2(key: bytes) -> int:
+    # aiokafka's murmur2 is pure Python (a few us a key); the worker asks for every
+    # record and every decision, mostly for the same users.
+    return murmur2(key) & 0x7FFFFFFF
 
 
 def _unreachable(url: str, exc: BaseException) -> BrokerError:
