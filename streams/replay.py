@@ -26,6 +26,7 @@ import orjson
 from streams.codec import Rejection, decode
 from streams.decisions import Decision
 from streams.engine import Partition, Tally
+from streams.errors import MonitorError
 from streams.policy import Policy
 from streams.state import UserState
 
@@ -271,8 +272,11 @@ def _received(receive: Connection, proc: multiprocessing.process.BaseProcess, ta
                 message = receive.recv()
             except EOFError:
                 proc.join()
-                raise RuntimeError(f"replay process {proc.name} ended early "
-                                   f"(exit code {proc.exitcode})") from None
+                code = proc.exitcode
+                how = (f"killed by signal {-code}" if code is not None and code < 0
+                       else f"exit code {code}")
+                raise MonitorError(f"replay process {proc.name} ended early ({how}; "
+                                   "out of memory? try fewer --jobs)") from None
             if isinstance(message, list):
                 yield from message
             elif message[0] == "end":

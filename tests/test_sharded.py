@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.engine import Partition, Tally
+from streams.errors import MonitorError
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import replay, shard_of
@@ -102,6 +105,22 @@ def test_a_failing_process_fails_the_run_and_leaves_none_behind(
 
     monkeypatch.setattr(Partition, "apply", failing)  # the forked processes inherit it
     with pytest.raises(RuntimeError, match="ValueError: cannot apply u"):
+        _run(paths, 2, 600.0)
+    assert not multiprocessing.active_children()
+
+
+def test_a_killed_process_ends_the_run_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _disordered_logs(tmp_path, 8, 1, 0)
+    apply = Partition.apply
+
+    def killed(self: Partition[Any], event: Any) -> None:
+        if event.user_id.endswith("3"):
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+        apply(self, event)
+
+    monkeypatch.setattr(Partition, "apply", killed)
+    with pytest.raises(MonitorError, match=r"ended early \(killed by signal 9; out of memory"):
         _run(paths, 2, 600.0)
     assert not multiprocessing.active_children()
 
