@@ -233,7 +233,9 @@ def _shard(policy: Policy, names: list[str], lateness: float, shard: tuple[int, 
         part: Partition[int] = Partition(policy, {}, lateness)
         part.places = []
         items: list[tuple[tuple[Any, ...], str, Any]] = []
-        extra = [0]  # rejected lines and progress reports: after the step's decisions
+        # Rejected lines and progress reports go after the decisions of the last step
+        # drained (no later step's can come before them), in the order they came.
+        extra = [0, 0]  # that step, their number
 
         def drain(step: int) -> None:
             assert part.places is not None
@@ -246,7 +248,8 @@ def _shard(policy: Policy, names: list[str], lateness: float, shard: tuple[int, 
                 items.clear()
 
         def later(kind: str, item: object) -> None:
-            items.append(((extra[0], 2, 0.0, "", len(items), 0), kind, item))
+            extra[1] += 1
+            items.append(((extra[0], 2, 0.0, "", extra[1], 0), kind, item))
             if kind == "p" or len(items) >= _FLUSH:
                 send.send(items)
                 items.clear()
