@@ -23,6 +23,7 @@ keeps millions of users; copying each state per event would halve throughput).
 from __future__ import annotations
 
 import bisect
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +135,7 @@ def _memo(policy: Policy, s: UserState) -> Memo:
     memo = s.memo
     if memo is None or memo.policy is not policy:
         n = len(policy.rules)
-        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n)
+        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, plan=_plan(policy))
     return memo
 
 
@@ -230,24 +231,55 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
         memo.stale |= SCORE_PART
 
 
-_Entry = tuple[int, Rule, int, Any, Any]
-_Plan = tuple[_Entry, ...]
-# Per policy: its plan, and the part of the plan each mask of dirty rule bits selects.
-_plans: dict[int, tuple[Policy, _Plan, dict[int, _Plan]]] = {}
+_Entry = tuple[int, Rule, int, Any, Any, tuple[float, ...], int]
 
 
-def _plan(policy: Policy) -> tuple[_Plan, dict[int, _Plan]]:
-    """Per enabled rule: its index, itself, its bit, its observer and its UNTIL."""
+class _Plan:
+    """What `_refresh` needs of a policy, compiled once per policy object.
+
+    Per enabled rule: its index, itself, its bit, its observer, its UNTIL (None when
+    the rule only changes with an event) and the tier arithmetic below; and the part
+    of the plan each mask of dirty rule bits selects, filled in as masks occur.
+    """
+
+    __slots__ = ("by_mask", "entries", "policy")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        entries = []
+        for i, r in enumerate(policy.rules):
+            until = UNTIL[r.code]
+            # Tiers are strictly monotone (policy._tier checks it), so the crossed tiers
+            # are a prefix of the tiers and counting them is a bisection: with the
+            # thresholds ascending, bisect_right gives how many are <= the observed value
+            # (the crossed ones of an "at or above" rule); for a "below" rule the crossed
+            # ones are those > the observed value, i.e. all but that many.
+            ascending = tuple(sorted(t.threshold for t in r.tiers))
+            entries.append((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
+                            None if until is constant else until, ascending,
+                            len(ascending) if r.below else 0))
+        self.entries: tuple[_Entry, ...] = tuple(entries)
+        self.by_mask: dict[int, tuple[_Entry, ...]] = {}
+
+    def select(self, dirty: int) -> tuple[_Entry, ...]:
+        todo = self.by_mask.get(dirty)
+        if todo is None:
+            todo = self.by_mask[dirty] = tuple(e for e in self.entries if dirty & e[2])
+        return todo
+
+
+# Per policy object (held, so that its id is not reused while it is a key): its plan.
+_plans: dict[int, _Plan] = {}
+
+
+def _plan(policy: Policy) -> _Plan:
     known = _plans.get(id(policy))
-    if known is not None and known[0] is policy:
-        return known[1], known[2]
-    plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
-                  None if UNTIL[r.code] is constant else UNTIL[r.code])
-                 for i, r in enumerate(policy.rules))
+    if known is not None and known.policy is policy:
+        return known
     if len(_plans) > 64:
         _plans.clear()
-    _plans[id(policy)] = (policy, plan, {})
-    return plan, _plans[id(policy)][2]
+    plan = _plans[id(policy)] = _Plan(policy)
+    return plan
 
 
 def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
@@ -259,28 +291,30 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
     and those whose own next change (rules.UNTIL) has come.
     """
     dirty = memo.dirty
-    expired = t >= memo.until_min
-    if not dirty and not expired:
-        return None
-    counts, until = memo.counts, memo.until
-    plan, by_mask = _plan(policy)
-    if not expired:  # only the dirty rules
-        todo = by_mask.get(dirty)
-        if todo is None:
-            todo = by_mask[dirty] = tuple(e for e in plan if dirty & e[2])
+    until = memo.until
+    if t >= memo.until_min:
+        # Some rule's next change has come: walk every rule, skipping (below) those
+        # neither dirty nor due. A first evaluation (dirty == -1) skips none.
+        todo = memo.plan.entries
+        every = dirty == -1
+    elif dirty:
+        todo = memo.plan.select(dirty)  # only the dirty rules
+        every = True
     else:
-        todo = tuple(e for e in plan if dirty & e[2] or t >= until[e[0]])
+        return None
+    counts = memo.counts
     changed = False
     fresh = {}
-    for i, rule, _, observe, next_until in todo:
+    for i, rule, bit, observe, next_until, ascending, below in todo:
+        if not every and not dirty & bit and t < until[i]:
+            continue
         observed = fresh[i] = observe(policy, rule, s, t)
-        n = 0
-        if observed is not None:
-            for tier in rule.tiers:
-                if (observed < tier.threshold) if rule.below else (observed >= tier.threshold):
-                    n += 1
-                else:
-                    break
+        if observed is None:
+            n = 0
+        elif below:
+            n = below - bisect_right(ascending, observed)
+        else:
+            n = bisect_right(ascending, observed)
         if n != counts[i]:
             counts[i] = n
             changed = True

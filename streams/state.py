@@ -82,6 +82,8 @@ class Memo:
     changes: list[float] = field(default_factory=lambda: [NEVER] * 4)
     stale: int = 15
     low_due: float = NEVER  # a lower bound of the ledger's due dates (prune pre-check)
+    plan: Any = None  # core's compiled view of `policy` (core._Plan), shared by all memos
+
 
     def __deepcopy__(self, _: object) -> None:
         return None  # a copied state rebuilds its cache (and holds no policy)
