@@ -135,7 +135,10 @@ def _memo(policy: Policy, s: UserState) -> Memo:
     memo = s.memo
     if memo is None or memo.policy is not policy:
         n = len(policy.rules)
-        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, plan=_plan(policy))
+        low_due = min([i.due for i in s.ledger.values() if i.paid_at is not None],
+                      default=INF)
+        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, low_due=low_due,
+                             plan=_plan(policy))
     return memo
 
 
@@ -156,8 +159,8 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         s.ledger[key] = new
         memo.dirty |= LEDGER_BITS
         memo.stale |= LEDGER_PART
-        if new.due < memo.low_due:
-            memo.low_due = new.due
+        if paid_at is not None and new.due < memo.low_due:
+            memo.low_due = new.due  # a settled installment: one prune may drop
         if old is not None:
             before, after = old.days_past_due(now), new.days_past_due(now)
             if after < before and before >= policy.late_after_days:
@@ -204,8 +207,10 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
     if ledger:
         window = policy.lateness_window
         keep_after = t - (window if window is not None else 0.0) - LEDGER_RETENTION
-        # Nothing to drop while the ledger is within its cap and no due date (of which
-        # low_due is a lower bound) is older than keep_after.
+        # Only settled installments are dropped: nothing to drop while the ledger is
+        # within its cap and no settled one's due date (of which low_due is a lower
+        # bound) is older than keep_after. An old unpaid installment stays, and must
+        # not make every evaluation look through the ledger again.
         if len(ledger) > LEDGER_CAP or memo.low_due < keep_after:
             settled = [(i.due, k) for k, i in ledger.items() if i.paid_at is not None]
             settled.sort()
@@ -215,7 +220,8 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
                     del ledger[key]
                     memo.dirty |= LEDGER_BITS
                     memo.stale |= LEDGER_PART
-            memo.low_due = min([i.due for i in ledger.values()], default=INF)
+            memo.low_due = min([i.due for i in ledger.values() if i.paid_at is not None],
+                               default=INF)
     apps = s.applications
     if apps:
         window = policy.burst_window
