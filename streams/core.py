@@ -59,10 +59,8 @@ INF = float("inf")
 # What each kind of change can move: rule bits (policy.RULE_BIT) to re-observe.
 LEDGER_BITS = RULE_BIT["OVERDUE"] | RULE_BIT["REPEATED_LATENESS"] | RULE_BIT["DORMANT"]
 APPLICATION_BITS = RULE_BIT["APPLICATION_BURST"] | RULE_BIT["DORMANT"]
-# Parts of rules.next_change (Memo.changes), by bit.
+# Parts of rules.next_change (Memo.changes, in this order), by bit.
 LEDGER_PART, APPLICATION_PART, SCORE_PART, DORMANT_PART = 1, 2, 4, 8
-CHANGE_PARTS = ((LEDGER_PART, ledger_change), (APPLICATION_PART, application_change),
-                (SCORE_PART, score_change), (DORMANT_PART, dormant_change))
 # Per bureau field: the rules a new value changes, and those any newer report of the
 # field changes (the inquiries count for 30 days from their report; the score history).
 BUREAU_BITS = (
@@ -469,17 +467,18 @@ def _next_deadline(policy: Policy, s: UserState, t: float, memo: Memo) -> float 
     # Each part of next_change(t) is the least time > t among times that depend on the
     # state only: while none of its inputs changed, the one found earlier holds if ahead.
     changes = memo.changes
-    best = min(changes)
-    if memo.stale or best <= t:
-        stale = memo.stale
-        best = INF
-        for i, (bit, part) in enumerate(CHANGE_PARTS):
-            at = changes[i]
-            if stale & bit or at <= t:
-                at = changes[i] = part(policy, s, t)
-            if at < best:
-                best = at
-        memo.stale = 0
+    stale = memo.stale
+    ledger, applications, scores, dormancy = changes
+    if stale & LEDGER_PART or ledger <= t:
+        ledger = changes[0] = ledger_change(policy, s, t)
+    if stale & APPLICATION_PART or applications <= t:
+        applications = changes[1] = application_change(policy, s, t)
+    if stale & SCORE_PART or scores <= t:
+        scores = changes[2] = score_change(policy, s, t)
+    if stale & DORMANT_PART or dormancy <= t:
+        dormancy = changes[3] = dormant_change(policy, s, t)
+    memo.stale = 0
+    best = min(ledger, applications, scores, dormancy)
     if s.pending:
         notice_of = policy.notice_of
         for key, since in s.pending.items():
