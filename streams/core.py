@@ -82,7 +82,9 @@ class Correction:
     after: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass costs several times as much to build, and findings are
+# built at every evaluation that looks at crossed tiers; none is changed once built.
+@dataclass(slots=True)
 class Finding:
     rule: Rule
     tier: Tier  # the strictest crossed tier of its kind (due or waiting)
@@ -133,8 +135,9 @@ def _memo(policy: Policy, s: UserState) -> Memo:
     memo = s.memo
     if memo is None or memo.policy is not policy:
         n = len(policy.rules)
-        low_due = min([i.due for i in s.ledger.values() if i.paid_at is not None],
-                      default=INF)
+        ledger = s.ledger
+        low_due = INF if not ledger else min(
+            [i.due for i in ledger.values() if i.paid_at is not None], default=INF)
         memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, low_due=low_due,
                              plan=_plan(policy))
     return memo
@@ -302,7 +305,9 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
         todo = memo.plan.entries
         every = dirty == -1
     elif dirty:
-        todo = memo.plan.select(dirty)  # only the dirty rules
+        todo = memo.plan.by_mask.get(dirty)  # only the dirty rules
+        if todo is None:
+            todo = memo.plan.select(dirty)
         every = True
     else:
         return None
@@ -323,7 +328,7 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
             counts[i] = n
             changed = True
         until[i] = INF if next_until is None else next_until(policy, rule, s, t)
-    memo.until_min = min(until, default=INF)
+    memo.until_min = min(until) if until else INF  # (min's default= is slow)
     memo.dirty = 0
     return fresh if changed else None
 
@@ -371,16 +376,23 @@ def _classify(s: UserState, crossed: list[tuple[Rule, Tier, float | int]], t: fl
         since = s.pending.setdefault(tier.key, t)
         finding = Finding(rule, tier, observed, since + tier.notice)
         (due if t >= finding.effective_at else waiting).append(finding)
-    for key in [k for k in s.pending if k not in live]:
-        del s.pending[key]  # the condition cleared: its warning lapses
+    if len(s.pending) > len(live):  # every live key is pending: some are not live
+        for key in [k for k in s.pending if k not in live]:
+            del s.pending[key]  # the condition cleared: its warning lapses
     return due, waiting
 
 
 def _level(due: list[Finding]) -> tuple[int, float]:
     """(rank, limit factor) of the strongest due action."""
-    rank = max((f.tier.rank for f in due), default=0)
-    factors = [f.tier.limit_factor for f in due if f.tier.rank == 2 and f.tier.limit_factor]
-    return rank, (min(factors) if rank == 2 and factors else 1.0)
+    rank = 0
+    factor = INF  # the least limit factor of a due downgrade
+    for f in due:
+        tier = f.tier
+        if tier.rank > rank:
+            rank = tier.rank
+        if tier.rank == 2 and tier.limit_factor and tier.limit_factor < factor:
+            factor = tier.limit_factor
+    return rank, (factor if rank == 2 and factor != INF else 1.0)
 
 
 def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
@@ -400,7 +412,7 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         return []
     crossed = _crossed_now(policy, s, t, memo.counts, fresh or {})
     due, waiting = _classify(s, crossed, t)
-    memo.wake = min([f.effective_at for f in waiting], default=INF)
+    memo.wake = min([f.effective_at for f in waiting]) if waiting else INF
     out: list[Decision] = []
     rank = STATUS_RANK[s.status]
 
@@ -419,7 +431,7 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             rank = 0
 
     target, factor = _level(due)
-    w_rank = max((f.tier.rank for f in waiting), default=0)
+    w_rank = max([f.tier.rank for f in waiting]) if waiting else 0
     s.warned_rank = min(s.warned_rank, w_rank)
     if (target, -factor) > (rank, -s.limit_factor):
         action = ACTION_OF_RANK[target]
