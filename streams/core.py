@@ -108,8 +108,9 @@ def step(policy: Policy, state: UserState | None, event: Event | Tick
 
 def step_new(policy: Policy, state: UserState, event: Event) -> list[Decision]:
     """`step` for an event known not to be a redelivery, on an existing state."""
-    decisions = fire(policy, state, event.occurred_at) if state.deadline is not None else []
-    now = max(state.clock, event.occurred_at)
+    t = event.occurred_at
+    decisions = fire(policy, state, t) if state.deadline is not None else []
+    now = state.clock if state.clock > t else t  # max(clock, t)
     correction = _apply(state, event, now, policy)
     state.seen.append(event.event_id)
     if len(state.seen) > policy.dedupe_ids:
@@ -407,6 +408,16 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             and (s.status == "active" or any(memo.counts))):
         # The same tiers crossed as at the last evaluation, none of them due since, no
         # correction, no cooling-off running: no decision, nothing to update.
+        s.clear_since = None
+        s.deadline = _next_deadline(policy, s, t, memo)
+        return []
+    if s.status == "active" and not any(memo.counts):
+        # Active with no tier crossed (a new user, mostly): what the steps below come to.
+        # No finding, so any pending notice lapses and no warning waits; no correction
+        # applies to an active user and nothing is restored.
+        s.pending.clear()
+        memo.wake = INF
+        s.warned_rank = min(s.warned_rank, 0)
         s.clear_since = None
         s.deadline = _next_deadline(policy, s, t, memo)
         return []
