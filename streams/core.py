@@ -59,6 +59,7 @@ INF = float("inf")
 # What each kind of change can move: rule bits (policy.RULE_BIT) to re-observe.
 LEDGER_BITS = RULE_BIT["OVERDUE"] | RULE_BIT["REPEATED_LATENESS"] | RULE_BIT["DORMANT"]
 APPLICATION_BITS = RULE_BIT["APPLICATION_BURST"] | RULE_BIT["DORMANT"]
+SCORE_DROP_BIT = RULE_BIT["SCORE_DROP"]
 # Parts of rules.next_change (Memo.changes, in this order), by bit.
 LEDGER_PART, APPLICATION_PART, SCORE_PART, DORMANT_PART = 1, 2, 4, 8
 # Per bureau field: the rules a new value changes, and those any newer report of the
@@ -175,16 +176,18 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         memo.stale |= APPLICATION_PART | DORMANT_PART
     elif isinstance(e, CreditReport):
         bureau, bureau_at = s.bureau, s.bureau_at
+        dirty = memo.dirty
         for name, on_value, on_report in BUREAU_BITS:
             value = getattr(e, name)
             if value is not None and t >= bureau_at.get(name, t):
-                memo.dirty |= on_value | on_report if bureau.get(name) != value else on_report
+                dirty |= on_value | on_report if bureau.get(name) != value else on_report
                 bureau[name] = value
                 bureau_at[name] = t
         if e.credit_score is not None:
             _add_score(s, t, e.credit_score)
-            memo.dirty |= RULE_BIT["SCORE_DROP"]
+            dirty |= SCORE_DROP_BIT
             memo.stale |= SCORE_PART
+        memo.dirty = dirty
         if e.hard_inquiries_30d is not None:
             memo.stale |= APPLICATION_PART
     return None
@@ -193,6 +196,15 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
 def _add_score(s: UserState, t: float, score: int) -> None:
     """Keep only rolling-maximum candidates: no later point has a score as high."""
     points = s.scores
+    if not points or t > points[-1][0]:
+        # The latest report (the usual case). The candidates' scores strictly decrease
+        # with time, so those the new point outdoes (score <= its own) are at the end.
+        while points and points[-1][1] <= score:
+            points.pop()
+        points.append((t, score))
+        if len(points) > SCORES_CAP:
+            del points[:-SCORES_CAP]
+        return
     bisect.insort(points, (t, score))
     kept: list[tuple[float, int]] = []
     best = -1
@@ -235,7 +247,7 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
     window = policy.drop_window
     if s.scores and window is not None and s.scores[0][0] <= t - window:
         s.scores = [p for p in s.scores if p[0] > t - window]
-        memo.dirty |= RULE_BIT["SCORE_DROP"]
+        memo.dirty |= SCORE_DROP_BIT
         memo.stale |= SCORE_PART
 
 
