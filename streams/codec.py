@@ -67,7 +67,8 @@ def decode(raw: bytes) -> Event | Rejection:
         return Rejection("not_json", message[:200])
     if not isinstance(obj, dict):
         return Rejection("not_object", f"a JSON {type(obj).__name__} is not an event object")
-    return decode_object(obj)
+    event = _fast(obj)  # decode_object(obj), inline: one call less per record
+    return event if event is not None else _decode_checked(obj)
 
 
 def decode_object(obj: dict[str, Any]) -> Event | Rejection:
@@ -221,37 +222,37 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
 # path in the common "YYYY-MM-DDTHH:MM:SSZ" form only; the date and hour are validated
 # once by `datetime.fromisoformat` and cached.
 
-_hour_cache: dict[str, int] = {}
-_DIGITS = frozenset("0123456789")
+_hour_cache: dict[str, float] = {}
+# ":MM:SSZ" -> its seconds into the hour, for every valid minute and second: one lookup
+# both checks the rest of the time and converts it.
+_MINUTE_SECOND = {f":{m:02d}:{s:02d}Z": float(m * 60 + s) for m in range(60) for s in range(60)}
 
 
 def _fast_time(value: Any) -> float | None:
-    if value.__class__ is not str or len(value) != 20 or value[19] != "Z":
+    if value.__class__ is not str or len(value) != 20:
         return None
     hour = _hour_cache.get(value[:13])
     if hour is None:
-        prefix = value[:13]
-        if _TIMESTAMP.fullmatch(prefix + ":00:00Z") is None or not prefix.isascii():
+        hour = _hour(value[:13])
+        if hour is None:
             return None
-        try:
-            hour = int(datetime.fromisoformat(prefix + ":00:00+00:00").timestamp())
-        except ValueError:
-            return None
-        if len(_hour_cache) < 100_000:
-            _hour_cache[prefix] = hour
-    if value[13] != ":" or value[16] != ":":
+    rest = _MINUTE_SECOND.get(value[13:])
+    if rest is None:
         return None
-    mm, ss = value[14:16], value[17:19]
-    if not (mm[0] in _DIGITS and mm[1] in _DIGITS and ss[0] in _DIGITS and ss[1] in _DIGITS):
-        return None
-    minute, second = int(mm), int(ss)
-    if minute > 59 or second > 59:
-        return None
-    return float(hour + minute * 60 + second)
+    return hour + rest  # whole seconds < 2**53: exact as a float
 
 
-def _fast_text(value: Any, limit: int) -> bool:
-    return value.__class__ is str and 0 < len(value) <= limit
+def _hour(prefix: str) -> float | None:
+    """The epoch second of "YYYY-MM-DDTHH" (UTC), if a valid date and hour; cached."""
+    if _TIMESTAMP.fullmatch(prefix + ":00:00Z") is None or not prefix.isascii():
+        return None
+    try:
+        hour = float(int(datetime.fromisoformat(prefix + ":00:00+00:00").timestamp()))
+    except ValueError:
+        return None
+    if len(_hour_cache) < 100_000:
+        _hour_cache[prefix] = hour
+    return hour
 
 
 def _fast_amount(value: Any) -> float | None:
@@ -262,14 +263,11 @@ def _fast_amount(value: Any) -> float | None:
     return None
 
 
-def _fast_count(obj: dict[str, Any], name: str, high: int) -> tuple[bool, int | None]:
-    """(ok, value) of an optional integer in 0..high; absent is (True, None)."""
-    value = obj.get(name)
-    if value is None:
-        return name not in obj, None
-    if value.__class__ is int and 0 <= value <= high:
-        return True, value
-    return False, None
+def _fast_count(obj: dict[str, Any], name: str, value: Any) -> bool:
+    """Whether obj[name] (value, None if absent) is absent or an integer in 0..10000."""
+    if value.__class__ is int:
+        return 0 <= value <= 10_000
+    return value is None and name not in obj
 
 
 def _fast(obj: dict[str, Any]) -> Event | None:
@@ -280,7 +278,8 @@ def _fast(obj: dict[str, Any]) -> Event | None:
         return None
     event_id = get("event_id")
     user_id = get("user_id")
-    if not (_fast_text(event_id, 128) and _fast_text(user_id, 64)):
+    if not (event_id.__class__ is str and 0 < len(event_id) <= 128
+            and user_id.__class__ is str and 0 < len(user_id) <= 64):
         return None
     at = _fast_time(get("occurred_at"))
     if at is None:
@@ -290,7 +289,8 @@ def _fast(obj: dict[str, Any]) -> Event | None:
         installment = get("installment")
         product = get("product")
         due = get("due_date")
-        if not (_fast_text(loan_id, 128) and installment.__class__ is int
+        if not (loan_id.__class__ is str and 0 < len(loan_id) <= 128
+                and installment.__class__ is int
                 and 1 <= installment <= 10_000 and product.__class__ is str
                 and product in PRODUCTS and due.__class__ is str):
             return None
@@ -313,7 +313,8 @@ def _fast(obj: dict[str, Any]) -> Event | None:
         kind_ = get("kind")
         channel = get("channel")
         amount = _fast_amount(get("requested_amount"))
-        if not (_fast_text(application_id, 128) and product.__class__ is str
+        if not (application_id.__class__ is str and 0 < len(application_id) <= 128
+                and product.__class__ is str
                 and product in PRODUCTS and kind_.__class__ is str
                 and kind_ in APPLICATION_KINDS and amount is not None and amount > 0
                 and (channel is None or (channel.__class__ is str and len(channel) <= 64))):
@@ -322,7 +323,7 @@ def _fast(obj: dict[str, Any]) -> Event | None:
                            channel)
     if kind == "credit_report":
         bureau = get("bureau")
-        if not _fast_text(bureau, 64):
+        if not (bureau.__class__ is str and 0 < len(bureau) <= 64):
             return None
         score = get("credit_score")
         if score is None:
@@ -330,10 +331,12 @@ def _fast(obj: dict[str, Any]) -> Event | None:
                 return None
         elif score.__class__ is not int or not 300 <= score <= 950:
             return None
-        ok1, lenders = _fast_count(obj, "open_lenders", 10_000)
-        ok2, inquiries = _fast_count(obj, "hard_inquiries_30d", 10_000)
-        ok3, delinquent = _fast_count(obj, "delinquent_accounts", 10_000)
-        if not (ok1 and ok2 and ok3):
+        lenders = get("open_lenders")
+        inquiries = get("hard_inquiries_30d")
+        delinquent = get("delinquent_accounts")
+        if not (_fast_count(obj, "open_lenders", lenders)
+                and _fast_count(obj, "hard_inquiries_30d", inquiries)
+                and _fast_count(obj, "delinquent_accounts", delinquent)):
             return None
         debt = get("total_debt")
         if debt is not None:

@@ -23,6 +23,7 @@ keeps millions of users; copying each state per event would halve throughput).
 from __future__ import annotations
 
 import bisect
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +59,9 @@ INF = float("inf")
 # What each kind of change can move: rule bits (policy.RULE_BIT) to re-observe.
 LEDGER_BITS = RULE_BIT["OVERDUE"] | RULE_BIT["REPEATED_LATENESS"] | RULE_BIT["DORMANT"]
 APPLICATION_BITS = RULE_BIT["APPLICATION_BURST"] | RULE_BIT["DORMANT"]
-# Parts of rules.next_change (Memo.changes), by bit.
+SCORE_DROP_BIT = RULE_BIT["SCORE_DROP"]
+# Parts of rules.next_change (Memo.changes, in this order), by bit.
 LEDGER_PART, APPLICATION_PART, SCORE_PART, DORMANT_PART = 1, 2, 4, 8
-CHANGE_PARTS = ((LEDGER_PART, ledger_change), (APPLICATION_PART, application_change),
-                (SCORE_PART, score_change), (DORMANT_PART, dormant_change))
 # Per bureau field: the rules a new value changes, and those any newer report of the
 # field changes (the inquiries count for 30 days from their report; the score history).
 BUREAU_BITS = (
@@ -83,7 +83,9 @@ class Correction:
     after: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass costs several times as much to build, and findings are
+# built at every evaluation that looks at crossed tiers; none is changed once built.
+@dataclass(slots=True)
 class Finding:
     rule: Rule
     tier: Tier  # the strictest crossed tier of its kind (due or waiting)
@@ -107,8 +109,9 @@ def step(policy: Policy, state: UserState | None, event: Event | Tick
 
 def step_new(policy: Policy, state: UserState, event: Event) -> list[Decision]:
     """`step` for an event known not to be a redelivery, on an existing state."""
-    decisions = fire(policy, state, event.occurred_at) if state.deadline is not None else []
-    now = max(state.clock, event.occurred_at)
+    t = event.occurred_at
+    decisions = fire(policy, state, t) if state.deadline is not None else []
+    now = state.clock if state.clock > t else t  # max(clock, t)
     correction = _apply(state, event, now, policy)
     state.seen.append(event.event_id)
     if len(state.seen) > policy.dedupe_ids:
@@ -134,7 +137,11 @@ def _memo(policy: Policy, s: UserState) -> Memo:
     memo = s.memo
     if memo is None or memo.policy is not policy:
         n = len(policy.rules)
-        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n)
+        ledger = s.ledger
+        low_due = INF if not ledger else min(
+            [i.due for i in ledger.values() if i.paid_at is not None], default=INF)
+        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, low_due=low_due,
+                             plan=_plan(policy))
     return memo
 
 
@@ -155,8 +162,8 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         s.ledger[key] = new
         memo.dirty |= LEDGER_BITS
         memo.stale |= LEDGER_PART
-        if new.due < memo.low_due:
-            memo.low_due = new.due
+        if paid_at is not None and new.due < memo.low_due:
+            memo.low_due = new.due  # a settled installment: one prune may drop
         if old is not None:
             before, after = old.days_past_due(now), new.days_past_due(now)
             if after < before and before >= policy.late_after_days:
@@ -169,16 +176,18 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         memo.stale |= APPLICATION_PART | DORMANT_PART
     elif isinstance(e, CreditReport):
         bureau, bureau_at = s.bureau, s.bureau_at
+        dirty = memo.dirty
         for name, on_value, on_report in BUREAU_BITS:
             value = getattr(e, name)
             if value is not None and t >= bureau_at.get(name, t):
-                memo.dirty |= on_value | on_report if bureau.get(name) != value else on_report
+                dirty |= on_value | on_report if bureau.get(name) != value else on_report
                 bureau[name] = value
                 bureau_at[name] = t
         if e.credit_score is not None:
             _add_score(s, t, e.credit_score)
-            memo.dirty |= RULE_BIT["SCORE_DROP"]
+            dirty |= SCORE_DROP_BIT
             memo.stale |= SCORE_PART
+        memo.dirty = dirty
         if e.hard_inquiries_30d is not None:
             memo.stale |= APPLICATION_PART
     return None
@@ -187,6 +196,15 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
 def _add_score(s: UserState, t: float, score: int) -> None:
     """Keep only rolling-maximum candidates: no later point has a score as high."""
     points = s.scores
+    if not points or t > points[-1][0]:
+        # The latest report (the usual case). The candidates' scores strictly decrease
+        # with time, so those the new point outdoes (score <= its own) are at the end.
+        while points and points[-1][1] <= score:
+            points.pop()
+        points.append((t, score))
+        if len(points) > SCORES_CAP:
+            del points[:-SCORES_CAP]
+        return
     bisect.insort(points, (t, score))
     kept: list[tuple[float, int]] = []
     best = -1
@@ -203,8 +221,10 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
     if ledger:
         window = policy.lateness_window
         keep_after = t - (window if window is not None else 0.0) - LEDGER_RETENTION
-        # Nothing to drop while the ledger is within its cap and no due date (of which
-        # low_due is a lower bound) is older than keep_after.
+        # Only settled installments are dropped: nothing to drop while the ledger is
+        # within its cap and no settled one's due date (of which low_due is a lower
+        # bound) is older than keep_after. An old unpaid installment stays, and must
+        # not make every evaluation look through the ledger again.
         if len(ledger) > LEDGER_CAP or memo.low_due < keep_after:
             settled = [(i.due, k) for k, i in ledger.items() if i.paid_at is not None]
             settled.sort()
@@ -214,7 +234,8 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
                     del ledger[key]
                     memo.dirty |= LEDGER_BITS
                     memo.stale |= LEDGER_PART
-            memo.low_due = min([i.due for i in ledger.values()], default=INF)
+            memo.low_due = min([i.due for i in ledger.values() if i.paid_at is not None],
+                               default=INF)
     apps = s.applications
     if apps:
         window = policy.burst_window
@@ -226,28 +247,59 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
     window = policy.drop_window
     if s.scores and window is not None and s.scores[0][0] <= t - window:
         s.scores = [p for p in s.scores if p[0] > t - window]
-        memo.dirty |= RULE_BIT["SCORE_DROP"]
+        memo.dirty |= SCORE_DROP_BIT
         memo.stale |= SCORE_PART
 
 
-_Entry = tuple[int, Rule, int, Any, Any]
-_Plan = tuple[_Entry, ...]
-# Per policy: its plan, and the part of the plan each mask of dirty rule bits selects.
-_plans: dict[int, tuple[Policy, _Plan, dict[int, _Plan]]] = {}
+_Entry = tuple[int, Rule, int, Any, Any, tuple[float, ...], int]
 
 
-def _plan(policy: Policy) -> tuple[_Plan, dict[int, _Plan]]:
-    """Per enabled rule: its index, itself, its bit, its observer and its UNTIL."""
+class _Plan:
+    """What `_refresh` needs of a policy, compiled once per policy object.
+
+    Per enabled rule: its index, itself, its bit, its observer, its UNTIL (None when
+    the rule only changes with an event) and the tier arithmetic below; and the part
+    of the plan each mask of dirty rule bits selects, filled in as masks occur.
+    """
+
+    __slots__ = ("by_mask", "entries", "policy")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        entries = []
+        for i, r in enumerate(policy.rules):
+            until = UNTIL[r.code]
+            # Tiers are strictly monotone (policy._tier checks it), so the crossed tiers
+            # are a prefix of the tiers and counting them is a bisection: with the
+            # thresholds ascending, bisect_right gives how many are <= the observed value
+            # (the crossed ones of an "at or above" rule); for a "below" rule the crossed
+            # ones are those > the observed value, i.e. all but that many.
+            ascending = tuple(sorted(t.threshold for t in r.tiers))
+            entries.append((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
+                            None if until is constant else until, ascending,
+                            len(ascending) if r.below else 0))
+        self.entries: tuple[_Entry, ...] = tuple(entries)
+        self.by_mask: dict[int, tuple[_Entry, ...]] = {}
+
+    def select(self, dirty: int) -> tuple[_Entry, ...]:
+        todo = self.by_mask.get(dirty)
+        if todo is None:
+            todo = self.by_mask[dirty] = tuple(e for e in self.entries if dirty & e[2])
+        return todo
+
+
+# Per policy object (held, so that its id is not reused while it is a key): its plan.
+_plans: dict[int, _Plan] = {}
+
+
+def _plan(policy: Policy) -> _Plan:
     known = _plans.get(id(policy))
-    if known is not None and known[0] is policy:
-        return known[1], known[2]
-    plan = tuple((i, r, RULE_BIT[r.code], OBSERVERS[r.code],
-                  None if UNTIL[r.code] is constant else UNTIL[r.code])
-                 for i, r in enumerate(policy.rules))
+    if known is not None and known.policy is policy:
+        return known
     if len(_plans) > 64:
         _plans.clear()
-    _plans[id(policy)] = (policy, plan, {})
-    return plan, _plans[id(policy)][2]
+    plan = _plans[id(policy)] = _Plan(policy)
+    return plan
 
 
 def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
@@ -259,33 +311,37 @@ def _refresh(policy: Policy, s: UserState, t: float, memo: Memo
     and those whose own next change (rules.UNTIL) has come.
     """
     dirty = memo.dirty
-    expired = t >= memo.until_min
-    if not dirty and not expired:
-        return None
-    counts, until = memo.counts, memo.until
-    plan, by_mask = _plan(policy)
-    if not expired:  # only the dirty rules
-        todo = by_mask.get(dirty)
+    until = memo.until
+    if t >= memo.until_min:
+        # Some rule's next change has come: walk every rule, skipping (below) those
+        # neither dirty nor due. A first evaluation (dirty == -1) skips none.
+        todo = memo.plan.entries
+        every = dirty == -1
+    elif dirty:
+        todo = memo.plan.by_mask.get(dirty)  # only the dirty rules
         if todo is None:
-            todo = by_mask[dirty] = tuple(e for e in plan if dirty & e[2])
+            todo = memo.plan.select(dirty)
+        every = True
     else:
-        todo = tuple(e for e in plan if dirty & e[2] or t >= until[e[0]])
+        return None
+    counts = memo.counts
     changed = False
     fresh = {}
-    for i, rule, _, observe, next_until in todo:
+    for i, rule, bit, observe, next_until, ascending, below in todo:
+        if not every and not dirty & bit and t < until[i]:
+            continue
         observed = fresh[i] = observe(policy, rule, s, t)
-        n = 0
-        if observed is not None:
-            for tier in rule.tiers:
-                if (observed < tier.threshold) if rule.below else (observed >= tier.threshold):
-                    n += 1
-                else:
-                    break
+        if observed is None:
+            n = 0
+        elif below:
+            n = below - bisect_right(ascending, observed)
+        else:
+            n = bisect_right(ascending, observed)
         if n != counts[i]:
             counts[i] = n
             changed = True
         until[i] = INF if next_until is None else next_until(policy, rule, s, t)
-    memo.until_min = min(until, default=INF)
+    memo.until_min = min(until) if until else INF  # (min's default= is slow)
     memo.dirty = 0
     return fresh if changed else None
 
@@ -333,16 +389,23 @@ def _classify(s: UserState, crossed: list[tuple[Rule, Tier, float | int]], t: fl
         since = s.pending.setdefault(tier.key, t)
         finding = Finding(rule, tier, observed, since + tier.notice)
         (due if t >= finding.effective_at else waiting).append(finding)
-    for key in [k for k in s.pending if k not in live]:
-        del s.pending[key]  # the condition cleared: its warning lapses
+    if len(s.pending) > len(live):  # every live key is pending: some are not live
+        for key in [k for k in s.pending if k not in live]:
+            del s.pending[key]  # the condition cleared: its warning lapses
     return due, waiting
 
 
 def _level(due: list[Finding]) -> tuple[int, float]:
     """(rank, limit factor) of the strongest due action."""
-    rank = max((f.tier.rank for f in due), default=0)
-    factors = [f.tier.limit_factor for f in due if f.tier.rank == 2 and f.tier.limit_factor]
-    return rank, (min(factors) if rank == 2 and factors else 1.0)
+    rank = 0
+    factor = INF  # the least limit factor of a due downgrade
+    for f in due:
+        tier = f.tier
+        if tier.rank > rank:
+            rank = tier.rank
+        if tier.rank == 2 and tier.limit_factor and tier.limit_factor < factor:
+            factor = tier.limit_factor
+    return rank, (factor if rank == 2 and factor != INF else 1.0)
 
 
 def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
@@ -360,9 +423,19 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         s.clear_since = None
         s.deadline = _next_deadline(policy, s, t, memo)
         return []
+    if s.status == "active" and not any(memo.counts):
+        # Active with no tier crossed (a new user, mostly): what the steps below come to.
+        # No finding, so any pending notice lapses and no warning waits; no correction
+        # applies to an active user and nothing is restored.
+        s.pending.clear()
+        memo.wake = INF
+        s.warned_rank = min(s.warned_rank, 0)
+        s.clear_since = None
+        s.deadline = _next_deadline(policy, s, t, memo)
+        return []
     crossed = _crossed_now(policy, s, t, memo.counts, fresh or {})
     due, waiting = _classify(s, crossed, t)
-    memo.wake = min([f.effective_at for f in waiting], default=INF)
+    memo.wake = min([f.effective_at for f in waiting]) if waiting else INF
     out: list[Decision] = []
     rank = STATUS_RANK[s.status]
 
@@ -381,7 +454,7 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             rank = 0
 
     target, factor = _level(due)
-    w_rank = max((f.tier.rank for f in waiting), default=0)
+    w_rank = max([f.tier.rank for f in waiting]) if waiting else 0
     s.warned_rank = min(s.warned_rank, w_rank)
     if (target, -factor) > (rank, -s.limit_factor):
         action = ACTION_OF_RANK[target]
@@ -429,17 +502,18 @@ def _next_deadline(policy: Policy, s: UserState, t: float, memo: Memo) -> float 
     # Each part of next_change(t) is the least time > t among times that depend on the
     # state only: while none of its inputs changed, the one found earlier holds if ahead.
     changes = memo.changes
-    best = min(changes)
-    if memo.stale or best <= t:
-        stale = memo.stale
-        best = INF
-        for i, (bit, part) in enumerate(CHANGE_PARTS):
-            at = changes[i]
-            if stale & bit or at <= t:
-                at = changes[i] = part(policy, s, t)
-            if at < best:
-                best = at
-        memo.stale = 0
+    stale = memo.stale
+    ledger, applications, scores, dormancy = changes
+    if stale & LEDGER_PART or ledger <= t:
+        ledger = changes[0] = ledger_change(policy, s, t)
+    if stale & APPLICATION_PART or applications <= t:
+        applications = changes[1] = application_change(policy, s, t)
+    if stale & SCORE_PART or scores <= t:
+        scores = changes[2] = score_change(policy, s, t)
+    if stale & DORMANT_PART or dormancy <= t:
+        dormancy = changes[3] = dormant_change(policy, s, t)
+    memo.stale = 0
+    best = min(ledger, applications, scores, dormancy)
     if s.pending:
         notice_of = policy.notice_of
         for key, since in s.pending.items():

@@ -9,6 +9,7 @@ so deadline decisions never depend on when the watermark happens to move.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 
 from streams.events import DAY
@@ -70,7 +71,8 @@ def _multi_lender(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
 
 def _application_burst(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     since = t - r.window
-    count = sum(1 for at in s.applications if since < at <= t)
+    apps = s.applications  # sorted: those in (since, t] are a slice
+    count = bisect_right(apps, t) - bisect_right(apps, since)
     reported = s.bureau_at.get("hard_inquiries_30d")
     if reported is not None and t < reported + INQUIRY_WINDOW:
         count += int(s.bureau["hard_inquiries_30d"])

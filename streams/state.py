@@ -81,7 +81,9 @@ class Memo:
     # each the least future time of its inputs, valid while `stale` lacks its bit.
     changes: list[float] = field(default_factory=lambda: [NEVER] * 4)
     stale: int = 15
-    low_due: float = NEVER  # a lower bound of the ledger's due dates (prune pre-check)
+    low_due: float = NEVER  # a lower bound of settled installments' due dates (prune)
+    plan: Any = None  # core's compiled view of `policy` (core._Plan), shared by all memos
+
 
     def __deepcopy__(self, _: object) -> None:
         return None  # a copied state rebuilds its cache (and holds no policy)
