@@ -84,7 +84,6 @@ class Memo:
     low_due: float = NEVER  # a lower bound of settled installments' due dates (prune)
     plan: Any = None  # core's compiled view of `policy` (core._Plan), shared by all memos
 
-
     def __deepcopy__(self, _: object) -> None:
         return None  # a copied state rebuilds its cache (and holds no policy)
 
