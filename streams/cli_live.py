@@ -220,7 +220,7 @@ def _dev(args: argparse.Namespace) -> int:
         topics = Topics()
         cmd = [sys.executable, "-m", "streams.cli", "worker", "--broker", broker.url,
                "--partitions", str(args.partitions), "--web-port", str(web_port), "--tansu",
-               "--app-id", "closure-monitor-dev"]
+               "--app-id", "closure-monitor-dev", "--data-dir", os.path.join(log_dir, "data")]
         worker_log = open(os.path.join(log_dir, "worker.log"), "wb")  # noqa: SIM115
         worker = subprocess.Popen(cmd, stdout=worker_log, stderr=subprocess.STDOUT,
                                   start_new_session=True)

@@ -336,11 +336,12 @@ def test_worker_names_a_web_port_in_use() -> None:
     assert f"127.0.0.1:{port}" in run.stderr and "--web-port" in run.stderr
 
 
-def test_dev_shows_live_decisions_and_stops_on_ctrl_c() -> None:
+def test_dev_shows_live_decisions_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CLOSURE_MONITOR_DATA_DIR"}
     proc = subprocess.Popen([*CLI, "dev", "--users", "200", "--rate", "500",
-                             "--web-port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             "--web-port", str(port)], stdout=subprocess.PIPE, cwd=tmp_path,
+                            stderr=subprocess.PIPE, env={**env, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
         sel = selectors.DefaultSelector()
@@ -363,6 +364,7 @@ def test_dev_shows_live_decisions_and_stops_on_ctrl_c() -> None:
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"stopped" in err
     assert not port_open("127.0.0.1", port)
+    assert not list(tmp_path.iterdir())  # its files are under its own temporary directory
 
 
 async def test_wait_for_reports_what_it_waited_for() -> None:
