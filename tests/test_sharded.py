@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import random
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +94,27 @@ def test_every_process_owns_some_users() -> None:
         assert min(owned) > len(users) / n * 0.8, owned
 
 
+def _on_users(monkeypatch: pytest.MonkeyPatch, suffix: str, act: Callable[[str], None]) -> None:
+    """Make applying an event of a user whose id ends with `suffix` call `act(user_id)`
+    first (the forked processes inherit the patch)."""
+    apply = Partition.apply
+
+    def patched(self: Partition[Any], event: Any) -> None:
+        if event.user_id.endswith(suffix):
+            act(event.user_id)
+        apply(self, event)
+
+    monkeypatch.setattr(Partition, "apply", patched)
+
+
 def test_a_failing_process_fails_the_run_and_leaves_none_behind(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _disordered_logs(tmp_path, 5, 1, 0)
-    apply = Partition.apply
 
-    def failing(self: Partition[Any], event: Any) -> None:
-        if event.user_id.endswith("7"):
-            raise ValueError("cannot apply " + event.user_id)
-        apply(self, event)
+    def fail(user_id: str) -> None:
+        raise ValueError("cannot apply " + user_id)
 
-    monkeypatch.setattr(Partition, "apply", failing)  # the forked processes inherit it
+    _on_users(monkeypatch, "7", fail)
     with pytest.raises(RuntimeError, match="ValueError: cannot apply u"):
         _run(paths, 2, 600.0)
     assert not multiprocessing.active_children()
@@ -112,14 +123,8 @@ def test_a_failing_process_fails_the_run_and_leaves_none_behind(
 def test_a_killed_process_ends_the_run_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _disordered_logs(tmp_path, 8, 1, 0)
-    apply = Partition.apply
-
-    def killed(self: Partition[Any], event: Any) -> None:
-        if event.user_id.endswith("3"):
-            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
-        apply(self, event)
-
-    monkeypatch.setattr(Partition, "apply", killed)
+    # as the kernel's OOM killer would
+    _on_users(monkeypatch, "3", lambda _: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(MonitorError, match=r"ended early \(killed by signal 9; out of memory"):
         _run(paths, 2, 600.0)
     assert not multiprocessing.active_children()
