@@ -112,32 +112,47 @@ class Partition(Generic[H]):
         handle, which a caller that merges partitions makes a global arrival number),
         then by fired deadline (its time, then the user).
         """
-        handles = []
-        keep = self.places is not None
-        for event, handle in self.buffer.release():
-            if keep:
-                self._place = (0, event.occurred_at, event.event_id, handle, 0)
-            self.apply(event)
-            handles.append(handle)
-        self.tick()
+        handles: list[H] = []
+        buffer = self.buffer
+        mark = buffer.watermark
+        # Most calls (one per event offered) release nothing and fire nothing: look at
+        # the heads of both heaps before doing any work. Applying events does not move
+        # the watermark, so `mark` holds for the deadlines too.
+        if buffer.ready():
+            apply = self.apply
+            if self.places is None:
+                for event, handle in buffer.release():
+                    apply(event)
+                    handles.append(handle)
+            else:
+                for event, handle in buffer.release():
+                    self._place = (0, event.occurred_at, event.event_id, handle, 0)
+                    apply(event)
+                    handles.append(handle)
+        heap = self._heap
+        if heap and heap[0][0] <= mark:
+            self.tick()
         return handles
 
     def apply(self, event: Event) -> None:
         uid = event.user_id
-        state = self.states.get(uid)
-        if state is None:
-            state, decisions = step(self.policy, state, event)
-            assert state is not None
+        states = self.states
+        state = states.get(uid)
+        if state is None:  # a new user: what `step` does for one, without its checks
+            state = UserState(uid, first_seen=event.occurred_at, clock=event.occurred_at)
+            decisions = step_new(self.policy, state, event)
         elif event.event_id in state.seen:  # is_duplicate
             self.tally.duplicates[event.event_type] += 1
             return
         else:
             decisions = step_new(self.policy, state, event)
-        self.states[uid] = state
+        states[uid] = state
         self.tally.applied[event.event_type] += 1
         if decisions:
             self._emit(decisions)
-        self._schedule(uid, state.deadline)
+        deadline = state.deadline
+        if self._scheduled.get(uid) != deadline:  # else already scheduled (or neither)
+            self._schedule(uid, deadline)
 
     def tick(self) -> None:
         """Fire the deadlines of users the watermark has passed."""

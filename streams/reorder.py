@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
+from heapq import heappush
 from typing import Generic, TypeVar
 
 from streams.events import Event
@@ -60,10 +61,11 @@ class ReorderBuffer(Generic[H]):
     def push(self, source: Hashable, event: Event, handle: H) -> bool:
         """Buffer one event; True when it arrived behind the watermark (late)."""
         t = event.occurred_at
-        self._idle.discard(source)
+        if self._idle:
+            self._idle.discard(source)
         late = t < self.watermark
-        self._seq += 1
-        heapq.heappush(self._heap, (t, event.event_id, self._seq, event, handle))
+        self._seq = seq = self._seq + 1
+        heappush(self._heap, (t, event.event_id, seq, event, handle))
         if t > self._max_seen:
             self._max_seen = t
         if t > self._latest.get(source, NEVER):
@@ -80,6 +82,11 @@ class ReorderBuffer(Generic[H]):
         if t > self._latest.get(source, NEVER):
             self._latest[source] = t
             self._advance()
+
+    def ready(self) -> bool:
+        """Whether `release` would release anything."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= self.watermark
 
     def release(self) -> list[tuple[Event, H]]:
         """Events the watermark has passed, in event-time order."""
