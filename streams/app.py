@@ -136,12 +136,9 @@ class TableStates(MutableMapping[str, UserState]):
         self.dirty: dict[str, UserState] = {}
 
     def __getitem__(self, uid: str) -> UserState:
-        state = self.cache.get(uid)
+        state = self.get(uid)
         if state is None:
-            raw = self.table.get(uid.encode())
-            if raw is None:
-                raise KeyError(uid)
-            state = self.cache[uid] = load(raw)
+            raise KeyError(uid)
         return state
 
     def get(  # type: ignore[override]  # one signature for the engine's one use

@@ -93,7 +93,7 @@ def _jobs(text: str) -> int:
 
 
 def _jobs_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+    p.add_argument("--jobs", "-j", type=_jobs, default=default_jobs(), metavar="N",
                    help="processes to split the users over; the output is the same for any "
                         "N (default: one per core, at most 8; stdin is read by one)")
 
@@ -145,7 +145,7 @@ def _replay(args: argparse.Namespace) -> int:
                        on_decision=lambda d: _write(write, d.to_json()),
                        on_reject=(lambda r: _write(dead.write, r.to_json())) if dead else None,
                        progress=progress_meter("replay"), metrics=metrics,
-                       jobs=args.jobs or default_jobs())
+                       jobs=args.jobs)
     finally:
         out.flush()
         if out is not sys.stdout.buffer:
@@ -204,7 +204,7 @@ def _backtest(args: argparse.Namespace) -> int:
     paths = _spool_stdin(args.logs)
     try:
         report = backtest(policy, baseline, paths, lateness=args.lateness,
-                          progress=progress_meter("backtest"), jobs=args.jobs or default_jobs())
+                          progress=progress_meter("backtest"), jobs=args.jobs)
     finally:
         for spooled in set(paths) - set(args.logs):
             os.unlink(spooled)

@@ -137,10 +137,7 @@ def _memo(policy: Policy, s: UserState) -> Memo:
     memo = s.memo
     if memo is None or memo.policy is not policy:
         n = len(policy.rules)
-        ledger = s.ledger
-        low_due = INF if not ledger else min(
-            [i.due for i in ledger.values() if i.paid_at is not None], default=INF)
-        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, low_due=low_due,
+        memo = s.memo = Memo(policy, [-1] * n, [NEVER] * n, low_due=_settled_low_due(s.ledger),
                              plan=_plan(policy))
     return memo
 
@@ -216,6 +213,11 @@ def _add_score(s: UserState, t: float, score: int) -> None:
     s.scores = kept[-SCORES_CAP:]
 
 
+def _settled_low_due(ledger: dict[str, Installment]) -> float:
+    """Memo.low_due: the earliest due date of a settled installment (INF if none)."""
+    return min([i.due for i in ledger.values() if i.paid_at is not None], default=INF)
+
+
 def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
     ledger = s.ledger
     if ledger:
@@ -234,8 +236,7 @@ def _prune(policy: Policy, s: UserState, t: float, memo: Memo) -> None:
                     del ledger[key]
                     memo.dirty |= LEDGER_BITS
                     memo.stale |= LEDGER_PART
-            memo.low_due = min([i.due for i in ledger.values() if i.paid_at is not None],
-                               default=INF)
+            memo.low_due = _settled_low_due(ledger)
     apps = s.applications
     if apps:
         window = policy.burst_window

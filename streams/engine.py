@@ -119,16 +119,12 @@ class Partition(Generic[H]):
         # the heads of both heaps before doing any work. Applying events does not move
         # the watermark, so `mark` holds for the deadlines too.
         if buffer.ready():
-            apply = self.apply
-            if self.places is None:
-                for event, handle in buffer.release():
-                    apply(event)
-                    handles.append(handle)
-            else:
-                for event, handle in buffer.release():
+            keep = self.places is not None
+            for event, handle in buffer.release():
+                if keep:
                     self._place = (0, event.occurred_at, event.event_id, handle, 0)
-                    apply(event)
-                    handles.append(handle)
+                self.apply(event)
+                handles.append(handle)
         heap = self._heap
         if heap and heap[0][0] <= mark:
             self.tick()
@@ -138,9 +134,9 @@ class Partition(Generic[H]):
         uid = event.user_id
         states = self.states
         state = states.get(uid)
-        if state is None:  # a new user: what `step` does for one, without its checks
-            state = UserState(uid, first_seen=event.occurred_at, clock=event.occurred_at)
-            decisions = step_new(self.policy, state, event)
+        if state is None:
+            state, decisions = step(self.policy, state, event)
+            assert state is not None
         elif event.event_id in state.seen:  # is_duplicate
             self.tally.duplicates[event.event_type] += 1
             return
@@ -150,9 +146,7 @@ class Partition(Generic[H]):
         self.tally.applied[event.event_type] += 1
         if decisions:
             self._emit(decisions)
-        deadline = state.deadline
-        if self._scheduled.get(uid) != deadline:  # else already scheduled (or neither)
-            self._schedule(uid, deadline)
+        self._schedule(uid, state.deadline)
 
     def tick(self) -> None:
         """Fire the deadlines of users the watermark has passed."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
-from heapq import heappush
 from typing import Generic, TypeVar
 
 from streams.events import Event
@@ -61,22 +60,18 @@ class ReorderBuffer(Generic[H]):
     def push(self, source: Hashable, event: Event, handle: H) -> bool:
         """Buffer one event; True when it arrived behind the watermark (late)."""
         t = event.occurred_at
-        if self._idle:
-            self._idle.discard(source)
         late = t < self.watermark
         self._seq = seq = self._seq + 1
-        heappush(self._heap, (t, event.event_id, seq, event, handle))
-        if t > self._max_seen:
-            self._max_seen = t
-        if t > self._latest.get(source, NEVER):
-            self._latest[source] = t
-            self._advance()
+        heapq.heappush(self._heap, (t, event.event_id, seq, event, handle))
+        self.observe(source, t)
         return late
 
     def observe(self, source: Hashable, t: float) -> None:
-        """An event from `source` at t that another buffer holds: it moves the
-        watermark exactly as `push` would, and is not buffered here."""
-        self._idle.discard(source)
+        """An event from `source` at t has arrived: move the watermark (`push` does
+        this for the events it buffers; a caller calls it for an event another
+        buffer holds)."""
+        if self._idle:
+            self._idle.discard(source)
         if t > self._max_seen:
             self._max_seen = t
         if t > self._latest.get(source, NEVER):
