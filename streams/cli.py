@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
@@ -183,17 +182,6 @@ def _write(write: Callable[[bytes], object], record: bytes) -> None:
     write(record + b"\n")
 
 
-def _spool_stdin(paths: Sequence[str]) -> list[str]:
-    """Backtest reads the log twice: keep stdin in a temporary file."""
-    if "-" not in paths:
-        return list(paths)
-    with tempfile.NamedTemporaryFile(prefix="closure-monitor-", suffix=".jsonl",
-                                     delete=False) as spool:
-        for chunk in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
-            spool.write(chunk)
-    return [spool.name if p == "-" else p for p in paths]
-
-
 def _backtest(args: argparse.Namespace) -> int:
     from streams.backtest import backtest
 
@@ -201,13 +189,8 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.policy is None:
         raise ConfigError("--policy: backtest needs the policy to try")
     policy, baseline = load_policy(args.policy), load_policy(args.baseline)
-    paths = _spool_stdin(args.logs)
-    try:
-        report = backtest(policy, baseline, paths, lateness=args.lateness,
-                          progress=progress_meter("backtest"), jobs=args.jobs)
-    finally:
-        for spooled in set(paths) - set(args.logs):
-            os.unlink(spooled)
+    report = backtest(policy, baseline, args.logs, lateness=args.lateness,
+                      progress=progress_meter("backtest"), jobs=args.jobs)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     if args.json:

@@ -16,7 +16,7 @@ import multiprocessing
 import sys
 import traceback
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from operator import itemgetter
@@ -82,9 +82,9 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
     that keeps `states` or `metrics`, or reads stdin, uses one process.
     """
     names = list(paths)
-    if jobs > 1 and states is None and metrics is None and "-" not in names:
-        return sharded(policy, names, lateness=lateness, jobs=jobs, on_decision=on_decision,
-                       on_reject=on_reject, progress=progress)
+    if states is None and metrics is None:
+        return replay_each([policy], names, lateness=lateness, on_decisions=[on_decision],
+                           on_reject=on_reject, progress=progress, jobs=jobs)[0]
     table = states if states is not None else {}
     part: Partition[int]
     if metrics is None:
@@ -100,30 +100,62 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
         for d in part.drain():
             on_decision(d)
 
-    tally = _run(part, names, None, drain, on_reject, progress)
+    _run([part], names, None, drain, on_reject, progress)
     if metrics is not None:
         metrics.set_users(len(table))
-    return tally
+    return part.tally
 
 
-def _run(part: Partition[int], names: list[str], shard: tuple[int, int] | None,
+def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
+                lateness: float = DEFAULT_LATENESS,
+                on_decisions: Sequence[Callable[[Decision], None]],
+                on_reject: Callable[[RejectedLine], None] | None = None,
+                progress: Callable[[int], None] | None = None, jobs: int = 1) -> list[Tally]:
+    """`replay` under each of several policies in one pass over the logs.
+
+    Each line is read and decoded once and offered to one partition per policy,
+    each with its own states, so every policy decides exactly what its own
+    `replay` would (`on_decisions[i]` gets policy i's decisions, in its order).
+    Returns one tally per policy; rejected lines are reported once.
+    """
+    names = list(paths)
+    if len(policies) != len(on_decisions):
+        raise ValueError("one on_decisions callback per policy")
+    if jobs > 1 and "-" not in names:
+        return sharded(policies, names, lateness=lateness, jobs=jobs,
+                       on_decisions=on_decisions, on_reject=on_reject, progress=progress)
+    parts: list[Partition[int]] = [Partition(p, {}, lateness) for p in policies]
+
+    def drain(_: int) -> None:
+        for part, on_decision in zip(parts, on_decisions, strict=True):
+            for d in part.drain():
+                on_decision(d)
+
+    _run(parts, names, None, drain, on_reject, progress)
+    return [part.tally for part in parts]
+
+
+def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] | None,
          drain: Callable[[int], None], on_reject: Callable[[RejectedLine], None] | None,
-         progress: Callable[[int], None] | None) -> Tally:
-    """Read the logs into the partition, calling `drain(step)` whenever it has decisions.
+         progress: Callable[[int], None] | None) -> None:
+    """Read the logs into the partitions (one per policy, all fed the same events),
+    calling `drain(step)` whenever one has decisions.
 
     Every line is read and decoded whatever `shard` is: a valid event moves the
     watermark (and counts one step) in every shard, but only the shard (k of n)
     that owns its user applies it; rejected lines are shard 0's to count and report.
     """
-    tally = part.tally
+    tallies = [part.tally for part in parts]
     handles = [open_log(p) for p in names]
     behind = [float("-inf")] * len(handles)  # latest event time delivered per file
     line_no = [0] * len(handles)
-    for i in range(len(handles)):
-        part.add_input(i)
+    for part in parts:
+        for i in range(len(handles)):
+            part.add_input(i)
     live = list(range(len(handles)))
     k, n = shard if shard is not None else (0, 1)
-    offer, observe = part.offer, part.observe
+    offers = [part.offer for part in parts]
+    observes = [part.observe for part in parts]
     lines = step = 0
     # A full collection scans every object alive, and the table of user states only
     # grows: with the default thresholds a long replay spent about a tenth of its time
@@ -150,20 +182,26 @@ def _run(part: Partition[int], names: list[str], shard: tuple[int, int] | None,
                 event = decode(raw)
                 if isinstance(event, Rejection):
                     if k == 0:
-                        tally.read += 1
-                        tally.count_rejection(event)
+                        for tally in tallies:
+                            tally.read += 1
+                            tally.count_rejection(event)
                         if on_reject is not None:
                             on_reject(RejectedLine(names[i], number, event, raw))
                     continue
                 t = event.occurred_at
                 step += 1
                 if n == 1 or shard_of(event.user_id, n) == k:
-                    tally.read += 1
-                    offer(i, event, step)
+                    for tally in tallies:
+                        tally.read += 1
+                    for offer in offers:
+                        offer(i, event, step)
                 else:
-                    observe(i, t)
-                if part.decisions:
-                    drain(step)
+                    for observe in observes:
+                        observe(i, t)
+                for part in parts:
+                    if part.decisions:
+                        drain(step)  # every partition's
+                        break
                 if t > at:
                     at = t
                     if not alone:
@@ -173,7 +211,8 @@ def _run(part: Partition[int], names: list[str], shard: tuple[int, int] | None,
             if done:
                 live.remove(i)
                 step += 1
-                part.remove_input(i)
+                for part in parts:
+                    part.remove_input(i)
                 drain(step)
     finally:
         gc.set_threshold(*thresholds)
@@ -181,7 +220,6 @@ def _run(part: Partition[int], names: list[str], shard: tuple[int, int] | None,
             if h is not sys.stdin.buffer:
                 h.close()
     drain(step)
-    return tally
 
 
 def shard_of(user_id: str, n: int) -> int:
@@ -189,36 +227,37 @@ def shard_of(user_id: str, n: int) -> int:
     return zlib.crc32(user_id.encode()) % n
 
 
-def sharded(policy: Policy, names: list[str], *, lateness: float, jobs: int,
-            on_decision: Callable[[Decision], None],
+def sharded(policies: Sequence[Policy], names: list[str], *, lateness: float, jobs: int,
+            on_decisions: Sequence[Callable[[Decision], None]],
             on_reject: Callable[[RejectedLine], None] | None = None,
-            progress: Callable[[int], None] | None = None) -> Tally:
-    """`replay` over `jobs` processes, each owning the users `shard_of` gives it.
+            progress: Callable[[int], None] | None = None) -> list[Tally]:
+    """`replay_each` over `jobs` processes, each owning the users `shard_of` gives it.
 
     Each process reads every line, so each sees the same watermark at the same
     point as a single process would, and applies and fires exactly what a single
     process would for its own users. Its decisions come with their place in the
-    order of emission (the step that released them, then `Partition.release`'s
-    order), and merging the processes' streams by it gives the single process's
-    order: the output is byte for byte that of `jobs=1`.
+    order of emission (the step that released them, the policy, then
+    `Partition.release`'s order), and merging the processes' streams by it gives
+    the single process's order: the output is byte for byte that of `jobs=1`.
     """
     ctx = multiprocessing.get_context("fork")
     procs: list[multiprocessing.process.BaseProcess] = []
     streams = []
-    tally = Tally()
+    tallies = [Tally() for _ in policies]
     try:
         for k in range(jobs):
             receive, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_shard, name=f"replay-{k}", daemon=True,
-                               args=(policy, names, lateness, (k, jobs), send,
+                               args=(list(policies), names, lateness, (k, jobs), send,
                                      on_reject is not None, progress is not None and k == 0))
             proc.start()
             send.close()
             procs.append(proc)
-            streams.append(_received(receive, proc, tally))
+            streams.append(_received(receive, proc, tallies))
         for _, kind, item in heapq.merge(*streams, key=itemgetter(0)):
             if kind == "d":
-                on_decision(item)
+                which, decision = item
+                on_decisions[which](decision)
             elif kind == "r":
                 assert on_reject is not None
                 on_reject(item)
@@ -229,28 +268,33 @@ def sharded(policy: Policy, names: list[str], *, lateness: float, jobs: int,
             if each.is_alive():
                 each.terminate()
             each.join()
-    return tally
+    return tallies
 
 
 _FLUSH = 1024  # items a shard sends at once
 
 
-def _shard(policy: Policy, names: list[str], lateness: float, shard: tuple[int, int],
+def _shard(policies: list[Policy], names: list[str], lateness: float, shard: tuple[int, int],
            send: Connection, rejects: bool, progress: bool) -> None:
-    """One process of `sharded`: its items in order, then ("end", its tally)."""
+    """One process of `sharded`: its items in order, then ("end", its tallies)."""
     try:
-        part: Partition[int] = Partition(policy, {}, lateness)
-        part.places = []
+        parts: list[Partition[int]] = []
+        for policy in policies:
+            part: Partition[int] = Partition(policy, {}, lateness)
+            part.places = []
+            parts.append(part)
         items: list[tuple[tuple[Any, ...], str, Any]] = []
         # Rejected lines and progress reports go after the decisions of the last step
         # drained (no later step's can come before them), in the order they came.
         extra = [0, 0]  # that step, their number
+        after = len(parts)  # in a step, after every policy's decisions
 
         def drain(step: int) -> None:
-            assert part.places is not None
-            for d, place in zip(part.drain(), part.places, strict=True):
-                items.append(((step, *place), "d", d))
-            part.places = []
+            for which, part in enumerate(parts):
+                assert part.places is not None
+                for d, place in zip(part.drain(), part.places, strict=True):
+                    items.append(((step, which, *place), "d", (which, d)))
+                part.places = []
             extra[0] = step
             if len(items) >= _FLUSH:
                 send.send(items)
@@ -258,16 +302,16 @@ def _shard(policy: Policy, names: list[str], lateness: float, shard: tuple[int, 
 
         def later(kind: str, item: object) -> None:
             extra[1] += 1
-            items.append(((extra[0], 2, 0.0, "", extra[1], 0), kind, item))
+            items.append(((extra[0], after, 2, 0.0, "", extra[1], 0), kind, item))
             if kind == "p" or len(items) >= _FLUSH:
                 send.send(items)
                 items.clear()
 
-        tally = _run(part, names, shard, drain,
-                     (lambda r: later("r", r)) if rejects else None,
-                     (lambda n: later("p", n)) if progress else None)
+        _run(parts, names, shard, drain,
+             (lambda r: later("r", r)) if rejects else None,
+             (lambda n: later("p", n)) if progress else None)
         send.send(items)
-        send.send(("end", tally))
+        send.send(("end", [part.tally for part in parts]))
     except BaseException:
         send.send(("error", traceback.format_exc()))
         raise
@@ -275,9 +319,9 @@ def _shard(policy: Policy, names: list[str], lateness: float, shard: tuple[int, 
         send.close()
 
 
-def _received(receive: Connection, proc: multiprocessing.process.BaseProcess, tally: Tally
-              ) -> Iterator[tuple[tuple[Any, ...], str, Any]]:
-    """A shard's items, in its order; its tally is added to `tally` at its end."""
+def _received(receive: Connection, proc: multiprocessing.process.BaseProcess,
+              tallies: list[Tally]) -> Iterator[tuple[tuple[Any, ...], str, Any]]:
+    """A shard's items, in its order; its tallies are added to `tallies` at its end."""
     with receive:
         while True:
             try:
@@ -292,7 +336,8 @@ def _received(receive: Connection, proc: multiprocessing.process.BaseProcess, ta
             if isinstance(message, list):
                 yield from message
             elif message[0] == "end":
-                tally.add(message[1])
+                for tally, theirs in zip(tallies, message[1], strict=True):
+                    tally.add(theirs)
                 return
             else:
                 raise RuntimeError(f"replay process {proc.name} failed:\n{message[1]}")

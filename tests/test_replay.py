@@ -126,6 +126,10 @@ def test_backtest_reports_differences(log: Path, tmp_path: Path):
     assert report_["users_differing"] > 0 and report_["examples"]
     table = cli("backtest", str(log), "--policy", str(strict)).stdout.decode()
     assert "strict" in table and "users whose decisions differ" in table
+    # One pass over the log: it can come on stdin, with no copy kept.
+    piped = cli("backtest", "-", "--policy", str(strict), "--json", stdin=log.read_bytes())
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout) == report_
 
 
 def test_generate_cli_is_seeded(tmp_path: Path):

@@ -20,7 +20,7 @@ from streams.engine import Partition, Tally
 from streams.errors import MonitorError
 from streams.generate import generate_log
 from streams.policy import load_policy
-from streams.replay import replay, shard_of
+from streams.replay import replay, replay_each, shard_of
 from tests.test_replay import cli
 
 POLICY = load_policy()
@@ -85,6 +85,40 @@ def test_late_and_out_of_order_records_still_merge_in_one_order(tmp_path: Path) 
     for jobs in (2, 3):
         many = _run(paths, jobs, 0.0)
         assert (many[0], many[1], _counts(many[2])) == (one[0], one[1], _counts(one[2]))
+
+
+def _stricter(tmp: Path) -> Any:
+    text = Path("deploy/policies/default.yaml").read_text()
+    text = text.replace('version: "2026.11-default"', 'version: "strict"')
+    stricter = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
+    assert stricter != text
+    (tmp / "strict.yaml").write_text(stricter)
+    return load_policy(str(tmp / "strict.yaml"))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_one_pass_under_two_policies_decides_as_each_replay(tmp_path: Path, jobs: int) -> None:
+    """backtest's pass: each line decoded once, fed to one partition per policy; each
+    policy's decisions and tally are those of its own replay, rejections come once."""
+    paths = _disordered_logs(tmp_path, 5, 2, 40)
+    policies = [_stricter(tmp_path), POLICY]
+    alone = []
+    for policy in policies:
+        decisions: list[bytes] = []
+        rejected: list[bytes] = []
+        tally = replay(policy, paths, on_decision=lambda d, out=decisions: out.append(d.to_json()),
+                       on_reject=lambda r, out=rejected: out.append(r.to_json()))
+        alone.append((decisions, rejected, _counts(tally)))
+    assert alone[0][0] != alone[1][0]  # the policies disagree somewhere
+    both: list[list[bytes]] = [[], []]
+    rejected_once: list[bytes] = []
+    tallies = replay_each(policies, paths, jobs=jobs,
+                          on_decisions=[lambda d: both[0].append(d.to_json()),
+                                        lambda d: both[1].append(d.to_json())],
+                          on_reject=lambda r: rejected_once.append(r.to_json()))
+    for i in range(2):
+        assert (both[i], _counts(tallies[i])) == (alone[i][0], alone[i][2])
+    assert rejected_once == alone[0][1] and rejected_once
 
 
 def test_every_process_owns_some_users() -> None:
