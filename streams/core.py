@@ -31,13 +31,13 @@ from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, RULE_BIT, Policy, Rule, Tier
 from streams.rules import (
-    MESSAGES,
     OBSERVERS,
     UNTIL,
     application_change,
     constant,
     dormant_change,
     ledger_change,
+    message,
     score_change,
 )
 from streams.state import (
@@ -546,8 +546,7 @@ def _reason(f: Finding) -> Reason:
     shown: float | int = int(threshold) if threshold == int(threshold) else threshold
     window = int(f.rule.window / DAY)
     return Reason(f.rule.code,
-                  MESSAGES[f.rule.code].format(observed=f.observed, threshold=shown,
-                                               window=window),
+                  message(f.rule.code, f.observed, shown, window),
                   f.observed, shown)
 
 

@@ -206,20 +206,30 @@ UNTIL: dict[str, Callable[[Policy, Rule, UserState, float], float]] = {
     "DORMANT": _dormant_until,
 }
 
+# Reason text; {s} is "s" unless the observed count is one ("1 day", "2 days"). Only
+# crossed tiers are explained, so the observed value is at least the threshold.
 MESSAGES = {
-    "OVERDUE": "an installment is {observed} days past due (limit {threshold})",
-    "REPEATED_LATENESS": "{observed} late installments in the last {window} days "
+    "OVERDUE": "an installment is {observed} day{s} past due (limit {threshold})",
+    "REPEATED_LATENESS": "{observed} late installment{s} in the last {window} days "
                          "(limit {threshold})",
     "SCORE_BELOW_MIN": "credit score {observed} is below {threshold}",
-    "SCORE_DROP": "credit score fell {observed} points from its {window}-day high "
+    "SCORE_DROP": "credit score fell {observed} point{s} from its {window}-day high "
                   "(limit {threshold})",
-    "MULTI_LENDER": "open credit at {observed} institutions (limit {threshold})",
-    "APPLICATION_BURST": "{observed} credit applications and inquiries in {window} days "
+    "MULTI_LENDER": "open credit at {observed} institution{s} (limit {threshold})",
+    "APPLICATION_BURST": "credit applications and inquiries in {window} days: {observed} "
                          "(limit {threshold})",
-    "EXTERNAL_DELINQUENCY": "{observed} overdue accounts at other lenders (limit {threshold})",
+    "EXTERNAL_DELINQUENCY": "{observed} overdue account{s} at other lenders "
+                            "(limit {threshold})",
     "OVER_LEVERAGE": "debt is {observed} times annual income (limit {threshold})",
-    "DORMANT": "no drawdown for {observed} days with nothing outstanding (limit {threshold})",
+    "DORMANT": "no drawdown for {observed} day{s} with nothing outstanding "
+               "(limit {threshold})",
 }
+
+
+def message(code: str, observed: float | int, threshold: float | int, window: int) -> str:
+    """A reason's text: what was observed against the limit, in words."""
+    return MESSAGES[code].format(observed=observed, threshold=threshold, window=window,
+                                 s="" if observed == 1 else "s")
 
 
 def next_change(p: Policy, s: UserState, t: float) -> float | None:

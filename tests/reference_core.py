@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, Policy, Rule, Tier, whole_days
+from streams.rules import message  # the text only: the logic below is the reference's own
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
@@ -99,20 +100,6 @@ OBSERVERS: dict[str, Callable[[Policy, Rule, UserState, float], Observed]] = {
     "DORMANT": _dormant,
 }
 
-MESSAGES = {
-    "OVERDUE": "an installment is {observed} days past due (limit {threshold})",
-    "REPEATED_LATENESS": "{observed} late installments in the last {window} days "
-                         "(limit {threshold})",
-    "SCORE_BELOW_MIN": "credit score {observed} is below {threshold}",
-    "SCORE_DROP": "credit score fell {observed} points from its {window}-day high "
-                  "(limit {threshold})",
-    "MULTI_LENDER": "open credit at {observed} institutions (limit {threshold})",
-    "APPLICATION_BURST": "{observed} credit applications and inquiries in {window} days "
-                         "(limit {threshold})",
-    "EXTERNAL_DELINQUENCY": "{observed} overdue accounts at other lenders (limit {threshold})",
-    "OVER_LEVERAGE": "debt is {observed} times annual income (limit {threshold})",
-    "DORMANT": "no drawdown for {observed} days with nothing outstanding (limit {threshold})",
-}
 
 
 def next_change(p: Policy, s: UserState, t: float) -> float | None:
@@ -411,8 +398,7 @@ def _reason(f: Finding) -> Reason:
     shown: float | int = int(threshold) if threshold == int(threshold) else threshold
     window = int(f.rule.window / DAY)
     return Reason(f.rule.code,
-                  MESSAGES[f.rule.code].format(observed=f.observed, threshold=shown,
-                                               window=window),
+                  message(f.rule.code, f.observed, shown, window),
                   f.observed, shown)
 
 

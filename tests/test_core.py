@@ -59,6 +59,8 @@ def test_overdue_warns_then_downgrades_then_closes_on_deadlines():
     assert down.status_before == "warned" and down.status_after == "downgraded"
     assert close.event_time == day(100) and close.limit_factor is None
     assert close.reasons[0].observed == 90 and close.reasons[0].threshold == 90
+    assert warn.reasons[0].message == "an installment is 1 day past due (limit 1)"
+    assert close.reasons[0].message == "an installment is 90 days past due (limit 90)"
 
 
 def test_deadline_decisions_do_not_depend_on_tick_granularity():
