@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
                                       [--rates 5000 500]
-                                      [--floors agent batch stock]
+                                      [--floors agent batch client stock]
                                       [--latency-seconds 20] [--partitions 8]
 
 1. Pre-loads the first --events lines of bench/data/replay-100k.jsonl (made by
@@ -12,7 +12,9 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
        table (the framework's own cost per record, same broker, same process
        model), on the worker's consumer (streams.fetch: no per-record tasks);
        the batch floor: the worker's batch hand-off storing every record as the
-       worker stores a state (store plus changelog), no agent; and with
+       worker stores a state (store plus changelog), no agent; the client
+       floor: a plain aiokafka consumer in this process reading every record
+       (no Faust, no decoding; what the broker and client allow at all); and with
        `--floors stock`, the agent on Faust's own consumer;
    (b) worker: `closure-monitor worker` with production settings (default
        producer batching; no Tansu workaround; short group timeouts only to
@@ -145,6 +147,32 @@ async def committed(broker: EmbeddedBroker, group: str, tps: list[TopicPartition
     await consumer.start()
     try:
         return sum([await consumer.committed(tp) or 0 for tp in tps])
+    finally:
+        await consumer.stop()
+
+
+async def client_floor(broker: EmbeddedBroker, tps: list[TopicPartition], total: int,
+                       timeout: float) -> dict[str, float]:
+    """Records/s of a plain aiokafka consumer reading every record from the start
+    (assigned, no group), from its first fetched batch to the last record."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest",
+                                fetch_max_wait_ms=int(TANSU_FETCH_MAX_WAIT * 1000))
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        n, started = 0, None
+        deadline = time.perf_counter() + timeout
+        while n < total:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if batch and started is None:
+                started = time.perf_counter()
+            n += sum(len(records) for records in batch.values())
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"client floor: only {n:,} of {total:,} read")
+        assert started is not None
+        seconds = time.perf_counter() - started
+        return {"rate": n / seconds, "seconds": seconds}
     finally:
         await consumer.stop()
 
@@ -338,8 +366,13 @@ async def run(args: argparse.Namespace) -> None:
         tps = [TopicPartition(t, p) for t in topics.inputs for p in range(args.partitions)]
         floor_code = tmp / "floor_app.py"
         floor_code.write_text(FLOOR_APP)
-        floors, stocks, batches, workers = [], [], [], []
+        floors, stocks, batches, clients, workers = [], [], [], [], []
         for i in range(args.runs):
+            if "client" in args.floors:
+                r = await client_floor(broker, tps, len(lines), args.timeout)
+                clients.append(r["rate"])
+                print(f"  run {i + 1}: {'client floor':<11} {r['rate']:>9,.0f} records/s "
+                      f"({r['seconds']:.1f} s)", flush=True)
             for kind, rates in (("agent", floors), ("stock", stocks), ("batch", batches)):
                 if kind not in args.floors:
                     continue
@@ -368,7 +401,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"throughput, median of {args.runs}: worker {worker:,.0f} events/s "
               f"(target 25,000, goal 40,000)", flush=True)
         for name, rates in (("floor (agent)", floors), ("batch floor", batches),
-                            ("stock floor", stocks)):
+                            ("stock floor", stocks), ("client floor", clients)):
             if rates:
                 rate = statistics.median(rates)
                 print(f"  {name}: {rate:,.0f} records/s; worker = {worker / rate:.2f} of it",
@@ -400,9 +433,9 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=float, default=20)
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--timeout", type=float, default=1800)
-    p.add_argument("--floors", nargs="*", default=["agent", "batch"],
-                   choices=("agent", "batch", "stock"),
-                   help="floors to measure (default agent batch; stock is slow)")
+    p.add_argument("--floors", nargs="*", default=["agent", "batch", "client"],
+                   choices=("agent", "batch", "client", "stock"),
+                   help="floors to measure (default agent batch client; stock is slow)")
     asyncio.run(run(p.parse_args()))
     return 0
 

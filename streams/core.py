@@ -22,8 +22,7 @@ keeps millions of users; copying each state per event would halve throughput).
 
 from __future__ import annotations
 
-import bisect
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +165,7 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
             if after < before and before >= policy.late_after_days:
                 return Correction(key, before, after)
     elif isinstance(e, Application):
-        bisect.insort(s.applications, t)
+        insort(s.applications, t)
         if e.kind == "drawdown" and (s.last_drawdown is None or t > s.last_drawdown):
             s.last_drawdown = t
         memo.dirty |= APPLICATION_BITS
@@ -202,7 +201,7 @@ def _add_score(s: UserState, t: float, score: int) -> None:
         if len(points) > SCORES_CAP:
             del points[:-SCORES_CAP]
         return
-    bisect.insort(points, (t, score))
+    insort(points, (t, score))
     kept: list[tuple[float, int]] = []
     best = -1
     for at, value in reversed(points):
