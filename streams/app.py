@@ -46,7 +46,11 @@ log = logging.getLogger("closure_monitor")
 DEFAULT_PARTITIONS = 8
 DEFAULT_LATENESS = 600.0
 DEFAULT_IDLE_TIMEOUT = 2.0
-DEFAULT_TICK_INTERVAL = 0.5
+# Idle inputs stop holding the watermark, and deadlines fire, at a tick: a tick every
+# 0.1 s instead of 0.5 s cut the p99 latency at 500 events/s offered from about
+# 2,520 to 2,250 ms (bench/live.py; the watermark alone gives 2,156). Each tick is
+# one small record per assigned partition.
+DEFAULT_TICK_INTERVAL = 0.1
 # The longest a fetch waits for records: Kafka's fetch.max.wait.ms default (Faust
 # hard-codes 1.5 s). Kafka answers a fetch as soon as records arrive, so this only
 # paces the fetches of an idle consumer.
@@ -293,6 +297,7 @@ class Shell:
         touched: dict[int, tuple[Partition[_Pending], list[_Pending]]] = {}
         sent: dict[int, list[Any]] = {}
         tick_parts: dict[int, None] = {}
+        arrived: dict[TP, _Input] = {}  # inputs that delivered records in this batch
         for msg in messages:
             if msg.generation_id != generation or not consumer.flow_active:
                 # A rebalance began: it revokes every partition (Faust's eager
@@ -310,9 +315,8 @@ class Shell:
                 if part is None:
                     return
             tp = msg.tp
-            inp = self.inputs[tp]
+            inp = arrived[tp] = self.inputs[tp]
             inp.next_offset = msg.offset + 1
-            inp.caught_up_since = None
             self.tally.read += 1
             pending = _Pending(msg)
             inp.pending.append(pending)
@@ -341,6 +345,13 @@ class Shell:
                 continue
             sent.setdefault(p, []).append(diverted)
             released.append(pending)
+        # An input whose records end at the high-water mark of its last fetch has
+        # nothing left to fetch from now: its idle timeout starts here, not at the
+        # next tick (which would add up to a tick interval to every idle release).
+        now = time.monotonic()
+        for tp, inp in arrived.items():
+            hw = consumer.highwater(tp)
+            inp.caught_up_since = now if hw is not None and inp.next_offset >= hw else None
         for p, (part, released) in touched.items():
             if self._current(generation):
                 await self._settle(p, part, released, sent.get(p, ()), generation)
