@@ -413,12 +413,13 @@ class Shell:
         """
         states = part.states
         assert isinstance(states, TableStates)
-        n = self.settings.partitions  # of every topic the worker uses
+        # Every user of partition p has p as its home (on_batch forwards the others,
+        # _restore loads only its own), and every topic the worker uses has the same
+        # partition count: p is where the default partitioner puts the decision's key.
         futures = []
         for d in part.drain():
-            key = d.user_id.encode()  # the default partitioner's choice, from the cache
-            futures.append(await self._send(self.topics.decisions, key, d.to_json(),
-                                            partition_for(key, n)))
+            futures.append(await self._send(self.topics.decisions, d.user_id.encode(),
+                                            d.to_json(), p))
         futures += sent
         writes = states.take_dirty()
         if not self._current(generation):
