@@ -51,6 +51,9 @@ DEFAULT_IDLE_TIMEOUT = 2.0
 # 2,520 to 2,250 ms (bench/live.py; the watermark alone gives 2,156). Each tick is
 # one small record per assigned partition.
 DEFAULT_TICK_INTERVAL = 0.1
+# A tick is read once, by the partition's owner, right after it is sent: an hour of
+# them is plenty to keep (about 290,000 small records with 8 partitions).
+TICKS_TOPIC_CONFIG = {"retention.ms": str(3_600_000)}
 # The longest a fetch waits for records: Kafka's fetch.max.wait.ms default (Faust
 # hard-codes 1.5 s). Kafka answers a fetch as soon as records arrive, so this only
 # paces the fetches of an idle consumer.
@@ -317,6 +320,7 @@ class Shell:
             tp = msg.tp
             inp = arrived[tp] = self.inputs[tp]
             inp.next_offset = msg.offset + 1
+            inp.caught_up_since = None
             self.tally.read += 1
             pending = _Pending(msg)
             inp.pending.append(pending)
@@ -351,7 +355,8 @@ class Shell:
         now = time.monotonic()
         for tp, inp in arrived.items():
             hw = consumer.highwater(tp)
-            inp.caught_up_since = now if hw is not None and inp.next_offset >= hw else None
+            if hw is not None and inp.next_offset >= hw:
+                inp.caught_up_since = now
         for p, (part, released) in touched.items():
             if self._current(generation):
                 await self._settle(p, part, released, sent.get(p, ()), generation)
@@ -516,7 +521,7 @@ def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any
 
 
 def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
-    """The Faust app with its topics, table, agent, tick timer and web page."""
+    """The Faust app with its topics, table, batch handler, tick timer and web page."""
     conf: dict[str, Any] = {
         "broker": settings.broker,
         "store": "rocksdb://" if settings.store == "rocksdb" else "memory://",

@@ -39,6 +39,9 @@ from streams.rules import (
     message,
     score_change,
 )
+from streams.rules import (
+    days as in_days,
+)
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
@@ -488,8 +491,9 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         if t - s.clear_since >= policy.cooling_off:
             days = round((t - s.clear_since) / DAY, 2)
             out.append(_restore(policy, s, t, trigger, Reason(
-                "CURED", f"no adverse condition for {days:g} days (cooling-off "
-                f"{policy.cooling_off / DAY:g} days)", days, round(policy.cooling_off / DAY, 2))))
+                "CURED", f"no adverse condition for {in_days(days)} (cooling-off "
+                f"{in_days(policy.cooling_off / DAY)})", days,
+                round(policy.cooling_off / DAY, 2))))
     else:
         s.clear_since = None
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -91,7 +91,7 @@ def partition_for(key: bytes, partitions: int) -> int:
 @functools.lru_cache(maxsize=1 << 18)
 def _positive_murmur2(key: bytes) -> int:
     # aiokafka's murmur2 is pure Python (a few us a key); the worker asks for every
-    # record and every decision, mostly for the same users.
+    # record it reads, mostly for the same users.
     return murmur2(key) & 0x7FFFFFFF
 
 
@@ -118,12 +118,14 @@ async def check_broker(url: str, timeout: float = 10.0) -> None:
 
 
 async def ensure_topics(url: str, names: Iterable[str], partitions: int,
-                        timeout: float = 30.0) -> None:
+                        timeout: float = 30.0,
+                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """Create the topics that don't exist; refuse ones with another partition count.
 
     Input topics must have equal partition counts (co-partitioning), and unknown
     topics may be auto-created by a broker with its own default, so the worker
-    creates its topics before anything produces to them.
+    creates its topics before anything produces to them. `configs` gives topic
+    settings (e.g. retention.ms) by name, for the topics created here.
     """
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
@@ -141,7 +143,8 @@ async def ensure_topics(url: str, names: Iterable[str], partitions: int,
             # Another worker may create them concurrently: checked below.
             with contextlib.suppress(KafkaError):
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1)
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1,
+                              topic_configs=dict((configs or {}).get(t, {})))
                      for t in missing])
         existing = await _partition_counts(admin, wanted)
         for t in wanted:

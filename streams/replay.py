@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from operator import itemgetter
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -100,7 +100,7 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
         for d in part.drain():
             on_decision(d)
 
-    _run([part], names, None, drain, on_reject, progress)
+    _run([part], names, None, drain, _at_step(on_reject), _at_step(progress))
     if metrics is not None:
         metrics.set_users(len(table))
     return part.tally
@@ -131,15 +131,27 @@ def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
             for d in part.drain():
                 on_decision(d)
 
-    _run(parts, names, None, drain, on_reject, progress)
+    _run(parts, names, None, drain, _at_step(on_reject), _at_step(progress))
     return [part.tally for part in parts]
 
 
+T = TypeVar("T")
+
+
+def _at_step(callback: Callable[[T], None] | None) -> Callable[[int, T], None] | None:
+    """A callback of `_run`'s (given the step too) that calls `callback` with the item."""
+    if callback is None:
+        return None
+    return lambda _, item: callback(item)
+
+
 def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] | None,
-         drain: Callable[[int], None], on_reject: Callable[[RejectedLine], None] | None,
-         progress: Callable[[int], None] | None) -> None:
+         drain: Callable[[int], None],
+         on_reject: Callable[[int, RejectedLine], None] | None,
+         progress: Callable[[int, int], None] | None) -> None:
     """Read the logs into the partitions (one per policy, all fed the same events),
-    calling `drain(step)` whenever one has decisions.
+    calling `drain(step)` whenever one has decisions, and `on_reject(step, line)`
+    and `progress(step, lines)` with the step they come after.
 
     Every line is read and decoded whatever `shard` is: a valid event moves the
     watermark (and counts one step) in every shard, but only the shard (k of n)
@@ -178,7 +190,7 @@ def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] |
                     continue  # blank line: nothing to count
                 lines += 1
                 if progress is not None and lines % 65_536 == 0:
-                    progress(lines)
+                    progress(step, lines)
                 event = decode(raw)
                 if isinstance(event, Rejection):
                     if k == 0:
@@ -186,7 +198,7 @@ def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] |
                             tally.read += 1
                             tally.count_rejection(event)
                         if on_reject is not None:
-                            on_reject(RejectedLine(names[i], number, event, raw))
+                            on_reject(step, RejectedLine(names[i], number, event, raw))
                     continue
                 t = event.occurred_at
                 step += 1
@@ -284,9 +296,9 @@ def _shard(policies: list[Policy], names: list[str], lateness: float, shard: tup
             part.places = []
             parts.append(part)
         items: list[tuple[tuple[Any, ...], str, Any]] = []
-        # Rejected lines and progress reports go after the decisions of the last step
-        # drained (no later step's can come before them), in the order they came.
-        extra = [0, 0]  # that step, their number
+        # A rejected line or progress report goes after every decision of the step it
+        # came after (any shard's, any policy's), in the order they came.
+        count = [0]
         after = len(parts)  # in a step, after every policy's decisions
 
         def drain(step: int) -> None:
@@ -295,21 +307,20 @@ def _shard(policies: list[Policy], names: list[str], lateness: float, shard: tup
                 for d, place in zip(part.drain(), part.places, strict=True):
                     items.append(((step, which, *place), "d", (which, d)))
                 part.places = []
-            extra[0] = step
             if len(items) >= _FLUSH:
                 send.send(items)
                 items.clear()
 
-        def later(kind: str, item: object) -> None:
-            extra[1] += 1
-            items.append(((extra[0], after, 2, 0.0, "", extra[1], 0), kind, item))
+        def later(kind: str, step: int, item: object) -> None:
+            count[0] += 1
+            items.append(((step, after, 2, 0.0, "", count[0], 0), kind, item))
             if kind == "p" or len(items) >= _FLUSH:
                 send.send(items)
                 items.clear()
 
         _run(parts, names, shard, drain,
-             (lambda r: later("r", r)) if rejects else None,
-             (lambda n: later("p", n)) if progress else None)
+             (lambda step, r: later("r", step, r)) if rejects else None,
+             (lambda step, n: later("p", step, n)) if progress else None)
         send.send(items)
         send.send(("end", [part.tally for part in parts]))
     except BaseException:

@@ -206,17 +206,18 @@ UNTIL: dict[str, Callable[[Policy, Rule, UserState, float], float]] = {
     "DORMANT": _dormant_until,
 }
 
-# Reason text; {s} is "s" unless the observed count is one ("1 day", "2 days"). Only
-# crossed tiers are explained, so the observed value is at least the threshold.
+# Reason text; {s} is "s" unless the observed count is one ("1 day", "2 days"), and
+# {window_days} the rule's window in days, in words. Only crossed tiers are explained,
+# so the observed value is at least the threshold.
 MESSAGES = {
     "OVERDUE": "an installment is {observed} day{s} past due (limit {threshold})",
-    "REPEATED_LATENESS": "{observed} late installment{s} in the last {window} days "
+    "REPEATED_LATENESS": "{observed} late installment{s} in the last {window_days} "
                          "(limit {threshold})",
     "SCORE_BELOW_MIN": "credit score {observed} is below {threshold}",
     "SCORE_DROP": "credit score fell {observed} point{s} from its {window}-day high "
                   "(limit {threshold})",
     "MULTI_LENDER": "open credit at {observed} institution{s} (limit {threshold})",
-    "APPLICATION_BURST": "credit applications and inquiries in {window} days: {observed} "
+    "APPLICATION_BURST": "credit applications and inquiries in {window_days}: {observed} "
                          "(limit {threshold})",
     "EXTERNAL_DELINQUENCY": "{observed} overdue account{s} at other lenders "
                             "(limit {threshold})",
@@ -229,7 +230,12 @@ MESSAGES = {
 def message(code: str, observed: float | int, threshold: float | int, window: int) -> str:
     """A reason's text: what was observed against the limit, in words."""
     return MESSAGES[code].format(observed=observed, threshold=threshold, window=window,
-                                 s="" if observed == 1 else "s")
+                                 window_days=days(window), s="" if observed == 1 else "s")
+
+
+def days(n: float) -> str:
+    """'1 day', '2.5 days'."""
+    return f"{n:g} day" + ("" if n == 1 else "s")
 
 
 def next_change(p: Policy, s: UserState, t: float) -> float | None:

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import sys
 
-from streams.app import Settings, build_app
+from streams.app import TICKS_TOPIC_CONFIG, Settings, build_app
 from streams.errors import PortInUseError
 from streams.kafka import check_broker, ensure_topics
 from streams.policy import Policy
@@ -30,7 +30,8 @@ async def prepare(settings: Settings) -> None:
     await check_broker(settings.broker)
     topics = settings.topics
     await ensure_topics(settings.broker, (*topics.all(), settings.ticks_topic),
-                        settings.partitions)
+                        settings.partitions,
+                        configs={settings.ticks_topic: TICKS_TOPIC_CONFIG})
 
 
 def run_worker(settings: Settings, policy: Policy) -> int:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, Policy, Rule, Tier, whole_days
-from streams.rules import message  # the text only: the logic below is the reference's own
+from streams.rules import days as in_days  # the text only: the logic below is
+from streams.rules import message  # the reference's own
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
@@ -355,8 +356,9 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         if t - s.clear_since >= policy.cooling_off:
             days = round((t - s.clear_since) / DAY, 2)
             out.append(_restore(policy, s, t, trigger, Reason(
-                "CURED", f"no adverse condition for {days:g} days (cooling-off "
-                f"{policy.cooling_off / DAY:g} days)", days, round(policy.cooling_off / DAY, 2))))
+                "CURED", f"no adverse condition for {in_days(days)} (cooling-off "
+                f"{in_days(policy.cooling_off / DAY)})", days,
+                round(policy.cooling_off / DAY, 2))))
     else:
         s.clear_since = None
 

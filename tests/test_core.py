@@ -124,6 +124,12 @@ def test_restore_after_cooling_off():
     restore = ds[-1]
     assert restore.event_time == day(75) and restore.limit_factor == 1.0
     assert restore.reasons[0].observed == 30
+    assert restore.reasons[0].message == "no adverse condition for 30 days (cooling-off 30 days)"
+    one_day = yaml_default()
+    one_day["cooling_off_days"] = 1
+    _, ds = run([repayment(0, due=10), repayment(45, due=10, paid_at=45), 50],
+                policy=compile_policy(one_day))
+    assert ds[-1].reasons[0].message == "no adverse condition for 1 day (cooling-off 1 day)"
 
 
 def test_cooling_off_restarts_when_a_condition_returns():

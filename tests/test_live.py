@@ -305,6 +305,31 @@ async def test_produce_and_record_round_trip(live: Live, live_log: Path, tmp_pat
     assert Expected.of(out).decisions == Expected.of(live_log).decisions
 
 
+async def test_worker_creates_its_tick_topic_with_a_short_retention(live: Live) -> None:
+    """Ticks are read once, right after they are sent: their topic keeps an hour."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from streams.app import TICKS_TOPIC_CONFIG, Settings
+    from streams.worker import prepare
+
+    settings = Settings(broker=live.broker.url, topic_prefix=live.prefix, app_id=live.app_id,
+                        partitions=live.partitions)
+    await prepare(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=live.broker.bootstrap)
+    await admin.start()
+    try:
+        found = {}
+        for name in (settings.ticks_topic, settings.topics.decisions):
+            response = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name)])
+            found[name] = {entry[0]: entry[1] for entry in response[0].resources[0][4]}
+    finally:
+        await admin.close()
+    assert found[settings.ticks_topic]["retention.ms"] == TICKS_TOPIC_CONFIG["retention.ms"]
+    assert found[settings.topics.decisions].get("retention.ms") != "3600000"
+
+
 def test_worker_refuses_an_unreachable_broker() -> None:
     dead = f"kafka://127.0.0.1:{free_port()}"
     run = subprocess.run([*CLI, "worker", "--broker", dead, "--web-port", str(free_port())],

@@ -26,13 +26,24 @@ from tests.test_replay import cli
 POLICY = load_policy()
 
 
-def _run(paths: list[str], jobs: int, lateness: float) -> tuple[list[bytes], list[bytes], Tally]:
+def _run(paths: list[str], jobs: int, lateness: float
+         ) -> tuple[list[bytes], list[bytes], Tally, list[bytes]]:
+    """Decisions, rejected lines, the tally, and both callbacks' calls in their order."""
     decisions: list[bytes] = []
     rejected: list[bytes] = []
-    tally = replay(POLICY, paths, lateness=lateness, jobs=jobs,
-                   on_decision=lambda d: decisions.append(d.to_json()),
-                   on_reject=lambda r: rejected.append(r.to_json()))
-    return decisions, rejected, tally
+    calls: list[bytes] = []
+
+    def on_decision(d: Any) -> None:
+        decisions.append(d.to_json())
+        calls.append(b"d" + decisions[-1])
+
+    def on_reject(r: Any) -> None:
+        rejected.append(r.to_json())
+        calls.append(b"r" + rejected[-1])
+
+    tally = replay(POLICY, paths, lateness=lateness, jobs=jobs, on_decision=on_decision,
+                   on_reject=on_reject)
+    return decisions, rejected, tally, calls
 
 
 def _counts(t: Tally) -> tuple[Any, ...]:
@@ -72,6 +83,7 @@ def test_any_number_of_processes_gives_the_same_output(tmp_path: Path, seed: int
     many = _run(paths, jobs, lateness)
     assert many[0] == one[0]  # the same decisions in the same order
     assert many[1] == one[1]  # the same rejected lines in the same order
+    assert many[3] == one[3]  # and each rejected line between the same decisions
     assert _counts(many[2]) == _counts(one[2])
     assert many[2].accounted == many[2].read
 
@@ -85,6 +97,7 @@ def test_late_and_out_of_order_records_still_merge_in_one_order(tmp_path: Path) 
     for jobs in (2, 3):
         many = _run(paths, jobs, 0.0)
         assert (many[0], many[1], _counts(many[2])) == (one[0], one[1], _counts(one[2]))
+        assert many[3] == one[3]
 
 
 def _stricter(tmp: Path) -> Any:
