@@ -201,7 +201,7 @@ async def measure(broker: EmbeddedBroker, group: str, tps: list[TopicPartition],
             await asyncio.sleep(0.25)
         assert first_t is not None and first_n is not None
         return {"rate": (last_n - first_n) / max(last_t - first_t, 1e-9),
-                "seconds": last_t - first_t}
+                "seconds": last_t - first_t, "peak_mib": _peak_mib(proc.pid)}
     finally:
         stop_process(proc, 60)
 
@@ -344,6 +344,18 @@ async def _wait_group(broker: EmbeddedBroker, app_id: str, proc: subprocess.Pope
         await consumer.stop()
 
 
+def _peak_mib(pid: int) -> float:
+    """A live process's peak resident memory (VmHWM), MiB; NaN where /proc lacks it."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 async def run(args: argparse.Namespace) -> None:
     m = machine()
     print(f"machine: nproc {m['nproc']} (affinity {m['affinity']}), cpu {m['cpu']}, "
@@ -396,7 +408,7 @@ async def run(args: argparse.Namespace) -> None:
                               args.timeout)
             workers.append(r["rate"])
             print(f"  run {i + 1}: {'worker':<11} {r['rate']:>9,.0f} events/s "
-                  f"({r['seconds']:.1f} s)", flush=True)
+                  f"({r['seconds']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB)", flush=True)
         worker = statistics.median(workers)
         print(f"throughput, median of {args.runs}: worker {worker:,.0f} events/s "
               f"(target 25,000, goal 40,000)", flush=True)

@@ -26,6 +26,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import faust
@@ -51,6 +52,9 @@ DEFAULT_IDLE_TIMEOUT = 2.0
 # 2,520 to 2,250 ms (bench/live.py; the watermark alone gives 2,156). Each tick is
 # one small record per assigned partition.
 DEFAULT_TICK_INTERVAL = 0.1
+# Decoded user states a worker keeps in memory, over all its partitions (about 4 KB
+# each); the others are read from the table when needed.
+DEFAULT_STATE_CACHE = 200_000
 # A tick is read once, by the partition's owner, right after it is sent: an hour of
 # them is plenty to keep (about 290,000 small records with 8 partitions).
 TICKS_TOPIC_CONFIG = {"retention.ms": str(3_600_000)}
@@ -92,6 +96,7 @@ class Settings:
     lateness: float = DEFAULT_LATENESS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     tick_interval: float = DEFAULT_TICK_INTERVAL
+    state_cache: int = DEFAULT_STATE_CACHE  # decoded states kept, over all partitions
     fetch_max_wait: float = DEFAULT_FETCH_MAX_WAIT
     tansu: bool = False  # the embedded development broker's workaround
     fast_group: bool = False  # short session timeouts (one-machine broker)
@@ -132,15 +137,24 @@ class TableStates(MutableMapping[str, UserState]):
     """A partition's view of the state table: decoded states cached, writes held.
 
     The engine's writes only mark a user dirty. The shell takes the dirty states
-    (`take_dirty`) and writes them to the table once the decisions they led to
-    are delivered, from stream context, where Faust routes a write to the
-    current event's changelog partition.
+    (`take_dirty`) and writes them to the table once the decisions they led to are
+    delivered (then `stored`), from stream context, where Faust routes a write to
+    the current event's changelog partition.
+
+    At most `capacity` decoded states stay cached: after each `take_dirty` the least
+    recently written ones go, and are decoded again from the table when next
+    needed (with RocksDB the table is on disk, so the worker's memory stays bounded
+    whatever the number of users). The bytes of a state taken but not yet stored
+    are kept here meanwhile, so an evicted state is never read back older than it was.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, capacity: int = DEFAULT_STATE_CACHE) -> None:
         self.table = table
-        self.cache: dict[str, UserState] = {}
+        self.capacity = capacity
+        self.cache: dict[str, UserState] = {}  # least recently written first
         self.dirty: dict[str, UserState] = {}
+        self.unstored: dict[bytes, bytes] = {}  # key -> bytes taken, not yet in the table
+        self.users = 0  # this partition's users: restored, plus new ones since
 
     def __getitem__(self, uid: str) -> UserState:
         state = self.get(uid)
@@ -155,15 +169,21 @@ class TableStates(MutableMapping[str, UserState]):
         that `Mapping.get` through Faust's table would raise and catch."""
         state = self.cache.get(uid)
         if state is None:
-            store = self.table.data
             key = uid.encode()
-            if key not in store:
-                return default
-            state = self.cache[uid] = load(store[key])
+            raw = self.unstored.get(key)
+            if raw is None:
+                store = self.table.data
+                if key not in store:
+                    return default
+                raw = store[key]
+            state = self.cache[uid] = load(raw)
         return state
 
     def __setitem__(self, uid: str, state: UserState) -> None:
-        self.cache[uid] = state
+        cache = self.cache
+        if cache.pop(uid, None) is None:
+            self.users += 1  # `get` caches every user it finds: one not cached is new
+        cache[uid] = state  # now the most recently written
         self.dirty[uid] = state
 
     def __delitem__(self, uid: str) -> None:
@@ -175,12 +195,36 @@ class TableStates(MutableMapping[str, UserState]):
     def __len__(self) -> int:
         return len(self.cache)
 
+    def restored(self, uid: str, state: UserState) -> None:
+        """A state read from the table at assignment (cached while there is room)."""
+        self.users += 1
+        if len(self.cache) < self.capacity:
+            self.cache[uid] = state
+
     def take_dirty(self) -> list[tuple[bytes, bytes]]:
+        """The changed states' writes, once each; then evict down to the capacity."""
         if not self.dirty:
             return []
-        writes = [(uid.encode(), dump(state)) for uid, state in self.dirty.items()]
+        writes = []
+        unstored = self.unstored
+        for uid, state in self.dirty.items():
+            key, raw = uid.encode(), dump(state)
+            unstored[key] = raw
+            writes.append((key, raw))
         self.dirty.clear()
+        cache = self.cache
+        excess = len(cache) - self.capacity
+        if excess > 0:  # none is dirty now: the least recently written go
+            for uid in list(islice(cache, excess)):
+                del cache[uid]
         return writes
+
+    def stored(self, writes: Iterable[tuple[bytes, bytes]]) -> None:
+        """The table now holds these writes (from `take_dirty`)."""
+        unstored = self.unstored
+        for key, raw in writes:
+            if unstored.get(key) is raw:  # not taken again since
+                del unstored[key]
 
 
 class _Group:
@@ -229,7 +273,8 @@ class Shell:
             if not self._current(generation):
                 return None
             metrics = self.metrics
-            part = TimedPartition(self.policy, TableStates(self.table),
+            capacity = max(1, self.settings.state_cache // self.settings.partitions)
+            part = TimedPartition(self.policy, TableStates(self.table, capacity),
                                   self.settings.lateness, self.tally,
                                   observe_step=metrics.observe_step,
                                   observe_lag=metrics.observe_lag)
@@ -263,14 +308,19 @@ class Shell:
         n = self.settings.partitions
         states = part.states
         assert isinstance(states, TableStates)
-        for key, raw in self.table.data.items():
-            uid = key if isinstance(key, str) else key.decode()
-            if raw is not None and partition_for(uid.encode(), n) == p:
-                states.cache[uid] = load(raw)
-        part.schedule_all()
-        if states.cache:
+
+        def held() -> Iterator[tuple[str, UserState]]:
+            for key, raw in self.table.data.items():
+                uid = key if isinstance(key, str) else key.decode()
+                if raw is not None and partition_for(uid.encode(), n) == p:
+                    state = load(raw)
+                    states.restored(uid, state)
+                    yield uid, state
+
+        part.schedule_all(held())
+        if states.users:
             log.info("partition %d: %d users restored, %d deadlines pending", p,
-                     len(states.cache), part.pending_deadlines)
+                     states.users, part.pending_deadlines)
 
     def revoke(self, tps: set[TP]) -> None:
         """Forget partitions handed to another worker; their unacked records go with them."""
@@ -403,7 +453,7 @@ class Shell:
             inp = self.inputs.get(tp)
             if hw is not None and inp is not None:
                 self.metrics.set_consumer_lag(name, p, max(hw - inp.next_offset, 0))
-        self.metrics.set_users(sum(len(part.states) for part in self.parts.values()))
+        self.metrics.set_users(sum(_users(part) for part in self.parts.values()))
 
     async def _settle(self, p: int, part: Partition[_Pending], released: list[_Pending],
                       sent: Iterable[Any], generation: int) -> None:
@@ -439,6 +489,7 @@ class Shell:
                     raise future.exception()  # delivery failed: let the worker restart
             if group.writes:
                 await self._store(p, group.writes)
+                states.stored(group.writes)
             touched = set()
             for pending in group.released:
                 pending.done = True
@@ -490,6 +541,12 @@ class Shell:
     @property
     def buffered(self) -> int:
         return sum(len(part.buffer) for part in self.parts.values())
+
+
+def _users(part: Partition[Any]) -> int:
+    states = part.states
+    assert isinstance(states, TableStates)
+    return states.users
 
 
 async def store_partition(app: faust.App, table: Any, msg: Message,

@@ -53,6 +53,10 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
     w.add_argument("--fetch-max-wait", type=float, default=None,
                    help="longest a fetch waits for records, seconds (default 0.5, "
                         "Kafka's; 0.05 with --tansu)")
+    w.add_argument("--state-cache", type=int, default=None,
+                   help="decoded user states kept in memory, over all partitions; the "
+                        "others are read from the table when needed (env "
+                        "CLOSURE_MONITOR_STATE_CACHE; default 200000)")
     w.add_argument("--tansu", action="store_true",
                    default=_env("TANSU", "") not in ("", "0"),
                    help="the embedded development broker's workarounds (never for Kafka)")
@@ -107,6 +111,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from streams.app import (
         DEFAULT_FETCH_MAX_WAIT,
         DEFAULT_IDLE_TIMEOUT,
+        DEFAULT_STATE_CACHE,
         TANSU_FETCH_MAX_WAIT,
         Settings,
     )
@@ -122,12 +127,17 @@ def _settings(args: argparse.Namespace) -> Any:
         fetch_max_wait = TANSU_FETCH_MAX_WAIT if args.tansu else DEFAULT_FETCH_MAX_WAIT
     if not 0 < fetch_max_wait <= 60:
         raise ConfigError(f"--fetch-max-wait {fetch_max_wait:g}: not in (0, 60] seconds")
+    state_cache = args.state_cache
+    if state_cache is None:
+        state_cache = _int_env("STATE_CACHE", DEFAULT_STATE_CACHE)
+    if state_cache < 1:
+        raise ConfigError(f"--state-cache {state_cache}: must be at least 1")
     return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
                     lateness=args.lateness,
                     idle_timeout=args.idle_timeout or DEFAULT_IDLE_TIMEOUT,
-                    fetch_max_wait=fetch_max_wait,
+                    fetch_max_wait=fetch_max_wait, state_cache=state_cache,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
                     loglevel=args.loglevel)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Hashable, MutableMapping
+from collections.abc import Hashable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -167,9 +167,9 @@ class Partition(Generic[H]):
             self._emit(decisions)
             self._schedule(uid, state.deadline)
 
-    def schedule_all(self) -> None:
-        """Index the deadlines of every state (after a restore from the changelog)."""
-        for uid, state in self.states.items():
+    def schedule_all(self, states: Iterable[tuple[str, UserState]]) -> None:
+        """Index the deadlines of these users' states (after a restore from the changelog)."""
+        for uid, state in states:
             self._schedule(uid, state.deadline)
 
     def drain(self) -> list[Decision]:

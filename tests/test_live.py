@@ -148,12 +148,13 @@ async def test_rocksdb_worker_restarts_on_its_store(live: Live, live_log: Path,
     data = str(tmp_path / "store")  # not "rocksdb": the cwd would shadow the module
     lines = _lines(live_log)
     half = len(lines) // 2
-    first = live.start_worker("--data-dir", data, store="rocksdb")
+    # A cache of 8 decoded states over 4 partitions: most reads go to the store.
+    first = live.start_worker("--data-dir", data, "--state-cache", "8", store="rocksdb")
     await live.wait_web(first)
     sent = (await live.produce(lines[:half])).sent
     await live.wait_committed(sent)
     assert first.stop() == 0
-    second = live.start_worker("--data-dir", data, store="rocksdb")
+    second = live.start_worker("--data-dir", data, "--state-cache", "8", store="rocksdb")
     await live.wait_web(second)
     sent += (await live.produce(lines[half:])).sent
     await run_to_completion(live, expected, sent, exact=False)
@@ -165,7 +166,8 @@ async def test_failover_survivor_restores_state_and_decides_the_same(
         live: Live, live_log: Path) -> None:
     expected = Expected.of(live_log)
     await live.create_topics()
-    first, second = live.start_worker(), live.start_worker()
+    # The survivor keeps few decoded states: it restores more users than it caches.
+    first, second = live.start_worker(), live.start_worker("--state-cache", "8")
     await live.wait_web(first)
     await live.wait_web(second)
     lines = _lines(live_log)

@@ -1,0 +1,131 @@
+"""The worker's view of the state table: a bounded cache of decoded states in front
+of the table, with writes taken per batch and stored later (streams.app.TableStates).
+
+A fake table stands in for Faust's (its `data` is what the store holds); the shell's
+cycle is played by hand: offer events, take the dirty states, store them some
+batches later. Whatever the cache size and the delay, the decisions are replay's.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.app import TableStates
+from streams.codec import Rejection, decode
+from streams.engine import Partition
+from streams.generate import generate_log
+from streams.policy import load_policy
+from streams.replay import replay
+from streams.state import UserState, dump, load
+
+POLICY = load_policy()
+
+
+class FakeTable:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+
+def _log(tmp: Path, seed: int) -> Path:
+    buf = io.BytesIO()
+    generate_log(buf, seed=seed, users=30, days=120, malformed_share=0.0,
+                 duplicate_share=0.03)
+    path = tmp / f"log-{seed}.jsonl"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _shell_cycle(path: Path, capacity: int, batch: int, delay: int
+                 ) -> tuple[list[bytes], TableStates, FakeTable, int]:
+    """Decisions made through TableStates; writes stored `delay` batches late."""
+    table = FakeTable()
+    states = TableStates(table, capacity)
+    part: Partition[int] = Partition(POLICY, states, 600.0)
+    part.add_input(0)
+    taken: deque[list[tuple[bytes, bytes]]] = deque()
+    most_cached = 0
+
+    def settle() -> None:
+        nonlocal most_cached
+        taken.append(states.take_dirty())
+        most_cached = max(most_cached, len(states.cache))
+        while len(taken) > delay:
+            writes = taken.popleft()
+            table.data.update(writes)
+            states.stored(writes)
+
+    decisions: list[bytes] = []
+    for n, line in enumerate(path.read_bytes().splitlines()):
+        event = decode(line)
+        if isinstance(event, Rejection):
+            continue
+        part.offer(0, event, n)
+        decisions += [d.to_json() for d in part.drain()]
+        if n % batch == 0:
+            settle()
+    part.remove_input(0)
+    decisions += [d.to_json() for d in part.drain()]
+    delay = 0
+    settle()
+    return decisions, states, table, most_cached
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), capacity=st.integers(1, 40), batch=st.integers(1, 50),
+       delay=st.integers(0, 3))
+def test_a_bounded_cache_decides_as_replay(tmp_path: Path, seed: int, capacity: int,
+                                           batch: int, delay: int) -> None:
+    path = _log(tmp_path, seed)
+    expected: list[bytes] = []
+    final: dict[str, UserState] = {}
+    replay(POLICY, [str(path)], on_decision=lambda d: expected.append(d.to_json()),
+           states=final)
+    decisions, states, table, most_cached = _shell_cycle(path, capacity, batch, delay)
+    assert decisions == expected
+    assert most_cached <= capacity  # after every batch
+    assert states.users == len(final)
+    assert not states.unstored  # every write taken was stored
+    # The table ends with every user's final state.
+    assert {k.decode(): load(v) for k, v in table.data.items()} == final
+
+
+def test_an_evicted_state_is_read_from_its_unstored_bytes() -> None:
+    table = FakeTable()
+    states = TableStates(table, capacity=1)
+    old = UserState("a", first_seen=0.0, clock=0.0)
+    states["a"] = old
+    table.data.update(states.take_dirty())  # stored: the table has "a" at clock 0
+    states.stored(list(table.data.items()))
+    newer = states.get("a")
+    assert newer is not None
+    newer.clock = 5.0
+    states["a"] = newer
+    writes = states.take_dirty()  # taken, not yet stored
+    states["b"] = UserState("b", first_seen=1.0, clock=1.0)
+    states.take_dirty()  # evicts "a", the least recently written
+    assert "a" not in states.cache
+    again = states.get("a")
+    assert again is not None and again.clock == 5.0  # not the table's clock 0
+    table.data.update(writes)
+    states.stored(writes)
+    assert b"a" not in states.unstored
+    assert states.users == 2
+
+
+def test_restored_users_count_and_fill_the_cache_up_to_its_capacity() -> None:
+    table = FakeTable()
+    states = TableStates(table, capacity=2)
+    for n, uid in enumerate("abc"):
+        state = UserState(uid, first_seen=float(n), clock=float(n))
+        table.data[uid.encode()] = dump(state)
+        states.restored(uid, state)
+    assert states.users == 3 and list(states.cache) == ["a", "b"]
+    c = states.get("c")  # not cached: decoded from the table
+    assert c is not None and c.clock == 2.0 and "c" in states.cache
+    assert states.get("d") is None and states.users == 3
