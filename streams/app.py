@@ -202,16 +202,16 @@ class TableStates(MutableMapping[str, UserState]):
             self.cache[uid] = state
 
     def take_dirty(self) -> list[tuple[bytes, bytes]]:
-        """The changed states' writes, once each; then evict down to the capacity."""
-        if not self.dirty:
-            return []
+        """The changed states' writes, once each; then evict down to the capacity
+        (states read only, for a duplicate say, count too)."""
         writes = []
-        unstored = self.unstored
-        for uid, state in self.dirty.items():
-            key, raw = uid.encode(), dump(state)
-            unstored[key] = raw
-            writes.append((key, raw))
-        self.dirty.clear()
+        if self.dirty:
+            unstored = self.unstored
+            for uid, state in self.dirty.items():
+                key, raw = uid.encode(), dump(state)
+                unstored[key] = raw
+                writes.append((key, raw))
+            self.dirty.clear()
         cache = self.cache
         excess = len(cache) - self.capacity
         if excess > 0:  # none is dirty now: the least recently written go

@@ -129,3 +129,16 @@ def test_restored_users_count_and_fill_the_cache_up_to_its_capacity() -> None:
     c = states.get("c")  # not cached: decoded from the table
     assert c is not None and c.clock == 2.0 and "c" in states.cache
     assert states.get("d") is None and states.users == 3
+
+
+def test_states_only_read_are_evicted_too() -> None:
+    """A batch of duplicates reads states back without writing any: the cache still
+    comes down to its capacity at the next settle."""
+    table = FakeTable()
+    states = TableStates(table, capacity=2)
+    for uid in "abcde":
+        table.data[uid.encode()] = dump(UserState(uid, first_seen=0.0, clock=0.0))
+        assert states.get(uid) is not None
+    assert len(states.cache) == 5
+    assert states.take_dirty() == []
+    assert list(states.cache) == ["d", "e"]
