@@ -52,8 +52,9 @@ DEFAULT_IDLE_TIMEOUT = 2.0
 # 2,520 to 2,250 ms (bench/live.py; the watermark alone gives 2,156). Each tick is
 # one small record per assigned partition.
 DEFAULT_TICK_INTERVAL = 0.1
-# Decoded user states a worker keeps in memory, over all its partitions (about 4 KB
-# each); the others are read from the table when needed.
+# Decoded user states kept in memory (about 4 KB each): this divided by the partition
+# count per partition, so a worker that holds every partition keeps at most this
+# many after each batch; the others are read from the table when needed.
 DEFAULT_STATE_CACHE = 200_000
 # A tick is read once, by the partition's owner, right after it is sent: an hour of
 # them is plenty to keep (about 290,000 small records with 8 partitions).
@@ -141,11 +142,13 @@ class TableStates(MutableMapping[str, UserState]):
     delivered (then `stored`), from stream context, where Faust routes a write to
     the current event's changelog partition.
 
-    At most `capacity` decoded states stay cached: after each `take_dirty` the least
-    recently written ones go, and are decoded again from the table when next
-    needed (with RocksDB the table is on disk, so the worker's memory stays bounded
-    whatever the number of users). The bytes of a state taken but not yet stored
-    are kept here meanwhile, so an evicted state is never read back older than it was.
+    After each `take_dirty` at most `capacity` decoded states stay cached (within a
+    batch, those it reads come on top): the least recently written go, and are
+    decoded again from the table when next needed. With RocksDB the table is on
+    disk, so what the worker holds per user is only its entry in the deadline index
+    when it has a pending deadline. The bytes of a state taken but not yet stored
+    are kept here meanwhile, so an evicted state is never read back older than it
+    was. `users` counts on the engine's use: `get` before every write.
     """
 
     def __init__(self, table: Any, capacity: int = DEFAULT_STATE_CACHE) -> None:

@@ -54,9 +54,9 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
                    help="longest a fetch waits for records, seconds (default 0.5, "
                         "Kafka's; 0.05 with --tansu)")
     w.add_argument("--state-cache", type=int, default=None,
-                   help="decoded user states kept in memory, over all partitions; the "
-                        "others are read from the table when needed (env "
-                        "CLOSURE_MONITOR_STATE_CACHE; default 200000)")
+                   help="decoded user states kept in memory, divided evenly over the "
+                        "partitions; the others are read from the table when needed "
+                        "(env CLOSURE_MONITOR_STATE_CACHE; default 200000)")
     w.add_argument("--tansu", action="store_true",
                    default=_env("TANSU", "") not in ("", "0"),
                    help="the embedded development broker's workarounds (never for Kafka)")

@@ -142,3 +142,47 @@ def test_states_only_read_are_evicted_too() -> None:
     assert len(states.cache) == 5
     assert states.take_dirty() == []
     assert list(states.cache) == ["d", "e"]
+
+
+async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> None:
+    """Shell._settle: a state's bytes are kept while its decision is in flight, written
+    to the table once it is delivered, and then forgotten."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from streams.app import Settings, Shell
+    from streams.metrics import Metrics
+    from tests.factories import repayment
+
+    loop = asyncio.get_running_loop()
+    app: Any = SimpleNamespace(consumer=SimpleNamespace(flow_active=True, ack=lambda m: None),
+                               consumer_generation_id=1)
+    table = FakeTable()
+    shell = Shell(app, Settings(partitions=1), POLICY, table, Metrics())
+    in_flight: list[asyncio.Future[None]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None
+                   ) -> asyncio.Future[None]:
+        in_flight.append(loop.create_future())
+        return in_flight[-1]
+
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> None:
+        table.data.update(writes)
+
+    shell._send = send  # type: ignore[method-assign]
+    shell._store = store  # type: ignore[method-assign]
+    states = TableStates(table, capacity=1)
+    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part.add_input(0)
+    shell.outboxes[0] = deque()
+    part.offer(0, repayment(0, due=10, user="u1"), None)  # released: the watermark is 0 late
+    part.offer(0, repayment(200, due=10, user="u2"), None)  # u1's deadlines fire: decisions
+    assert part.decisions
+    await shell._settle(0, part, [], (), 1)
+    assert in_flight and table.data == {}  # nothing stored before delivery
+    assert set(states.unstored) == {b"u1", b"u2"}
+    for future in in_flight:
+        future.set_result(None)
+    await shell._settle(0, part, [], (), 1)
+    assert set(table.data) == {b"u1", b"u2"} and not states.unstored
