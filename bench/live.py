@@ -215,7 +215,8 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
     port = free_port()
     cmd = [*CLI, "worker", "--broker", broker.url, "--partitions", str(partitions),
            "--topic-prefix", prefix, "--app-id", app_id, "--web-port", str(port),
-           "--fast-rebalance", "--fetch-max-wait", str(TANSU_FETCH_MAX_WAIT)]
+           "--fast-rebalance", "--fetch-max-wait", str(TANSU_FETCH_MAX_WAIT),
+           "--data-dir", str(tmp / app_id)]
     with open(tmp / "latency-worker.log", "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     sent_at: dict[str, float] = {}
