@@ -95,12 +95,7 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
         part = TimedPartition(policy, table, lateness, observe_step=metrics.observe_step)
         metrics.set_policy(policy.version)
         metrics.watch(0, part)
-
-    def drain(_: int) -> None:
-        for d in part.drain():
-            on_decision(d)
-
-    _run([part], names, None, drain, _at_step(on_reject), _at_step(progress))
+    _in_one_process([part], names, [on_decision], on_reject, progress)
     if metrics is not None:
         metrics.set_users(len(table))
     return part.tally
@@ -125,24 +120,28 @@ def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
         return sharded(policies, names, lateness=lateness, jobs=jobs,
                        on_decisions=on_decisions, on_reject=on_reject, progress=progress)
     parts: list[Partition[int]] = [Partition(p, {}, lateness) for p in policies]
-
-    def drain(_: int) -> None:
-        for part, on_decision in zip(parts, on_decisions, strict=True):
-            for d in part.drain():
-                on_decision(d)
-
-    _run(parts, names, None, drain, _at_step(on_reject), _at_step(progress))
+    _in_one_process(parts, names, on_decisions, on_reject, progress)
     return [part.tally for part in parts]
 
 
 T = TypeVar("T")
 
 
-def _at_step(callback: Callable[[T], None] | None) -> Callable[[int, T], None] | None:
-    """A callback of `_run`'s (given the step too) that calls `callback` with the item."""
-    if callback is None:
-        return None
-    return lambda _, item: callback(item)
+def _in_one_process(parts: list[Partition[int]], names: list[str],
+                    on_decisions: Sequence[Callable[[Decision], None]],
+                    on_reject: Callable[[RejectedLine], None] | None,
+                    progress: Callable[[int], None] | None) -> None:
+    """`_run` in this process: part i's decisions go to on_decisions[i] as they come."""
+
+    def drain(_: int) -> None:
+        for part, on_decision in zip(parts, on_decisions, strict=True):
+            for d in part.drain():
+                on_decision(d)
+
+    def at_step(callback: Callable[[T], None] | None) -> Callable[[int, T], None] | None:
+        return None if callback is None else (lambda _, item: callback(item))
+
+    _run(parts, names, None, drain, at_step(on_reject), at_step(progress))
 
 
 def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] | None,
