@@ -97,7 +97,7 @@ class Settings:
     lateness: float = DEFAULT_LATENESS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     tick_interval: float = DEFAULT_TICK_INTERVAL
-    state_cache: int = DEFAULT_STATE_CACHE  # decoded states kept, over all partitions
+    state_cache: int = DEFAULT_STATE_CACHE  # decoded states kept, divided over the partitions
     fetch_max_wait: float = DEFAULT_FETCH_MAX_WAIT
     tansu: bool = False  # the embedded development broker's workaround
     fast_group: bool = False  # short session timeouts (one-machine broker)

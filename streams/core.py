@@ -34,13 +34,11 @@ from streams.rules import (
     UNTIL,
     application_change,
     constant,
+    cured_message,
     dormant_change,
     ledger_change,
     message,
     score_change,
-)
-from streams.rules import (
-    days as in_days,
 )
 from streams.state import (
     APPLICATIONS_CAP,
@@ -491,8 +489,7 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         if t - s.clear_since >= policy.cooling_off:
             days = round((t - s.clear_since) / DAY, 2)
             out.append(_restore(policy, s, t, trigger, Reason(
-                "CURED", f"no adverse condition for {in_days(days)} (cooling-off "
-                f"{in_days(policy.cooling_off / DAY)})", days,
+                "CURED", cured_message(days, policy.cooling_off / DAY), days,
                 round(policy.cooling_off / DAY, 2))))
     else:
         s.clear_since = None

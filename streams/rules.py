@@ -238,6 +238,11 @@ def days(n: float) -> str:
     return f"{n:g} day" + ("" if n == 1 else "s")
 
 
+def cured_message(clear_days: float, cooling_off_days: float) -> str:
+    """CURED after a restriction: how long no adverse condition held, against the policy."""
+    return f"no adverse condition for {days(clear_days)} (cooling-off {days(cooling_off_days)})"
+
+
 def next_change(p: Policy, s: UserState, t: float) -> float | None:
     """Earliest time > t at which an observed value can change without a new event."""
     at = min(ledger_change(p, s, t), application_change(p, s, t), score_change(p, s, t),

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, Policy, Rule, Tier, whole_days
-from streams.rules import days as in_days  # the text only: the logic below is
-from streams.rules import message  # the reference's own
+from streams.rules import cured_message, message  # text only: the logic is its own
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
@@ -100,7 +99,6 @@ OBSERVERS: dict[str, Callable[[Policy, Rule, UserState, float], Observed]] = {
     "OVER_LEVERAGE": _leverage,
     "DORMANT": _dormant,
 }
-
 
 
 def next_change(p: Policy, s: UserState, t: float) -> float | None:
@@ -356,8 +354,7 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         if t - s.clear_since >= policy.cooling_off:
             days = round((t - s.clear_since) / DAY, 2)
             out.append(_restore(policy, s, t, trigger, Reason(
-                "CURED", f"no adverse condition for {in_days(days)} (cooling-off "
-                f"{in_days(policy.cooling_off / DAY)})", days,
+                "CURED", cured_message(days, policy.cooling_off / DAY), days,
                 round(policy.cooling_off / DAY, 2))))
     else:
         s.clear_since = None
