@@ -309,8 +309,7 @@ class Shell:
     def _restore(self, p: int, part: Partition[_Pending]) -> None:
         """Index the deadlines of the users this partition holds (after recovery)."""
         n = self.settings.partitions
-        states = part.states
-        assert isinstance(states, TableStates)
+        states = _table_states(part)
 
         def held() -> Iterator[tuple[str, UserState]]:
             for key, raw in self.table.data.items():
@@ -456,7 +455,7 @@ class Shell:
             inp = self.inputs.get(tp)
             if hw is not None and inp is not None:
                 self.metrics.set_consumer_lag(name, p, max(hw - inp.next_offset, 0))
-        self.metrics.set_users(sum(_users(part) for part in self.parts.values()))
+        self.metrics.set_users(sum(_table_states(part).users for part in self.parts.values()))
 
     async def _settle(self, p: int, part: Partition[_Pending], released: list[_Pending],
                       sent: Iterable[Any], generation: int) -> None:
@@ -469,8 +468,7 @@ class Shell:
         Nothing is stored or acked once a rebalance began: the partition may have
         gone to another worker, which reads its records again.
         """
-        states = part.states
-        assert isinstance(states, TableStates)
+        states = _table_states(part)
         # Every user of partition p has p as its home (on_batch forwards the others,
         # _restore loads only its own), and every topic the worker uses has the same
         # partition count: p is where the default partitioner puts the decision's key.
@@ -546,10 +544,11 @@ class Shell:
         return sum(len(part.buffer) for part in self.parts.values())
 
 
-def _users(part: Partition[Any]) -> int:
+def _table_states(part: Partition[Any]) -> TableStates:
+    """A shell partition's states (the shell gives each a TableStates)."""
     states = part.states
     assert isinstance(states, TableStates)
-    return states.users
+    return states
 
 
 async def store_partition(app: faust.App, table: Any, msg: Message,
