@@ -112,12 +112,19 @@ def test_bad_arguments_exit_non_zero_with_one_line(tmp_path: Path):
     assert "missing.jsonl" in result.stderr.decode()
 
 
-def test_backtest_reports_differences(log: Path, tmp_path: Path):
-    strict = tmp_path / "strict.yaml"
+def stricter_policy(tmp: Path) -> Path:
+    """The default policy, but closing at 45 days past due instead of 90: "strict"."""
     text = (Path(__file__).parent.parent / "deploy/policies/default.yaml").read_text()
     text = text.replace('version: "2026.11-default"', 'version: "strict"')
-    text = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
-    strict.write_text(text)
+    stricter = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
+    assert stricter != text
+    path = tmp / "strict.yaml"
+    path.write_text(stricter)
+    return path
+
+
+def test_backtest_reports_differences(log: Path, tmp_path: Path):
+    strict = stricter_policy(tmp_path)
     result = cli("backtest", str(log), "--policy", str(strict), "--json")
     assert result.returncode == 0, result.stderr
     report_ = json.loads(result.stdout)

@@ -21,7 +21,7 @@ from streams.errors import MonitorError
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import replay, replay_each, shard_of
-from tests.test_replay import cli
+from tests.test_replay import cli, stricter_policy
 
 POLICY = load_policy()
 
@@ -100,21 +100,12 @@ def test_late_and_out_of_order_records_still_merge_in_one_order(tmp_path: Path) 
         assert many[3] == one[3]
 
 
-def _stricter(tmp: Path) -> Any:
-    text = Path("deploy/policies/default.yaml").read_text()
-    text = text.replace('version: "2026.11-default"', 'version: "strict"')
-    stricter = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
-    assert stricter != text
-    (tmp / "strict.yaml").write_text(stricter)
-    return load_policy(str(tmp / "strict.yaml"))
-
-
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_one_pass_under_two_policies_decides_as_each_replay(tmp_path: Path, jobs: int) -> None:
     """backtest's pass: each line decoded once, fed to one partition per policy; each
     policy's decisions and tally are those of its own replay, rejections come once."""
     paths = _disordered_logs(tmp_path, 5, 2, 40)
-    policies = [_stricter(tmp_path), POLICY]
+    policies = [load_policy(str(stricter_policy(tmp_path))), POLICY]
     alone = []
     for policy in policies:
         decisions: list[bytes] = []
