@@ -24,10 +24,10 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -501,7 +501,8 @@ class Shell:
                     self._ack(inp)
 
     async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
-        await store_partition(self.app, self.table, self.last_message[p], writes)
+        await store_partition(self.app, self.table, self.last_message[p], writes,
+                              batched=not self.settings.tansu)
 
     def _ack(self, inp: _Input) -> None:
         q = inp.pending
@@ -552,11 +553,17 @@ def _table_states(part: Partition[Any]) -> TableStates:
 
 
 async def store_partition(app: faust.App, table: Any, msg: Message,
-                          writes: list[tuple[bytes, bytes]]) -> None:
+                          writes: list[tuple[bytes, bytes]], *,
+                          batched: bool = True) -> None:
     """Write key/value pairs to the table partition of record `msg` (its partition
     number): to the store, and straight to that changelog partition, as Faust's own
     table write does without its per-write buffering. The RocksDB store picks its
-    partition by the current event, which is here `msg`'s."""
+    partition by the current event, which is here `msg`'s.
+
+    `batched` builds the changelog's record batches here, one producer call and one
+    future per batch (`changelog_batches`); else each record is its own send, which
+    the Tansu workaround (TANSU_PRODUCER_SETTINGS) needs to put each in its own batch.
+    """
     event = faust.Event(app, msg.key, msg.value, msg.headers, msg)
     token = _current_event.set(weakref.ref(event))
     try:
@@ -565,12 +572,50 @@ async def store_partition(app: faust.App, table: Any, msg: Message,
             data[key] = raw
     finally:
         _current_event.reset(token)
-    send: Any = app.producer.send  # its futures are asyncio futures
     changelog = table.changelog_topic.get_topic_name()
+    if batched:
+        await changelog_batches(app, table, changelog, msg.partition, writes)
+        return
+    send: Any = app.producer.send  # its futures are asyncio futures
     on_sent = table._on_changelog_sent  # records the store's persisted offset
     for key, raw in writes:
         future = await send(changelog, key, raw, msg.partition, None, None)
         future.add_done_callback(on_sent)
+
+
+async def changelog_batches(app: faust.App, table: Any, topic: str, partition: int,
+                            writes: list[tuple[bytes, bytes]]) -> None:
+    """Send writes to one changelog partition in record batches built here
+    (aiokafka's `create_batch`/`send_batch`, each up to the producer's batch size).
+
+    A record sent alone costs Faust's and aiokafka's per-record path (serializers,
+    partitioner, a future and a callback each: about 15 us, measured in bench/live);
+    appended to a batch, a fraction of that. When a batch is delivered the store's
+    persisted offset moves to its last record, as Faust's per-record callback does.
+    """
+    producer = cast(Any, app.producer)._ensure_producer()  # Faust's aiokafka producer
+    tp = TP(topic, partition)
+    persisted = table.data.set_persisted_offset
+    batch, n = producer.create_batch(), 0
+    for key, raw in writes:
+        if batch.append(key=key, value=raw, timestamp=None) is None:
+            await _send_batch(producer, batch, tp, n, persisted)
+            batch, n = producer.create_batch(), 0
+            batch.append(key=key, value=raw, timestamp=None)  # the first always fits
+        n += 1
+    if n:
+        await _send_batch(producer, batch, tp, n, persisted)
+
+
+async def _send_batch(producer: Any, batch: Any, tp: TP, n: int,
+                      persisted: Callable[[TP, int], None]) -> None:
+    future = await producer.send_batch(batch, tp.topic, partition=tp.partition)
+
+    def sent(f: Any) -> None:
+        if not f.cancelled() and f.exception() is None:
+            persisted(tp, f.result().offset + n - 1)  # the batch's base offset + n - 1
+
+    future.add_done_callback(sent)
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:

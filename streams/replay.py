@@ -9,7 +9,6 @@ finished file stops holding the watermark back.
 from __future__ import annotations
 
 import base64
-import gc
 import gzip
 import heapq
 import multiprocessing
@@ -26,7 +25,7 @@ import orjson
 
 from streams.codec import Rejection, decode
 from streams.decisions import Decision
-from streams.engine import Partition, Tally
+from streams.engine import Partition, Tally, rare_full_collections
 from streams.errors import MonitorError
 from streams.policy import Policy
 from streams.state import UserState
@@ -168,65 +167,61 @@ def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] |
     offers = [part.offer for part in parts]
     observes = [part.observe for part in parts]
     lines = step = 0
-    # A full collection scans every object alive, and the table of user states only
-    # grows: with the default thresholds a long replay spent about a tenth of its time
-    # rescanning it. Young collections, which find the cycles one event may leave as
-    # garbage, still run as usual; a full one waits for 1000 middle-generation runs, not 10.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], 1000))
+    # Full collections rescan the table of user states, which only grows: see
+    # engine.rare_full_collections.
     try:
-        while live:
-            i = live[0] if len(live) == 1 else min(live, key=behind.__getitem__)
-            # Read file i while it is the one furthest behind: it stays so until its
-            # time moves on (then another may be behind it), or for good when alone.
-            alone = len(live) == 1
-            at, number = behind[i], line_no[i]
-            done = True
-            for line in handles[i]:
-                number += 1
-                raw = line.rstrip(b"\r\n")
-                if not raw or raw.isspace():
-                    continue  # blank line: nothing to count
-                lines += 1
-                if progress is not None and lines % 65_536 == 0:
-                    progress(step, lines)
-                event = decode(raw)
-                if isinstance(event, Rejection):
-                    if k == 0:
+        with rare_full_collections():
+            while live:
+                i = live[0] if len(live) == 1 else min(live, key=behind.__getitem__)
+                # Read file i while it is the one furthest behind: it stays so until its
+                # time moves on (then another may be behind it), or for good when alone.
+                alone = len(live) == 1
+                at, number = behind[i], line_no[i]
+                done = True
+                for line in handles[i]:
+                    number += 1
+                    raw = line.rstrip(b"\r\n")
+                    if not raw or raw.isspace():
+                        continue  # blank line: nothing to count
+                    lines += 1
+                    if progress is not None and lines % 65_536 == 0:
+                        progress(step, lines)
+                    event = decode(raw)
+                    if isinstance(event, Rejection):
+                        if k == 0:
+                            for tally in tallies:
+                                tally.read += 1
+                                tally.count_rejection(event)
+                            if on_reject is not None:
+                                on_reject(step, RejectedLine(names[i], number, event, raw))
+                        continue
+                    t = event.occurred_at
+                    step += 1
+                    if n == 1 or shard_of(event.user_id, n) == k:
                         for tally in tallies:
                             tally.read += 1
-                            tally.count_rejection(event)
-                        if on_reject is not None:
-                            on_reject(step, RejectedLine(names[i], number, event, raw))
-                    continue
-                t = event.occurred_at
-                step += 1
-                if n == 1 or shard_of(event.user_id, n) == k:
-                    for tally in tallies:
-                        tally.read += 1
-                    for offer in offers:
-                        offer(i, event, step)
-                else:
-                    for observe in observes:
-                        observe(i, t)
-                for part in parts:
-                    if part.decisions:
-                        drain(step)  # every partition's
-                        break
-                if t > at:
-                    at = t
-                    if not alone:
-                        done = False
-                        break
-            behind[i], line_no[i] = at, number
-            if done:
-                live.remove(i)
-                step += 1
-                for part in parts:
-                    part.remove_input(i)
-                drain(step)
+                        for offer in offers:
+                            offer(i, event, step)
+                    else:
+                        for observe in observes:
+                            observe(i, t)
+                    for part in parts:
+                        if part.decisions:
+                            drain(step)  # every partition's
+                            break
+                    if t > at:
+                        at = t
+                        if not alone:
+                            done = False
+                            break
+                behind[i], line_no[i] = at, number
+                if done:
+                    live.remove(i)
+                    step += 1
+                    for part in parts:
+                        part.remove_input(i)
+                    drain(step)
     finally:
-        gc.set_threshold(*thresholds)
         for h in handles:
             if h is not sys.stdin.buffer:
                 h.close()

@@ -16,6 +16,9 @@ import orjson
 import pytest
 
 from streams.kafka import Topics, free_port, partition_for, port_open
+from streams.policy import load_policy
+from streams.replay import replay
+from streams.state import UserState, dump
 from tests.live import CLI, Expected, Live, TopicReader, wait_for
 
 pytestmark = pytest.mark.broker
@@ -136,6 +139,30 @@ async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
     await run_to_completion(live, expected, summary.sent)
     assert worker.stop() == 0
     check_conservation(worker.summary(), expected)
+
+
+async def test_production_changelog_batches_hold_every_final_state(
+        live: Live, live_log: Path) -> None:
+    """With production settings the worker builds its changelog record batches itself
+    (app.changelog_batches): read back, the changelog's last record for each user is
+    the final state replay computes, and every user has one."""
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    summary = await live.produce_topic_by_topic(live_log)
+    worker = live.start_worker(tansu=False)
+    await run_to_completion(live, expected, summary.sent)
+    assert worker.stop() == 0
+    states: dict[str, UserState] = {}
+    replay(load_policy(), [str(live_log)], on_decision=lambda d: None, states=states)
+    changelog = f"{live.app_id}-state-changelog"
+    async with TopicReader(live.broker, changelog) as reader:
+        await reader.drain()
+        records = reader.records[changelog]
+    last = {r.key: r.value for r in records}
+    assert len(records) > len(last)  # users written more than once: later records win
+    assert last == {uid.encode(): dump(state) for uid, state in states.items()}
+    for r in records:  # each at its user's partition, where a restore looks for it
+        assert r.partition == partition_for(r.key, live.partitions)
 
 
 async def test_rocksdb_worker_restarts_on_its_store(live: Live, live_log: Path,

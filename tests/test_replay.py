@@ -199,3 +199,17 @@ def test_generated_duplicates_are_counted_not_applied(log: Path):
     raw = [orjson.loads(x) for x in log.read_bytes().splitlines()
            if not isinstance(decode(x), Rejection)]
     assert sum(tally.applied.values()) == len({r["event_id"] for r in raw})
+
+
+def test_rare_full_collections_raises_the_oldest_threshold_and_restores_it() -> None:
+    import gc
+
+    from streams.engine import FULL_COLLECTION_AFTER, rare_full_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), rare_full_collections():
+        inside = gc.get_threshold()
+        raise RuntimeError("restored even so")
+    assert inside == (before[0], before[1], max(before[2], FULL_COLLECTION_AFTER))
+    assert inside[2] >= 1000
+    assert gc.get_threshold() == before

@@ -186,3 +186,53 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
         future.set_result(None)
     await shell._settle(0, part, [], (), 1)
     assert set(table.data) == {b"u1", b"u2"} and not states.unstored
+
+
+async def test_changelog_batches_split_at_the_batch_size_and_persist_each_last_offset(
+        ) -> None:
+    """Production changelog writes (app.changelog_batches): every write once, in order,
+    in batches of at most the producer's batch size; when a batch is delivered the
+    store's persisted offset is the offset of that batch's last record."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from aiokafka.producer.message_accumulator import BatchBuilder
+    from aiokafka.record.default_records import DefaultRecordBatch
+    from faust.types import TP
+
+    from streams.app import changelog_batches
+
+    loop = asyncio.get_running_loop()
+    sent: list[tuple[list[int], str, int, asyncio.Future[Any]]] = []
+    records: list[tuple[bytes, bytes]] = []
+    next_offset = 100  # the changelog partition's end before these writes
+
+    class Producer:
+        def create_batch(self) -> BatchBuilder:
+            return BatchBuilder(300, 0)  # room for two of the 100-byte values below
+
+        async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int
+                             ) -> asyncio.Future[Any]:
+            count = batch.record_count()
+            records.extend((r.key, r.value) for r in DefaultRecordBatch(batch._build()))
+            future = loop.create_future()
+            sent.append(([next_offset + i for i in range(count)], topic, partition, future))
+            return future
+
+    persisted: list[tuple[TP, int]] = []
+    app: Any = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=Producer))
+    table: Any = SimpleNamespace(data=SimpleNamespace(
+        set_persisted_offset=lambda tp, offset: persisted.append((tp, offset))))
+    writes = [(f"u{i}".encode(), bytes([65 + i]) * 100) for i in range(5)]
+    await changelog_batches(app, table, "cl", 3, writes)
+    assert [len(offsets) for offsets, *_ in sent] == [2, 2, 1]
+    assert records == writes
+    assert {(topic, p) for _, topic, p, _ in sent} == {("cl", 3)}
+    assert persisted == []  # nothing delivered yet
+    base = 100
+    for offsets, _, _, future in sent:
+        future.set_result(SimpleNamespace(offset=base))  # a batch's metadata: base offset
+        base += len(offsets)
+    await asyncio.sleep(0)  # done callbacks run on the next pass of the loop
+    assert persisted == [(TP("cl", 3), 101), (TP("cl", 3), 103), (TP("cl", 3), 104)]
