@@ -57,6 +57,11 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
                    help="decoded user states kept in memory, divided evenly over the "
                         "partitions; the others are read from the table when needed "
                         "(env CLOSURE_MONITOR_STATE_CACHE; default 200000)")
+    w.add_argument("--input-buffer", type=int, default=None,
+                   help="records of one input partition held (not yet applied and "
+                        "acknowledged) before its fetching pauses while another input "
+                        "holds the watermark back (env CLOSURE_MONITOR_INPUT_BUFFER; "
+                        "default 5000)")
     w.add_argument("--tansu", action="store_true",
                    default=_env("TANSU", "") not in ("", "0"),
                    help="the embedded development broker's workarounds (never for Kafka)")
@@ -111,6 +116,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from streams.app import (
         DEFAULT_FETCH_MAX_WAIT,
         DEFAULT_IDLE_TIMEOUT,
+        DEFAULT_INPUT_BUFFER,
         DEFAULT_STATE_CACHE,
         TANSU_FETCH_MAX_WAIT,
         Settings,
@@ -132,12 +138,18 @@ def _settings(args: argparse.Namespace) -> Any:
         state_cache = _int_env("STATE_CACHE", DEFAULT_STATE_CACHE)
     if state_cache < 1:
         raise ConfigError(f"--state-cache {state_cache}: must be at least 1")
+    input_buffer = args.input_buffer
+    if input_buffer is None:
+        input_buffer = _int_env("INPUT_BUFFER", DEFAULT_INPUT_BUFFER)
+    if input_buffer < 1:
+        raise ConfigError(f"--input-buffer {input_buffer}: must be at least 1")
     return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
                     lateness=args.lateness,
                     idle_timeout=args.idle_timeout or DEFAULT_IDLE_TIMEOUT,
                     fetch_max_wait=fetch_max_wait, state_cache=state_cache,
+                    input_buffer=input_buffer,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
                     loglevel=args.loglevel)
 

@@ -27,7 +27,7 @@ records of an old generation; the batch handler checks it too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
@@ -52,6 +52,14 @@ class MonitorConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class MonitorConsumer(faust_aiokafka.Consumer):
+    _pause_requests: set[TP]
+    _resume_requests: set[TP]
+
+    def on_init(self) -> None:
+        super().on_init()
+        self._pause_requests = set()
+        self._resume_requests = set()
+
     def _new_consumer_thread(self) -> MonitorConsumerThread:
         return MonitorConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -65,6 +73,7 @@ class MonitorConsumer(faust_aiokafka.Consumer):
         since_yield = 0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                self._apply_flow_requests()
                 records = self.getmany(timeout=1.0)
                 await asyncio.sleep(0)
                 if self.should_stop:
@@ -115,6 +124,36 @@ class MonitorConsumer(faust_aiokafka.Consumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # Faust forgets its pauses of revoked partitions: so do the requests, or one
+        # applied after the rebalance would pause a partition nobody resumes.
+        self._pause_requests.difference_update(revoked)
+        self._resume_requests.difference_update(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    def pause_later(self, tps: Iterable[TP]) -> None:
+        """Pause fetching from tps before the next fetch (see `_apply_flow_requests`)."""
+        self._resume_requests.difference_update(tps)
+        self._pause_requests.update(tps)
+
+    def resume_later(self, tps: Iterable[TP]) -> None:
+        """Resume fetching from tps before the next fetch."""
+        self._pause_requests.difference_update(tps)
+        self._resume_requests.update(tps)
+
+    def _apply_flow_requests(self) -> None:
+        """Pause and resume as requested, between two fetches: never while a fetched
+        batch is being handed over. Faust's `getmany` yields only the records of
+        partitions in the active set, which `pause_partitions` changes in place, so a
+        partition paused mid-batch would have the rest of its fetched records
+        skipped while the client's position had already moved past them."""
+        if self._pause_requests:
+            self.pause_partitions(self._pause_requests)
+            self._pause_requests = set()
+        if self._resume_requests:
+            self.resume_partitions(self._resume_requests)
+            self._resume_requests = set()
 
     def _same_generation(self, message: Message) -> bool:
         return bool(self.flow_active

@@ -106,6 +106,7 @@ class Metrics:
         self._users = 0
         self._policy_version = policy_version
         self._consumer_lag: dict[tuple[str, str], float] = {}
+        self._pauses: Counter[str] = Counter()  # by the event type of the input topic
         self.registry.register(self)
 
     # --- counts, from tallies ---------------------------------------------------
@@ -148,6 +149,10 @@ class Metrics:
     def observe_step(self, seconds: float) -> None:
         """Wall time taken to apply one event (see `TimedPartition`)."""
         self._step.observe(seconds)
+
+    def count_pause(self, event_type: str) -> None:
+        """A partition of `event_type`'s input topic stopped being fetched (back-pressure)."""
+        self._pauses[event_type] += 1
 
     # --- gauges -----------------------------------------------------------------
 
@@ -244,6 +249,14 @@ class Metrics:
         _add(dead, [(r,) for r in REJECT_REASONS],
              {(r,): n for r, n in totals["rejected"].items()}, described)
         yield dead
+
+        pauses = CounterMetricFamily(
+            _PREFIX + "input_pauses", "Times an input partition's fetching paused because "
+            "it held --input-buffer records waiting for the watermark, by the event type "
+            "of its topic.", labels=["event_type"])
+        _add(pauses, [(t,) for t in EVENT_TYPES],
+             {(t,): n for t, n in self._pauses.items()}, described)
+        yield pauses
 
         if described:
             yield HistogramMetricFamily(_PREFIX + "event_lag_seconds", "", labels=[])

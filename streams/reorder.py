@@ -78,6 +78,17 @@ class ReorderBuffer(Generic[H]):
             self._latest[source] = t
             self._advance()
 
+    def latest(self, source: Hashable) -> float:
+        """The latest event time `source` has delivered (-inf before its first)."""
+        return self._latest.get(source, NEVER)
+
+    def slowest(self) -> float | None:
+        """The least latest time over the inputs that are not idle: the one holding
+        the watermark back (None when every input is idle)."""
+        idle = self._idle
+        times = [t for s, t in self._latest.items() if s not in idle]
+        return min(times) if times else None
+
     def ready(self) -> bool:
         """Whether `release` would release anything."""
         heap = self._heap

@@ -65,6 +65,7 @@ EXPORTED_METRICS: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "closure_monitor_policy_info": ("gauge", {"version": ANY}),
     "closure_monitor_consumer_lag": ("gauge", {"topic": ANY, "partition": ANY}),
     "closure_monitor_buffered_events": ("gauge", {"partition": ANY}),
+    "closure_monitor_input_pauses_total": ("counter", {"event_type": EVENT_TYPES}),
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 TARGET_LABELS = frozenset({"job", "instance"})  # added by Prometheus at scrape time

@@ -141,6 +141,26 @@ async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
     check_conservation(worker.summary(), expected)
 
 
+async def test_back_pressure_pauses_inputs_and_loses_nothing(live: Live,
+                                                              live_log: Path) -> None:
+    """A backlog loaded topic by topic with a tiny --input-buffer: inputs ahead of the
+    one holding the watermark pause (counted in /metrics) and resume, and the
+    decisions and counts are still replay's."""
+    expected = Expected.of(live_log)
+    await live.create_topics()
+    summary = await live.produce_topic_by_topic(live_log)
+    worker = live.start_worker("--input-buffer", "20")
+    await live.wait_web(worker)
+    await run_to_completion(live, expected, summary.sent)
+    pauses = {sample.labels["event_type"]: sample.value
+              for family in scrape(worker.web_port) for sample in family.samples
+              if sample.name == "closure_monitor_input_pauses_total"}
+    assert worker.stop() == 0
+    check_conservation(worker.summary(), expected)
+    assert set(pauses) == {"repayment", "application", "credit_report"}
+    assert sum(pauses.values()) > 0
+
+
 async def test_production_changelog_batches_hold_every_final_state(
         live: Live, live_log: Path) -> None:
     """With production settings the worker builds its changelog record batches itself

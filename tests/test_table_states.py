@@ -236,3 +236,59 @@ async def test_changelog_batches_split_at_the_batch_size_and_persist_each_last_o
         base += len(offsets)
     await asyncio.sleep(0)  # done callbacks run on the next pass of the loop
     assert persisted == [(TP("cl", 3), 101), (TP("cl", 3), 103), (TP("cl", 3), 104)]
+
+
+def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark() -> None:
+    """Shell._flow: an input over --input-buffer pauses while another holds the
+    watermark back, resumes at half the limit or once it is the furthest behind; the
+    input holding the watermark back never pauses, however much it holds."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from faust.types import TP
+
+    from streams.app import Settings, Shell, _Input, _Pending
+    from streams.metrics import Metrics
+
+    paused: set[TP] = set()
+    consumer = SimpleNamespace(flow_active=True, pause_later=paused.update,
+                               resume_later=paused.difference_update)
+    app: Any = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+    metrics = Metrics()
+    shell = Shell(app, Settings(partitions=1, input_buffer=4), POLICY, FakeTable(), metrics)
+    part: Partition[Any] = Partition(POLICY, {}, 1e9)  # releases nothing on its own
+    slow, fast, other = (TP(name, 0) for name in shell.topics.inputs)
+    for tp in (slow, fast, other):
+        part.add_input(tp)
+        shell.inputs[tp] = _Input()
+
+    def hold(tp: TP, n: int, at: float) -> None:
+        inp = shell.inputs[tp]
+        inp.pending.clear()
+        inp.pending.extend(_Pending(None) for _ in range(n))  # type: ignore[arg-type]
+        part.buffer.observe(tp, at)
+
+    hold(slow, 9, 0)
+    hold(fast, 5, 100)
+    hold(other, 4, 100)
+    shell._flow(0, part)
+    assert paused == {fast}  # over the limit and ahead; `slow` holds the watermark
+    hold(fast, 3, 100)
+    shell._flow(0, part)
+    assert paused == {fast}  # 3 > half of 4: still paused
+    hold(fast, 2, 100)
+    shell._flow(0, part)
+    assert paused == set()  # at half: resumed
+    hold(fast, 50, 100)
+    shell._flow(0, part)
+    assert paused == {fast}
+    hold(slow, 9, 200)  # `slow` moves past the others, which are now the slowest (100)
+    shell._flow(0, part)
+    assert paused == {slow}  # `fast` is no longer ahead: resumed; `slow` is, over the limit
+    part.set_idle(other, True)  # idle inputs hold nothing back
+    part.set_idle(fast, True)
+    shell._flow(0, part)
+    assert paused == set()  # `slow` is the only active input: it holds the watermark
+    samples = {s.labels["event_type"]: s.value for f in metrics.registry.collect()
+               for s in f.samples if s.name == "closure_monitor_input_pauses_total"}
+    assert samples == {"repayment": 1, "application": 2, "credit_report": 0}
