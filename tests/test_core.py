@@ -326,3 +326,20 @@ def test_deadline_is_strictly_in_the_future():
     s, _ = run([repayment(0, due=10), report(1, credit_score=510), application(2)])
     assert s is not None and s.deadline is not None and s.deadline > s.clock
     assert s.deadline == min(day(11), day(1) + 14 * DAY)
+
+
+def test_a_dumped_state_holds_no_more_memory_than_its_length() -> None:
+    """The table keeps every user's dumped state: each must own about its length
+    (orjson's own bytes keep its whole output buffer, about 8 KB)."""
+    import tracemalloc
+
+    state, _ = run([report(1, credit_score=700), repayment(2, due=30)])
+    assert state is not None
+    size = len(dump(state))
+    tracemalloc.start()
+    try:
+        kept = [dump(state) for _ in range(200)]
+        traced, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 200 and traced / 200 < 2 * size + 200
