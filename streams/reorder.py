@@ -84,8 +84,10 @@ class ReorderBuffer(Generic[H]):
 
     def slowest(self) -> float | None:
         """The least latest time over the inputs that are not idle: the one holding
-        the watermark back (None when every input is idle)."""
+        the watermark back (None when every input is idle or gone)."""
         idle = self._idle
+        if not idle:
+            return min(self._latest.values()) if self._latest else None
         times = [t for s, t in self._latest.items() if s not in idle]
         return min(times) if times else None
 
@@ -104,16 +106,8 @@ class ReorderBuffer(Generic[H]):
         return out
 
     def _advance(self) -> None:
-        if not self._idle:
-            if self._latest:
-                mark = min(self._latest.values()) - self.lateness
-                if mark > self.watermark:
-                    self.watermark = mark
-                return
-            active: list[float] = []
-        else:
-            active = [t for s, t in self._latest.items() if s not in self._idle]
+        slowest = self.slowest()
         # Every input idle or gone: nothing can arrive in between, release everything.
-        mark = min(active) - self.lateness if active else self._max_seen
+        mark = self._max_seen if slowest is None else slowest - self.lateness
         if mark > self.watermark:
             self.watermark = mark

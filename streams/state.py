@@ -120,7 +120,6 @@ def dump(state: UserState) -> bytes:
     )))
 
 
-
 def load(data: bytes) -> UserState:
     d: dict[str, Any] = orjson.loads(data)
     adverse_id, adverse_codes = d["A"]

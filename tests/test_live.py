@@ -19,7 +19,7 @@ from streams.kafka import Topics, free_port, partition_for, port_open
 from streams.policy import load_policy
 from streams.replay import replay
 from streams.state import UserState, dump
-from tests.live import CLI, Expected, Live, TopicReader, wait_for
+from tests.live import CLI, Expected, Live, TopicReader, Worker, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -129,14 +129,20 @@ def scrape(port: int) -> list:
         return list(text_string_to_metric_families(response.read().decode()))
 
 
-async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
-        live: Live, live_log: Path) -> None:
+async def on_a_backlog(live: Live, live_log: Path, *flags: str, tansu: bool = True
+                       ) -> tuple[Expected, int, Worker]:
+    """The log loaded topic by topic (all of one topic, then the next), then a worker."""
     expected = Expected.of(live_log)
     await live.create_topics()
     summary = await live.produce_topic_by_topic(live_log)
     assert summary.sent == expected.read
-    worker = live.start_worker()
-    await run_to_completion(live, expected, summary.sent)
+    return expected, summary.sent, live.start_worker(*flags, tansu=tansu)
+
+
+async def test_live_equals_replay_from_a_backlog_loaded_topic_by_topic(
+        live: Live, live_log: Path) -> None:
+    expected, sent, worker = await on_a_backlog(live, live_log)
+    await run_to_completion(live, expected, sent)
     assert worker.stop() == 0
     check_conservation(worker.summary(), expected)
 
@@ -146,12 +152,9 @@ async def test_back_pressure_pauses_inputs_and_loses_nothing(live: Live,
     """A backlog loaded topic by topic with a tiny --input-buffer: inputs ahead of the
     one holding the watermark pause (counted in /metrics) and resume, and the
     decisions and counts are still replay's."""
-    expected = Expected.of(live_log)
-    await live.create_topics()
-    summary = await live.produce_topic_by_topic(live_log)
-    worker = live.start_worker("--input-buffer", "20")
+    expected, sent, worker = await on_a_backlog(live, live_log, "--input-buffer", "20")
     await live.wait_web(worker)
-    await run_to_completion(live, expected, summary.sent)
+    await run_to_completion(live, expected, sent)
     pauses = {sample.labels["event_type"]: sample.value
               for family in scrape(worker.web_port) for sample in family.samples
               if sample.name == "closure_monitor_input_pauses_total"}
@@ -166,11 +169,8 @@ async def test_production_changelog_batches_hold_every_final_state(
     """With production settings the worker builds its changelog record batches itself
     (app.changelog_batches): read back, the changelog's last record for each user is
     the final state replay computes, and every user has one."""
-    expected = Expected.of(live_log)
-    await live.create_topics()
-    summary = await live.produce_topic_by_topic(live_log)
-    worker = live.start_worker(tansu=False)
-    await run_to_completion(live, expected, summary.sent)
+    expected, sent, worker = await on_a_backlog(live, live_log, tansu=False)
+    await run_to_completion(live, expected, sent)
     assert worker.stop() == 0
     states: dict[str, UserState] = {}
     replay(load_policy(), [str(live_log)], on_decision=lambda d: None, states=states)
