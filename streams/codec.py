@@ -3,7 +3,10 @@
 The checks here are the JSON Schemas in `schemas/` written as code (a test feeds
 the same samples to both). `decode` never raises: whatever the bytes, the
 result is an event or a rejection with a reason code (a small fixed set, fit
-for a metric label) and a detail naming the field.
+for a metric label) and a detail naming the field. Records as producers write
+them take the fast path at the end (msgspec parses and checks them in C against
+structs stating the same constraints); anything it refuses goes through the
+checks written out below, which decide and name what is wrong.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 import orjson
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from streams.events import (
     APPLICATION_KINDS,
@@ -58,6 +63,9 @@ def decode(raw: bytes) -> Event | Rejection:
     """One record's bytes to an event, or the reason it is not a valid v1 event."""
     if len(raw) > MAX_RECORD_BYTES:
         return Rejection("oversize", f"record of {len(raw)} bytes (limit {MAX_RECORD_BYTES})")
+    event = _fast(raw)
+    if event is not None:
+        return event
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -67,13 +75,6 @@ def decode(raw: bytes) -> Event | Rejection:
         return Rejection("not_json", message[:200])
     if not isinstance(obj, dict):
         return Rejection("not_object", f"a JSON {type(obj).__name__} is not an event object")
-    return decode_object(obj)
-
-
-def decode_object(obj: dict[str, Any]) -> Event | Rejection:
-    event = _fast(obj)
-    if event is not None:
-        return event
     return _decode_checked(obj)
 
 
@@ -215,11 +216,111 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
 
 
 # --- the fast path ----------------------------------------------------------------------
-# Records as producers write them, checked in fewer steps: `_fast` returns the event only
-# when every check above would pass and give the same values, else None, and the record
-# goes through `_decode_checked` (which also names what is wrong). Times take the fast
-# path in the common "YYYY-MM-DDTHH:MM:SSZ" form only; the date and hour are validated
-# once by `datetime.fromisoformat` and cached.
+# Records as producers write them are parsed and checked by msgspec, in C, straight from
+# the bytes into the structs below, which say what the schemas say; then the times are
+# read in the common "YYYY-MM-DDTHH:MM:SSZ" form (each date and hour validated once by
+# `datetime.fromisoformat`, then cached). A record msgspec refuses, or a time in any other
+# form, goes through the checks above, which decide and name what is wrong: the fast path
+# only ever accepts what those checks accept, with the same values (tests/test_codec.py).
+
+_Id = Annotated[str, Meta(min_length=1, max_length=128)]
+_ShortId = Annotated[str, Meta(min_length=1, max_length=64)]
+_Amount = Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
+_Count = Annotated[int, Meta(ge=0, le=10_000)]
+_Product = Literal["cash_loan", "pay_later"]  # PRODUCTS (a test checks they agree)
+
+
+class _RepaymentRecord(Struct, tag="repayment", tag_field="event_type", gc=False):
+    event_id: _Id
+    user_id: _ShortId
+    occurred_at: str
+    loan_id: _Id
+    installment: Annotated[int, Meta(ge=1, le=10_000)]
+    product: _Product
+    due_date: str
+    amount_due: _Amount
+    amount_paid: _Amount
+    paid_at: str | None  # required, may be null
+    schema_version: Literal[1] = 1
+
+    def event(self) -> Repayment | None:
+        at = _fast_time(self.occurred_at)
+        due = _fast_date(self.due_date)
+        paid_at = None
+        if self.paid_at is not None:
+            paid_at = _fast_time(self.paid_at)
+            if paid_at is None:
+                return None
+        if at is None or due is None:
+            return None
+        return Repayment(self.event_id, self.user_id, at, self.loan_id, self.installment,
+                         self.product, due, self.amount_due, self.amount_paid, paid_at)
+
+
+class _ApplicationRecord(Struct, tag="application", tag_field="event_type", gc=False):
+    event_id: _Id
+    user_id: _ShortId
+    occurred_at: str
+    application_id: _Id
+    product: _Product
+    kind: Literal["drawdown", "limit_increase"]  # APPLICATION_KINDS
+    requested_amount: Annotated[float, Meta(gt=0, le=MAX_AMOUNT)]
+    channel: Annotated[str, Meta(max_length=64)] | None = None
+    schema_version: Literal[1] = 1
+
+    def event(self) -> Application | None:
+        at = _fast_time(self.occurred_at)
+        if at is None:
+            return None
+        return Application(self.event_id, self.user_id, at, self.application_id, self.product,
+                           self.kind, self.requested_amount, self.channel)
+
+
+class _CreditReportRecord(Struct, tag="credit_report", tag_field="event_type", gc=False):
+    # Every bureau field is optional but not nullable: UNSET when absent, and an explicit
+    # null is refused (and then rejected by the checks above).
+    event_id: _Id
+    user_id: _ShortId
+    occurred_at: str
+    bureau: _ShortId
+    credit_score: Annotated[int, Meta(ge=300, le=950)] | UnsetType = UNSET
+    open_lenders: _Count | UnsetType = UNSET
+    hard_inquiries_30d: _Count | UnsetType = UNSET
+    delinquent_accounts: _Count | UnsetType = UNSET
+    total_debt: _Amount | UnsetType = UNSET
+    monthly_income: _Amount | UnsetType = UNSET
+    schema_version: Literal[1] = 1
+
+    def event(self) -> CreditReport | None:
+        at = _fast_time(self.occurred_at)
+        if at is None:
+            return None
+        return CreditReport(self.event_id, self.user_id, at, self.bureau,
+                            _set(self.credit_score), _set(self.open_lenders),
+                            _set(self.hard_inquiries_30d), _set(self.delinquent_accounts),
+                            _set(self.total_debt), _set(self.monthly_income))
+
+
+_T = TypeVar("_T")
+
+
+def _set(value: _T | UnsetType) -> _T | None:
+    return None if value is UNSET else value
+
+
+_RECORD_TYPES = (_RepaymentRecord, _ApplicationRecord, _CreditReportRecord)
+_read_record = msgspec.json.Decoder(
+    _RepaymentRecord | _ApplicationRecord | _CreditReportRecord).decode
+
+
+def _fast(raw: bytes) -> Event | None:
+    """The event, when msgspec's checks and the fast time forms suffice; else None."""
+    try:
+        record = _read_record(raw)
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # not UTF-8; nested too deep
+        return None
+    return record.event()
+
 
 _hour_cache: dict[str, float] = {}
 # ":MM:SSZ" -> its seconds into the hour, for every valid minute and second: one lookup
@@ -227,8 +328,8 @@ _hour_cache: dict[str, float] = {}
 _MINUTE_SECOND = {f":{m:02d}:{s:02d}Z": float(m * 60 + s) for m in range(60) for s in range(60)}
 
 
-def _fast_time(value: Any) -> float | None:
-    if value.__class__ is not str or len(value) != 20:
+def _fast_time(value: str) -> float | None:
+    if len(value) != 20:
         return None
     hour = _hour_cache.get(value[:13])
     if hour is None:
@@ -254,103 +355,12 @@ def _hour(prefix: str) -> float | None:
     return hour
 
 
-def _fast_amount(value: Any) -> float | None:
-    """A number >= 0 and <= MAX_AMOUNT, as float; None when not plainly so."""
-    cls = value.__class__
-    if (cls is float or cls is int) and 0 <= value <= MAX_AMOUNT:
-        return float(value)
-    return None
-
-
-def _fast_count(obj: dict[str, Any], name: str, value: Any) -> bool:
-    """Whether obj[name] (value, None if absent) is absent or an integer in 0..10000."""
-    if value.__class__ is int:
-        return 0 <= value <= 10_000
-    return value is None and name not in obj
-
-
-def _fast(obj: dict[str, Any]) -> Event | None:
-    get: Any = obj.get  # values are Any, not Any | None: each is checked before use
-    kind = get("event_type")
-    version = get("schema_version", 1)
-    if version.__class__ is not int or version != 1:
+def _fast_date(value: str) -> float | None:
+    """A YYYY-MM-DD date's epoch second, as `_date` gives it; None if not valid."""
+    cached = _date_cache.get(value)
+    if cached is not None:
+        return cached
+    try:
+        return _date({"d": value}, "d")
+    except _Invalid:
         return None
-    event_id = get("event_id")
-    user_id = get("user_id")
-    if not (event_id.__class__ is str and 0 < len(event_id) <= 128
-            and user_id.__class__ is str and 0 < len(user_id) <= 64):
-        return None
-    at = _fast_time(get("occurred_at"))
-    if at is None:
-        return None
-    if kind == "repayment":
-        loan_id = get("loan_id")
-        installment = get("installment")
-        product = get("product")
-        due = get("due_date")
-        if not (loan_id.__class__ is str and 0 < len(loan_id) <= 128
-                and installment.__class__ is int
-                and 1 <= installment <= 10_000 and product.__class__ is str
-                and product in PRODUCTS and due.__class__ is str):
-            return None
-        due_at = _date_cache.get(due)
-        amount_due = _fast_amount(get("amount_due"))
-        amount_paid = _fast_amount(get("amount_paid"))
-        if due_at is None or amount_due is None or amount_paid is None or "paid_at" not in obj:
-            return None
-        paid = obj["paid_at"]
-        paid_at = None
-        if paid is not None:
-            paid_at = _fast_time(paid)
-            if paid_at is None:
-                return None
-        return Repayment(event_id, user_id, at, loan_id, installment, product, due_at,
-                         amount_due, amount_paid, paid_at)
-    if kind == "application":
-        application_id = get("application_id")
-        product = get("product")
-        kind_ = get("kind")
-        channel = get("channel")
-        amount = _fast_amount(get("requested_amount"))
-        if not (application_id.__class__ is str and 0 < len(application_id) <= 128
-                and product.__class__ is str
-                and product in PRODUCTS and kind_.__class__ is str
-                and kind_ in APPLICATION_KINDS and amount is not None and amount > 0
-                and (channel is None or (channel.__class__ is str and len(channel) <= 64))):
-            return None
-        return Application(event_id, user_id, at, application_id, product, kind_, amount,
-                           channel)
-    if kind == "credit_report":
-        bureau = get("bureau")
-        if not (bureau.__class__ is str and 0 < len(bureau) <= 64):
-            return None
-        score = get("credit_score")
-        if score is None:
-            if "credit_score" in obj:
-                return None
-        elif score.__class__ is not int or not 300 <= score <= 950:
-            return None
-        lenders = get("open_lenders")
-        inquiries = get("hard_inquiries_30d")
-        delinquent = get("delinquent_accounts")
-        if not (_fast_count(obj, "open_lenders", lenders)
-                and _fast_count(obj, "hard_inquiries_30d", inquiries)
-                and _fast_count(obj, "delinquent_accounts", delinquent)):
-            return None
-        debt = get("total_debt")
-        if debt is not None:
-            debt = _fast_amount(debt)
-            if debt is None:
-                return None
-        elif "total_debt" in obj:
-            return None
-        income = get("monthly_income")
-        if income is not None:
-            income = _fast_amount(income)
-            if income is None:
-                return None
-        elif "monthly_income" in obj:
-            return None
-        return CreditReport(event_id, user_id, at, bureau, score, lenders, inquiries,
-                            delinquent, debt, income)
-    return None

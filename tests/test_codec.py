@@ -302,14 +302,15 @@ json_values = st.recursive(
     _scalars, lambda inner: st.lists(inner, max_size=4)
     | st.dictionaries(_text, inner, max_size=4), max_leaves=8)
 # Values near the schema's edges, so mutation often lands on a boundary, not just junk.
-_edges = st.sampled_from([
+_EDGE_VALUES = [
     0, 1, -1, 0.0, 0.5, 1.0, 3.0, 299, 300, 950, 951, 10_000, 10_001, 1e12, 1e12 + 1, -0.0,
     True, False, None, "", "x", "1", "a" * 64, "a" * 65, "a" * 128, "a" * 129,
     "cash_loan", "pay_later", "drawdown", "limit_increase", "repayment", "application",
     "credit_report", "2026-01-01", "2026-02-29", "2024-02-29", "20260101",
     "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00+05:30",
     "2026-01-01T00:00:00.5-01:00", "2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z", [], {},
-])
+]
+_edges = st.sampled_from(_EDGE_VALUES)
 _fields = sorted({f for base in BASES.values() for f in base} | {"schema_version", "other"})
 
 
@@ -383,6 +384,14 @@ def test_fast_path_agrees_with_full_checks(kind: str, changes: list[tuple[str, A
     _fast_agrees(kind, changes)
 
 
+def test_fast_path_agrees_on_every_edge_of_every_field() -> None:
+    """Each field of each type set to each edge value (and deleted), one at a time."""
+    for kind in _Z_BASES:
+        for field in _fields:
+            for value in [*_EDGE_VALUES, _MISSING]:
+                _fast_agrees(kind, [(field, value)])
+
+
 @pytest.mark.parametrize("value", _Z_TIMES)
 @pytest.mark.parametrize("field", ["occurred_at", "paid_at"])
 def test_fast_path_agrees_on_timestamps(field: str, value: str) -> None:
@@ -390,14 +399,83 @@ def test_fast_path_agrees_on_timestamps(field: str, value: str) -> None:
 
 
 def _fast_agrees(kind: str, changes: list[tuple[str, Any]]) -> None:
-    from streams.codec import _decode_checked, _fast
-
     obj = dict(_Z_BASES[kind])
     for field, value in changes:
         obj = with_(obj, **{field: value})
-    checked = _decode_checked(obj)  # also fills the date cache the fast path reads
-    fast = _fast(obj)
+    _fast_agrees_raw(orjson.dumps(obj), expect_fast=not changes)
+
+
+def _fast_agrees_raw(raw: bytes, expect_fast: bool = False) -> None:
+    """Whatever the fast path accepts, the full checks accept with the same values."""
+    from streams.codec import _decode_checked, _fast
+
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    checked = _decode_checked(obj) if isinstance(obj, dict) else None
+    fast = _fast(raw)
     if fast is not None:
-        assert repr(fast) == repr(checked), (obj, fast, checked)
-    if not changes:
+        assert repr(fast) == repr(checked), (raw, fast, checked)
+        assert decode(raw) == fast
+    if expect_fast:
         assert fast is not None  # the plain form does take the fast path
+
+
+_PLAIN = orjson.dumps(_Z_BASES["application"])[:-1]  # without its closing brace
+
+
+@pytest.mark.parametrize("raw", [
+    _PLAIN + b',"requested_amount":7}',  # a repeated key: the last one counts, as in orjson
+    _PLAIN + b',"requested_amount":0}',  # the last one is invalid
+    _PLAIN.replace(b'"requested_amount":500', b'"requested_amount":-1') + b',"requested_amount":7}',
+    _PLAIN + b',"event_type":"repayment"}',  # a second, different type
+    _PLAIN + b',"user_id":""}',
+    _PLAIN + b',"schema_version":1.0}',  # 1.0 is 1 for JSON Schema (the full checks decide)
+    _PLAIN + b',"schema_version":true}',
+    _PLAIN + b',"channel":null}',
+    _PLAIN + b',"installment":2.0}',
+    _PLAIN + b',"extra":{"deep":[[[[{"a":null}]]]]}}',  # unknown fields are ignored
+    _PLAIN + b',"requested_amount":100000000000000000000000000}',
+    _PLAIN + b'}\n',
+    _PLAIN + b'} x',
+    b'\xef\xbb\xbf' + _PLAIN + b'}',  # a byte-order mark
+    _PLAIN.replace(b'"u1"', b'"\\ud800"') + b'}',  # a lone surrogate
+    _PLAIN.replace(b'"u1"', b'"\\ud83d\\ude00"') + b'}',
+    _PLAIN.replace(b'"u1"', b'"\xff"') + b'}',  # not UTF-8
+    b'{"event_type":"application"' + _PLAIN[_PLAIN.index(b","):] + b'}',
+    # the type last, as some producers write it
+    b"{" + _PLAIN[_PLAIN.index(b",") + 1:] + b',"event_type":"application"}',
+    b'{"event_type":"credit_report","event_id":"c","user_id":"u","bureau":"b",'
+    b'"occurred_at":"2026-01-01T00:00:00Z","credit_score":null}',  # not nullable
+    b'{"event_type":"credit_report","event_id":"c","user_id":"u","bureau":"b",'
+    b'"occurred_at":"2026-01-01T00:00:00Z","total_debt":null}',
+    b'{"event_type":"credit_report","event_id":"c","user_id":"u","bureau":"b",'
+    b'"occurred_at":"2026-01-01T00:00:00Z"}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"x":' * 10_000 + b"1" + b"}" * 10_000,
+])
+def test_fast_path_agrees_on_bytes(raw: bytes) -> None:
+    _fast_agrees_raw(raw)
+    decode(raw)  # never raises
+
+
+def test_fast_path_takes_the_plain_forms() -> None:
+    from streams.codec import _fast
+
+    for kind, base in _Z_BASES.items():
+        assert _fast(orjson.dumps(base)) is not None, kind
+    # Repeated keys as orjson reads them: the last one.
+    event = _fast(_PLAIN + b',"requested_amount":7}')
+    assert isinstance(event, Application) and event.requested_amount == 7.0
+
+
+def test_fast_path_choices_are_the_events_choices() -> None:
+    from typing import get_args, get_type_hints
+
+    from streams.codec import _ApplicationRecord, _RepaymentRecord
+    from streams.events import APPLICATION_KINDS, PRODUCTS
+
+    for record in (_RepaymentRecord, _ApplicationRecord):
+        assert get_args(get_type_hints(record)["product"]) == PRODUCTS
+    assert get_args(get_type_hints(_ApplicationRecord)["kind"]) == APPLICATION_KINDS
