@@ -4,6 +4,7 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
                                       [--rates 5000 500]
                                       [--floors agent batch client stock]
                                       [--latency-seconds 20] [--partitions 8]
+                                      [--idle-timeouts 2 0.2]
 
 1. Pre-loads the first --events lines of bench/data/replay-100k.jsonl (made by
    bench/replay.py; generated here if missing) into the three input topics.
@@ -27,7 +28,8 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
    the reader fetch with a 50 ms max wait (TANSU_FETCH_MAX_WAIT: Tansu answers
    records that arrive during a fetch's wait late; Kafka answers at once).
    Beside it, the latency that the event-time watermark alone imposes on the
-   same events at the same rate (`watermark_floor`, no processing at all).
+   same events at the same rate (`watermark_floor`, no processing at all). With
+   --idle-timeouts, each rate is measured with each idle timeout in turn.
 
 Prints the machine first. Nothing here is asserted: figures are for the README.
 """
@@ -207,7 +209,8 @@ async def measure(broker: EmbeddedBroker, group: str, tps: list[TopicPartition],
 
 
 async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, seconds: float,
-                  partitions: int, tmp: Path) -> dict[str, float]:
+                  partitions: int, tmp: Path, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+                  ) -> dict[str, float]:
     prefix = f"lat{uuid.uuid4().hex[:6]}."
     topics = Topics(prefix)
     app_id = prefix + "monitor"
@@ -216,7 +219,7 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
     cmd = [*CLI, "worker", "--broker", broker.url, "--partitions", str(partitions),
            "--topic-prefix", prefix, "--app-id", app_id, "--web-port", str(port),
            "--fast-rebalance", "--fetch-max-wait", str(TANSU_FETCH_MAX_WAIT),
-           "--data-dir", str(tmp / app_id)]
+           "--idle-timeout", str(idle_timeout), "--data-dir", str(tmp / app_id)]
     with open(tmp / "latency-worker.log", "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     sent_at: dict[str, float] = {}
@@ -420,17 +423,19 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"  {name}: {rate:,.0f} records/s; worker = {worker / rate:.2f} of it",
                       flush=True)
         for rate in args.rates:
-            lat = await latency(broker, lines, rate, args.latency_seconds, args.partitions, tmp)
-            floor_lat = watermark_floor(lines[:int(rate * args.latency_seconds)], rate,
-                                        args.partitions)
-            print(f"latency at {lat['offered_rate']:,.0f} events/s offered: p50 "
-                  f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max "
-                  f"{lat['max_ms']:.0f} ms over {lat['decisions']:,} event-triggered decisions "
-                  f"(target p99 < 500 ms at 5,000/s, goal 100 ms)", flush=True)
-            print(f"  of which the event-time watermark alone (lateness "
-                  f"{DEFAULT_LATENESS:g} s, no processing): p50 {floor_lat['p50_ms']:.0f} ms, "
-                  f"p99 {floor_lat['p99_ms']:.0f} ms over {floor_lat['events']:,} "
-                  f"decision-triggering events", flush=True)
+            for idle in args.idle_timeouts:
+                lat = await latency(broker, lines, rate, args.latency_seconds, args.partitions,
+                                    tmp, idle)
+                floor_lat = watermark_floor(lines[:int(rate * args.latency_seconds)], rate,
+                                            args.partitions, idle_timeout=idle)
+                print(f"latency at {lat['offered_rate']:,.0f} events/s offered, idle timeout "
+                      f"{idle:g} s: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max "
+                      f"{lat['max_ms']:.0f} ms over {lat['decisions']:,} event-triggered "
+                      f"decisions (target p99 < 500 ms at 5,000/s, goal 100 ms)", flush=True)
+                print(f"  of which the event-time watermark alone (lateness "
+                      f"{DEFAULT_LATENESS:g} s, no processing): p50 {floor_lat['p50_ms']:.0f} "
+                      f"ms, p99 {floor_lat['p99_ms']:.0f} ms over {floor_lat['events']:,} "
+                      f"decision-triggering events", flush=True)
     print(f"logs in {tmp}")
 
 
@@ -444,6 +449,9 @@ def main() -> int:
     p.add_argument("--rates", type=float, nargs="*", default=[5000, 500],
                    help="offered rates for the latency runs (events/s)")
     p.add_argument("--latency-seconds", type=float, default=20)
+    p.add_argument("--idle-timeouts", type=float, nargs="+", default=[DEFAULT_IDLE_TIMEOUT],
+                   help="the worker's --idle-timeout for the latency runs, each in turn "
+                        "(default: the worker's default)")
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--floors", nargs="*", default=["agent", "batch", "client"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -69,20 +70,31 @@ def _parser() -> argparse.ArgumentParser:
 
     from streams.cli_live import add_commands
 
-    add_commands(sub, _policy_flags)
+    add_commands(sub, _policy_flags, seconds)
     return p
 
 
 def _policy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default=os.environ.get("CLOSURE_MONITOR_POLICY"),
                    help="policy file (default: the shipped default; env CLOSURE_MONITOR_POLICY)")
-    p.add_argument("--lateness", type=float, default=DEFAULT_LATENESS,
+    p.add_argument("--lateness", type=seconds, default=DEFAULT_LATENESS,
                    help=f"allowed lateness in seconds of event time (default {DEFAULT_LATENESS:g})")
 
 
 def default_jobs() -> int:
     """One process per available core, at most 8 (every process decodes every line)."""
     return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
+    return value
 
 
 def _jobs(text: str) -> int:

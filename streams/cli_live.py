@@ -31,7 +31,8 @@ def _int_env(name: str, default: int) -> int:
         raise ConfigError(f"{ENV}{name}={value!r}: not an integer") from None
 
 
-def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], None],
+                 seconds: Callable[[str], float]) -> None:
     w = sub.add_parser("worker", help="the Faust worker: decide live on Kafka")
     _broker_flag(w)
     policy_flags(w)
@@ -47,7 +48,7 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
     w.add_argument("--app-id", default=_env("APP_ID", "closure-monitor"),
                    help="consumer group and changelog prefix (env CLOSURE_MONITOR_APP_ID)")
     _prefix_flag(w)
-    w.add_argument("--idle-timeout", type=float, default=None,
+    w.add_argument("--idle-timeout", type=seconds, default=None,
                    help="seconds an input must be caught up before it stops holding "
                         "the watermark (default 2)")
     w.add_argument("--fetch-max-wait", type=float, default=None,
@@ -122,8 +123,8 @@ def _settings(args: argparse.Namespace) -> Any:
         Settings,
     )
 
-    partitions = args.partitions or _int_env("PARTITIONS", 8)
-    web_port = args.web_port or _int_env("WEB_PORT", 6066)
+    partitions = args.partitions if args.partitions is not None else _int_env("PARTITIONS", 8)
+    web_port = args.web_port if args.web_port is not None else _int_env("WEB_PORT", 6066)
     if partitions < 1:
         raise ConfigError("--partitions must be at least 1")
     if not 0 < web_port < 65536:
@@ -147,7 +148,8 @@ def _settings(args: argparse.Namespace) -> Any:
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
                     lateness=args.lateness,
-                    idle_timeout=args.idle_timeout or DEFAULT_IDLE_TIMEOUT,
+                    idle_timeout=(DEFAULT_IDLE_TIMEOUT if args.idle_timeout is None
+                                  else args.idle_timeout),
                     fetch_max_wait=fetch_max_wait, state_cache=state_cache,
                     input_buffer=input_buffer,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
