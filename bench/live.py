@@ -413,12 +413,13 @@ async def run(args: argparse.Namespace) -> None:
             workers.append(r["rate"])
             print(f"  run {i + 1}: {'worker':<11} {r['rate']:>9,.0f} events/s "
                   f"({r['seconds']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB)", flush=True)
-        worker = statistics.median(workers)
-        print(f"throughput, median of {args.runs}: worker {worker:,.0f} events/s "
-              f"(target 25,000, goal 40,000)", flush=True)
+        worker = statistics.median(workers) if workers else 0.0
+        if workers:  # (--runs 0: latency only)
+            print(f"throughput, median of {args.runs}: worker {worker:,.0f} events/s "
+                  f"(target 25,000, goal 40,000)", flush=True)
         for name, rates in (("floor (agent)", floors), ("batch floor", batches),
                             ("stock floor", stocks), ("client floor", clients)):
-            if rates:
+            if rates and workers:
                 rate = statistics.median(rates)
                 print(f"  {name}: {rate:,.0f} records/s; worker = {worker / rate:.2f} of it",
                       flush=True)
@@ -445,7 +446,7 @@ def main() -> int:
     p.add_argument("--offset", type=int, default=0,
                    help="skip this many lines first (the log opens with every user's "
                         "first bureau report; later slices mix all three types)")
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=3, help="throughput runs (0: latency only)")
     p.add_argument("--rates", type=float, nargs="*", default=[5000, 500],
                    help="offered rates for the latency runs (events/s)")
     p.add_argument("--latency-seconds", type=float, default=20)
