@@ -308,7 +308,6 @@ def _set(value: _T | UnsetType) -> _T | None:
     return None if value is UNSET else value
 
 
-_RECORD_TYPES = (_RepaymentRecord, _ApplicationRecord, _CreditReportRecord)
 _read_record = msgspec.json.Decoder(
     _RepaymentRecord | _ApplicationRecord | _CreditReportRecord).decode
 
