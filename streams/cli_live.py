@@ -49,8 +49,9 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
                    help="consumer group and changelog prefix (env CLOSURE_MONITOR_APP_ID)")
     _prefix_flag(w)
     w.add_argument("--idle-timeout", type=seconds, default=None,
-                   help="seconds an input must be caught up before it stops holding "
-                        "the watermark (default 2)")
+                   help="seconds an input must be caught up with the broker before it "
+                        "stops holding the watermark (default 2; 0, Kafka Streams' "
+                        "max.task.idle.ms default, never waits for a silent input)")
     w.add_argument("--fetch-max-wait", type=float, default=None,
                    help="longest a fetch waits for records, seconds (default 0.5, "
                         "Kafka's; 0.05 with --tansu)")
