@@ -218,10 +218,11 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
 # --- the fast path ----------------------------------------------------------------------
 # Records as producers write them are parsed and checked by msgspec, in C, straight from
 # the bytes into the structs below, which say what the schemas say; then the times are
-# read in the common "YYYY-MM-DDTHH:MM:SSZ" form (each date and hour validated once by
-# `datetime.fromisoformat`, then cached). A record msgspec refuses, or a time in any other
-# form, goes through the checks above, which decide and name what is wrong: the fast path
-# only ever accepts what those checks accept, with the same values (tests/test_codec.py).
+# read: the common "YYYY-MM-DDTHH:MM:SSZ" form by lookup (each date and hour validated
+# once by `datetime.fromisoformat`, then cached), any other form as `_time` reads it. A
+# record msgspec refuses, or an invalid time, goes through the checks above, which decide
+# and name what is wrong: the fast path only ever accepts what those checks accept, with
+# the same values (tests/test_codec.py).
 
 _Id = Annotated[str, Meta(min_length=1, max_length=128)]
 _ShortId = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -244,11 +245,11 @@ class _RepaymentRecord(Struct, tag="repayment", tag_field="event_type", gc=False
     schema_version: Literal[1] = 1
 
     def event(self) -> Repayment | None:
-        at = _fast_time(self.occurred_at)
+        at = _any_time(self.occurred_at)
         due = _fast_date(self.due_date)
         paid_at = None
         if self.paid_at is not None:
-            paid_at = _fast_time(self.paid_at)
+            paid_at = _any_time(self.paid_at)
             if paid_at is None:
                 return None
         if at is None or due is None:
@@ -269,7 +270,7 @@ class _ApplicationRecord(Struct, tag="application", tag_field="event_type", gc=F
     schema_version: Literal[1] = 1
 
     def event(self) -> Application | None:
-        at = _fast_time(self.occurred_at)
+        at = _any_time(self.occurred_at)
         if at is None:
             return None
         return Application(self.event_id, self.user_id, at, self.application_id, self.product,
@@ -292,7 +293,7 @@ class _CreditReportRecord(Struct, tag="credit_report", tag_field="event_type", g
     schema_version: Literal[1] = 1
 
     def event(self) -> CreditReport | None:
-        at = _fast_time(self.occurred_at)
+        at = _any_time(self.occurred_at)
         if at is None:
             return None
         return CreditReport(self.event_id, self.user_id, at, self.bureau,
@@ -352,6 +353,18 @@ def _hour(prefix: str) -> float | None:
     if len(_hour_cache) < 100_000:
         _hour_cache[prefix] = hour
     return hour
+
+
+def _any_time(value: str) -> float | None:
+    """A valid RFC 3339 time's epoch second, as `_time` gives it; None if not valid.
+    The plain "...Z" form by lookup, any other (offsets, fractions) as `_time` reads it."""
+    at = _fast_time(value)
+    if at is None:
+        try:
+            at = _time({"t": value}, "t")
+        except _Invalid:
+            return None
+    return at
 
 
 def _fast_date(value: str) -> float | None:

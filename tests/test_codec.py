@@ -461,10 +461,14 @@ def test_fast_path_agrees_on_bytes(raw: bytes) -> None:
 
 
 def test_fast_path_takes_the_plain_forms() -> None:
-    from streams.codec import _fast
+    from streams.codec import _decode_checked, _fast
 
     for kind, base in _Z_BASES.items():
         assert _fast(orjson.dumps(base)) is not None, kind
+    # Offsets and fractions of a second (BASES: +08:00, .123+01:00, -05:00) too.
+    for kind, base in BASES.items():
+        fast = _fast(orjson.dumps(base))
+        assert fast is not None and repr(fast) == repr(_decode_checked(base)), kind
     # Repeated keys as orjson reads them: the last one.
     event = _fast(_PLAIN + b',"requested_amount":7}')
     assert isinstance(event, Application) and event.requested_amount == 7.0
