@@ -109,6 +109,11 @@ def _time(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float | 
     value = obj.get(name)
     if value is None and nullable and name in obj:
         return None
+    return _time_value(value, name)
+
+
+def _time_value(value: Any, name: str) -> float:
+    """An RFC 3339 date-time with an offset, as an epoch second (`name` for the detail)."""
     if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
         raise _Invalid(f"{name}: not an RFC 3339 date-time with offset")
     try:
@@ -118,7 +123,11 @@ def _time(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float | 
 
 
 def _date(obj: dict[str, Any], name: str) -> float:
-    value = obj.get(name)
+    return _date_value(obj.get(name), name)
+
+
+def _date_value(value: Any, name: str) -> float:
+    """A YYYY-MM-DD date as the epoch second of its 00:00 UTC; cached."""
     if not isinstance(value, str):
         raise _Invalid(f"{name}: required YYYY-MM-DD date")
     cached = _date_cache.get(value)
@@ -168,8 +177,7 @@ def _choice(obj: dict[str, Any], name: str, options: tuple[str, ...]) -> str:
 
 
 def _common(obj: dict[str, Any]) -> tuple[str, str, float]:
-    at = _time(obj, "occurred_at")
-    assert at is not None
+    at = _time_value(obj.get("occurred_at"), "occurred_at")
     return _text(obj, "event_id", 128), _text(obj, "user_id", 64), at
 
 
@@ -356,23 +364,20 @@ def _hour(prefix: str) -> float | None:
 
 
 def _any_time(value: str) -> float | None:
-    """A valid RFC 3339 time's epoch second, as `_time` gives it; None if not valid.
-    The plain "...Z" form by lookup, any other (offsets, fractions) as `_time` reads it."""
+    """A valid RFC 3339 time's epoch second, as `_time_value` gives it; None if not valid.
+    The plain "...Z" form by lookup, any other (offsets, fractions) by `_time_value`."""
     at = _fast_time(value)
     if at is None:
         try:
-            at = _time({"t": value}, "t")
+            at = _time_value(value, "")
         except _Invalid:
             return None
     return at
 
 
 def _fast_date(value: str) -> float | None:
-    """A YYYY-MM-DD date's epoch second, as `_date` gives it; None if not valid."""
-    cached = _date_cache.get(value)
-    if cached is not None:
-        return cached
+    """A YYYY-MM-DD date's epoch second, as `_date_value` gives it; None if not valid."""
     try:
-        return _date({"d": value}, "d")
+        return _date_value(value, "")
     except _Invalid:
         return None
