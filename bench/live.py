@@ -413,16 +413,16 @@ async def run(args: argparse.Namespace) -> None:
             workers.append(r["rate"])
             print(f"  run {i + 1}: {'worker':<11} {r['rate']:>9,.0f} events/s "
                   f"({r['seconds']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB)", flush=True)
-        worker = statistics.median(workers) if workers else 0.0
         if workers:  # (--runs 0: latency only)
+            worker = statistics.median(workers)
             print(f"throughput, median of {args.runs}: worker {worker:,.0f} events/s "
                   f"(target 25,000, goal 40,000)", flush=True)
-        for name, rates in (("floor (agent)", floors), ("batch floor", batches),
-                            ("stock floor", stocks), ("client floor", clients)):
-            if rates and workers:
-                rate = statistics.median(rates)
-                print(f"  {name}: {rate:,.0f} records/s; worker = {worker / rate:.2f} of it",
-                      flush=True)
+            for name, rates in (("floor (agent)", floors), ("batch floor", batches),
+                                ("stock floor", stocks), ("client floor", clients)):
+                if rates:
+                    rate = statistics.median(rates)
+                    print(f"  {name}: {rate:,.0f} records/s; worker = {worker / rate:.2f} "
+                          f"of it", flush=True)
         for rate in args.rates:
             for idle in args.idle_timeouts:
                 lat = await latency(broker, lines, rate, args.latency_seconds, args.partitions,

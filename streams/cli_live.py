@@ -114,6 +114,15 @@ def _partitions_flag(p: argparse.ArgumentParser) -> None:
                    help="partitions of every topic (env CLOSURE_MONITOR_PARTITIONS; 8)")
 
 
+def _count(value: int | None, flag: str, env: str, default: int) -> int:
+    """A count of at least 1: the flag's value, else its environment variable, else
+    the default."""
+    count = value if value is not None else _int_env(env, default)
+    if count < 1:
+        raise ConfigError(f"{flag} {count}: must be at least 1")
+    return count
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from streams.app import (
         DEFAULT_FETCH_MAX_WAIT,
@@ -124,10 +133,8 @@ def _settings(args: argparse.Namespace) -> Any:
         Settings,
     )
 
-    partitions = args.partitions if args.partitions is not None else _int_env("PARTITIONS", 8)
+    partitions = _count(args.partitions, "--partitions", "PARTITIONS", 8)
     web_port = args.web_port if args.web_port is not None else _int_env("WEB_PORT", 6066)
-    if partitions < 1:
-        raise ConfigError("--partitions must be at least 1")
     if not 0 < web_port < 65536:
         raise ConfigError(f"--web-port {web_port}: not a port number")
     fetch_max_wait = args.fetch_max_wait
@@ -135,16 +142,9 @@ def _settings(args: argparse.Namespace) -> Any:
         fetch_max_wait = TANSU_FETCH_MAX_WAIT if args.tansu else DEFAULT_FETCH_MAX_WAIT
     if not 0 < fetch_max_wait <= 60:
         raise ConfigError(f"--fetch-max-wait {fetch_max_wait:g}: not in (0, 60] seconds")
-    state_cache = args.state_cache
-    if state_cache is None:
-        state_cache = _int_env("STATE_CACHE", DEFAULT_STATE_CACHE)
-    if state_cache < 1:
-        raise ConfigError(f"--state-cache {state_cache}: must be at least 1")
-    input_buffer = args.input_buffer
-    if input_buffer is None:
-        input_buffer = _int_env("INPUT_BUFFER", DEFAULT_INPUT_BUFFER)
-    if input_buffer < 1:
-        raise ConfigError(f"--input-buffer {input_buffer}: must be at least 1")
+    state_cache = _count(args.state_cache, "--state-cache", "STATE_CACHE", DEFAULT_STATE_CACHE)
+    input_buffer = _count(args.input_buffer, "--input-buffer", "INPUT_BUFFER",
+                          DEFAULT_INPUT_BUFFER)
     return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
