@@ -11,7 +11,10 @@ record is decoded, buffered, and applied once the watermark passes it. Each
 partition then settles once per batch: its decisions go to the producer, and
 when they are delivered the states they changed are written to the table (once
 per user) and the records are acknowledged, in offset order per
-topic-partition, so a commit never skips an unapplied record. A timer sends one
+topic-partition, so a commit never skips an unapplied record; the partition's
+progress (`Progress`) is written after those states, and the records are counted
+then, so that a later owner skips what was finished instead of counting it
+again. A timer sends one
 tick per assigned partition to the tick topic; a tick record makes its
 partition's inputs that have been caught up for the idle timeout stop holding
 the watermark back, and fires due deadlines. Ticks travel through a topic so
@@ -20,13 +23,14 @@ that they reach the partition's owner, in order with its input records.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, cast
 
 import faust
@@ -129,20 +133,106 @@ class _Pending:
 
     __slots__ = ("done", "message")
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, done: bool = False) -> None:
         self.message = message
-        self.done = False
+        self.done = done
+
+
+# The table key of partition p's progress record (`Progress`): 0xFF never starts a
+# UTF-8 string, so no user id is ever this key.
+PROGRESS_KEY = b"\xffprogress:"
+
+
+def progress_key(p: int) -> bytes:
+    return PROGRESS_KEY + str(p).encode()
+
+
+class Progress:
+    """Which records of one input topic-partition are done: every offset below
+    `below`, and the offsets in `ahead` (done before an earlier record was).
+
+    A partition's progress goes into the state table with the state writes of
+    each settle whose decisions were delivered, after them, in the same changelog
+    partition: whoever restores the table has the states of every record the
+    progress names. A worker that takes the partition over reads again from the
+    committed offset, which is never past `below`; the records the progress names
+    were applied and counted by the previous owner, and are skipped (acked, their
+    event times still move the watermark) instead of being applied and counted
+    again.
+    """
+
+    __slots__ = ("ahead", "below", "until")
+
+    def __init__(self, below: int, ahead: Iterable[int] = ()) -> None:
+        self.below = below
+        self.ahead = set(ahead)
+        self.until = max(self.ahead, default=below - 1) + 1  # no offset from here is done
+
+    def done(self, offset: int) -> bool:
+        return offset < self.below or offset in self.ahead
+
+    def runs(self) -> list[list[int]]:
+        """`ahead` as [first, last + 1] runs of consecutive offsets."""
+        out: list[list[int]] = []
+        for offset in sorted(self.ahead):
+            if out and out[-1][1] == offset:
+                out[-1][1] = offset + 1
+            else:
+                out.append([offset, offset + 1])
+        return out
+
+
+def encode_progress(inputs: dict[str, Progress]) -> bytes:
+    return orjson.dumps({"v": 1, "inputs": {
+        topic: [progress.below, progress.runs()] for topic, progress in inputs.items()}})
+
+
+def decode_progress(raw: bytes) -> dict[str, Progress]:
+    """`encode_progress`'s output back; ValueError for anything else."""
+    try:
+        data = orjson.loads(raw)
+        if data["v"] != 1:
+            raise ValueError(f"version {data['v']!r}")
+        return {topic: Progress(int(below), (o for first, end in runs
+                                             for o in range(int(first), int(end))))
+                for topic, (below, runs) in data["inputs"].items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"unreadable progress record: {exc!r}") from None
 
 
 class _Input:
     """One input topic-partition as the watermark sees it."""
 
-    __slots__ = ("caught_up_since", "next_offset", "pending")
+    __slots__ = ("caught_up_since", "done_ahead", "next_offset", "pending", "skip")
 
     def __init__(self) -> None:
         self.next_offset = 0  # one past the last offset received (or the start offset)
         self.caught_up_since: float | None = None
         self.pending: deque[_Pending] = deque()
+        # Offsets done but held behind an earlier record that is not (see `progress`).
+        self.done_ahead: set[int] = set()
+        self.skip: Progress | None = None  # what a previous owner finished (Progress)
+
+    def finish(self) -> list[Message]:
+        """Take the done records at the head, in offset order: those to ack."""
+        q = self.pending
+        out = []
+        while q and q[0].done:
+            out.append(q.popleft().message)
+        if self.done_ahead and out:
+            self.done_ahead.difference_update(m.offset for m in out)
+        return out
+
+    def progress(self) -> Progress:
+        """What is done, once `finish` has taken the head; with what a previous owner
+        finished (`skip`), which may not all have been read again yet."""
+        q = self.pending
+        below = q[0].message.offset if q else self.next_offset
+        skip = self.skip
+        if skip is None:
+            return Progress(below, self.done_ahead)
+        below = max(below, skip.below)
+        return Progress(below, (o for o in chain(self.done_ahead, skip.ahead) if o >= below))
 
 
 class TableStates(MutableMapping[str, UserState]):
@@ -242,19 +332,24 @@ class TableStates(MutableMapping[str, UserState]):
 
 
 class _Group:
-    """What one settle produced: decisions in flight, state writes and records to ack
-    once those decisions are delivered."""
+    """What one settle produced: decisions in flight, state writes, records to ack
+    and their counts, all final once those decisions are delivered."""
 
-    __slots__ = ("futures", "released", "writes")
+    __slots__ = ("futures", "released", "tally", "writes")
 
     def __init__(self, futures: list[Any], writes: list[tuple[bytes, bytes]],
-                 released: list[_Pending]) -> None:
+                 released: list[_Pending], tally: Tally) -> None:
         self.futures = futures
         self.writes = writes
         self.released = released
+        self.tally = tally
 
     def ready(self) -> bool:
         return all(f.done() for f in self.futures)
+
+    def delivered(self) -> bool:
+        return all(f.done() and not f.cancelled() and f.exception() is None
+                   for f in self.futures)
 
 
 class Shell:
@@ -267,8 +362,13 @@ class Shell:
         self.policy = policy
         self.table = table
         self.metrics = metrics
+        # Counted when final (`_settle`): a record whose decisions were delivered and
+        # state stored. A partition's engine counts into a tally of its own meanwhile.
         self.tally = Tally()
+        metrics.follow(self.tally)
         self.rerouted = 0
+        self.skipped = 0  # records a previous owner of their partition had finished
+        self.completing: set[asyncio.Future[None]] = set()  # `_complete`s running
         self.topics = settings.topics
         self.parts: dict[int, Partition[_Pending]] = {}
         self.inputs: dict[TP, _Input] = {}
@@ -290,17 +390,21 @@ class Shell:
             metrics = self.metrics
             capacity = max(1, self.settings.state_cache // self.settings.partitions)
             part = TimedPartition(self.policy, TableStates(self.table, capacity),
-                                  self.settings.lateness, self.tally,
+                                  self.settings.lateness, Tally(),
                                   observe_step=metrics.observe_step,
                                   observe_lag=metrics.observe_lag)
+            progress = self._progress_restored(p)
             for tp, start in zip(tps, starts, strict=True):
                 part.add_input(tp)
                 inp = self.inputs[tp] = _Input()
                 inp.next_offset = start
+                skip = progress.get(tp.topic)
+                if skip is not None and start < skip.until:
+                    inp.skip = skip
             self._restore(p, part)
             self.parts[p] = part
             self.outboxes[p] = deque()
-            metrics.watch(p, part)
+            metrics.watch(p, part, follow=False)
         return part
 
     def _current(self, generation: int) -> bool:
@@ -325,6 +429,8 @@ class Shell:
 
         def held() -> Iterator[tuple[str, UserState]]:
             for key, raw in self.table.data.items():
+                if isinstance(key, bytes) and key.startswith(PROGRESS_KEY):
+                    continue
                 uid = key if isinstance(key, str) else key.decode()
                 if raw is not None and partition_for(uid.encode(), n) == p:
                     state = load(raw)
@@ -336,8 +442,22 @@ class Shell:
             log.info("partition %d: %d users restored, %d deadlines pending", p,
                      states.users, part.pending_deadlines)
 
+    def _progress_restored(self, p: int) -> dict[str, Progress]:
+        """Partition p's progress record in the table (after recovery), by topic."""
+        key = progress_key(p)
+        store = self.table.data
+        if key not in store:
+            return {}
+        try:
+            return decode_progress(store[key])
+        except ValueError as exc:
+            log.warning("partition %d: %s; its records are read again from the "
+                        "committed offsets and may be counted again", p, exc)
+            return {}
+
     def revoke(self, tps: set[TP]) -> None:
-        """Forget partitions handed to another worker; their unacked records go with them."""
+        """Forget partitions handed to another worker; their unacked records go with
+        them, uncounted: the next owner reads them again and counts them."""
         for p in {tp.partition for tp in tps}:
             part = self.parts.pop(p, None)
             self.outboxes.pop(p, None)
@@ -345,7 +465,6 @@ class Shell:
                 self.inputs.pop(TP(name, p), None)
                 self.paused.discard(TP(name, p))  # Faust forgets its pause too
             if part is not None:
-                self.tally.read -= len(part.buffer)  # read again by the next owner
                 self.metrics.unwatch(p)
 
     # -- records -----------------------------------------------------------------
@@ -384,21 +503,32 @@ class Shell:
                     return
             tp = msg.tp
             inp = arrived[tp] = self.inputs[tp]
+            if msg.offset < inp.next_offset:
+                # Delivered again within this ownership (Faust's read offset lets the
+                # last record read through after a seek to the committed offset): it
+                # is held here already, or done.
+                continue
             inp.next_offset = msg.offset + 1
             inp.caught_up_since = None
-            self.tally.read += 1
-            pending = _Pending(msg)
-            inp.pending.append(pending)
             released = touched.setdefault(p, (part, []))[1]
             raw = msg.value if msg.value is not None else b""
+            skip = inp.skip
+            if skip is not None:  # after a takeover: skip what the previous owner finished
+                if skip.done(msg.offset):
+                    self._skip(part, inp, msg, raw, released)
+                    continue
+                if msg.offset >= skip.until:
+                    inp.skip = None
+            pending = _Pending(msg)
+            inp.pending.append(pending)
             decoded = decode(raw)
             # A record that is not applied here is sent on (dead letter or its user's
             # partition) and done once that is delivered.
             if isinstance(decoded, Rejection):
-                diverted = await self._dead_letter(msg, decoded)
+                diverted = await self._dead_letter(part.tally, msg, decoded)
             elif msg.key is not None and msg.key != decoded.user_id.encode():
                 shown = msg.key[:80].decode("utf-8", "replace")
-                diverted = await self._dead_letter(msg, Rejection(
+                diverted = await self._dead_letter(part.tally, msg, Rejection(
                     "key_mismatch",
                     f"record key {shown!r} is not the user_id {decoded.user_id!r}",
                     decoded.event_type))
@@ -406,7 +536,6 @@ class Shell:
                                         self.settings.partitions)) != p:
                 # Produced with another partitioner (or no key): send it where its
                 # user's state lives; it is counted there.
-                self.tally.read -= 1
                 self.rerouted += 1
                 diverted = await self._send(msg.topic, decoded.user_id.encode(), raw, home)
             else:
@@ -429,6 +558,25 @@ class Shell:
         for p in tick_parts:
             if self._current(generation):
                 await self.on_tick(p, generation)
+
+    def _skip(self, part: Partition[_Pending], inp: _Input, msg: Message, raw: bytes,
+              released: list[_Pending]) -> None:
+        """A record the partition's previous owner finished (`Progress`): acked with the
+        records around it, not applied or counted again; its event time still counts
+        towards the watermark, as it did for the previous owner."""
+        self.skipped += 1
+        pending = _Pending(msg, done=True)
+        inp.pending.append(pending)
+        released.append(pending)
+        assert inp.skip is not None
+        if msg.offset + 1 >= inp.skip.until:
+            inp.skip = None  # past everything the previous owner finished
+        decoded = decode(raw)
+        if (not isinstance(decoded, Rejection)
+                and partition_for(decoded.user_id.encode(), self.settings.partitions)
+                == msg.partition):
+            part.buffer.observe(msg.tp, decoded.occurred_at)
+            released += part.release()
 
     async def on_tick(self, p: int, generation: int) -> None:
         part = await self.part(p, generation)
@@ -524,45 +672,94 @@ class Shell:
                                             d.to_json(), p))
         futures += sent
         writes = states.take_dirty()
+        counted, part.tally = part.tally, Tally()  # what this settle's records came to
         if not self._current(generation):
             return
         outbox = self.outboxes[p]
         if futures or writes or released:
-            outbox.append(_Group(futures, writes, released))
+            outbox.append(_Group(futures, writes, released, counted))
         while outbox and outbox[0].ready() and self._current(generation):
             group = outbox.popleft()
             for future in group.futures:
                 if future.exception() is not None:
                     raise future.exception()  # delivery failed: let the worker restart
-            if group.writes:
-                await self._store(p, group.writes)
-                states.stored(group.writes)
-            touched = set()
-            for pending in group.released:
-                pending.done = True
-                touched.add(pending.message.tp)
-            for tp in touched:
-                inp = self.inputs.get(tp)
-                if inp is not None:
-                    self._ack(inp)
+            # Finished whatever happens meanwhile (a rebalance, a stop cancelling this
+            # handler): a group's states, progress and counts go together.
+            task = asyncio.ensure_future(self._complete(p, states, group))
+            self.completing.add(task)
+            task.add_done_callback(self.completing.discard)
+            await asyncio.shield(task)
+
+    async def _complete(self, p: int, states: TableStates, group: _Group) -> None:
+        """Store a delivered group's states and partition p's progress after them,
+        count its records, ack them."""
+        acks = self._finish(p, group.released)
+        writes = group.writes
+        if group.released:
+            writes = [*writes, (progress_key(p), self._progress(p))]
+        if writes:
+            await self._store(p, writes)
+            states.stored(group.writes)
+        group.tally.read = group.tally.accounted  # rerouted records count at home
+        self.tally.add(group.tally)
+        ack = self.app.consumer.ack
+        for message in acks:
+            ack(message)
+
+    async def quiesce(self) -> None:
+        """Before partitions go to another owner (which must find their progress) or
+        the worker stops: let the groups being completed finish, then complete every
+        group whose decisions are delivered once the producer is flushed, and flush
+        what that wrote. What is left (a failed delivery, records not yet released)
+        the next owner reads again and counts."""
+        if self.completing:
+            await asyncio.gather(*self.completing, return_exceptions=True)
+        producer = self.app.producer
+        await producer.flush()
+        for p, outbox in list(self.outboxes.items()):
+            part = self.parts.get(p)
+            while part is not None and outbox and outbox[0].delivered():
+                await self._complete(p, _table_states(part), outbox.popleft())
+        await producer.flush()
+
+    def _finish(self, p: int, released: list[_Pending]) -> list[Message]:
+        """Mark these records done; the records now done at the head of each of
+        partition p's inputs, in offset order (to ack once the table holds them)."""
+        touched = set()
+        for pending in released:
+            pending.done = True
+            tp = pending.message.tp
+            touched.add(tp)
+            inp = self.inputs.get(tp)
+            if inp is not None:
+                inp.done_ahead.add(pending.message.offset)
+        acks: list[Message] = []
+        for tp in touched:
+            inp = self.inputs.get(tp)
+            if inp is not None:
+                acks += inp.finish()
+        return acks
+
+    def _progress(self, p: int) -> bytes:
+        """Partition p's progress record (`Progress`), once `_finish` took the heads."""
+        inputs = {}
+        for name in self.topics.inputs:
+            inp = self.inputs.get(TP(name, p))
+            if inp is not None:
+                inputs[name] = inp.progress()
+        return encode_progress(inputs)
 
     async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
         await store_partition(self.app, self.table, self.last_message[p], writes,
                               batched=not self.settings.tansu)
-
-    def _ack(self, inp: _Input) -> None:
-        q = inp.pending
-        ack = self.app.consumer.ack
-        while q and q[0].done:
-            ack(q.popleft().message)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes,
                     partition: int | None = None) -> Any:
         """Hand a record to the producer; the future is done when it is delivered."""
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _dead_letter(self, msg: Message, rejection: Rejection) -> Any:
-        self.tally.count_rejection(rejection)
+    async def _dead_letter(self, tally: Tally, msg: Message, rejection: Rejection) -> Any:
+        tally.count_rejection(rejection)
         record: dict[str, Any] = {
             "reason": rejection.reason, "detail": rejection.detail,
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
@@ -736,8 +933,10 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
     app.timer(settings.tick_interval, name="tick")(tick)
 
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await shell.quiesce()
         shell.revoke(revoked)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_fetcher_stopped = shell.quiesce
 
     return app, shell

@@ -185,6 +185,9 @@ class MonitorApp(faust.App):
 
     batch_handler: BatchHandler | None = None
     batch_topics: frozenset[str] = frozenset()
+    # Awaited once the fetcher has stopped (the batch handler cancelled), before Faust
+    # stops the tables and the producer: work the handler shielded may finish.
+    on_fetcher_stopped: Callable[[], Awaitable[None]] | None = None
     # The longest a fetch may wait for records (fetch.max.wait.ms), seconds; Faust
     # hard-codes 1.5 s, which None keeps.
     fetch_max_wait: float | None = None
@@ -200,6 +203,11 @@ class MonitorApp(faust.App):
         await super().on_start()
         for channel in self._batch_channels:
             self.topics.add(channel)
+
+    async def _stop_fetcher(self) -> None:
+        await super()._stop_fetcher()
+        if self.on_fetcher_stopped is not None:
+            await self.on_fetcher_stopped()
 
     def _new_transport(self) -> Any:
         return MonitorTransport(self.conf.broker_consumer, self)

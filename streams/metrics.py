@@ -101,6 +101,7 @@ class Metrics:
         self._followed: dict[int, tuple[Tally, int]] = {}  # id -> (tally, times followed)
         self._retired: dict[str, Counter[Any]] = {k: Counter() for k in _TALLY_COUNTS}
         self._watched: dict[str, Partition[Any]] = {}
+        self._tallies: dict[str, Tally] = {}  # the tally followed for a watched partition
         self._lag = _Histogram(LAG_BUCKETS)
         self._step = _Histogram(STEP_BUCKETS)
         self._users = 0
@@ -164,22 +165,27 @@ class Metrics:
         """Users with state in this process's tables (all its partitions)."""
         self._users = users
 
-    def watch(self, partition: int | str, part: Partition[Any]) -> None:
+    def watch(self, partition: int | str, part: Partition[Any], *, follow: bool = True) -> None:
         """Export `part`'s watermark, buffered events and pending deadlines under the
-        label `partition`, read at each collection, and follow its tally."""
+        label `partition`, read at each collection, and follow its tally (unless
+        `follow` is false: the worker counts a record once it is final, in a tally of
+        its own)."""
         label = str(partition)
-        previous = self._watched.get(label)
+        previous = self._tallies.pop(label, None)
         if previous is not None:
-            self.unfollow(previous.tally)
+            self.unfollow(previous)
         self._watched[label] = part
-        self.follow(part.tally)
+        if follow:
+            self._tallies[label] = part.tally
+            self.follow(part.tally)
 
     def unwatch(self, partition: int | str) -> None:
         """Drop a partition's gauges (revoked) and unfollow its tally; its counts stay."""
         label = str(partition)
-        part = self._watched.pop(label, None)
-        if part is not None:
-            self.unfollow(part.tally)
+        self._watched.pop(label, None)
+        tally = self._tallies.pop(label, None)
+        if tally is not None:
+            self.unfollow(tally)
         for key in [k for k in self._consumer_lag if k[1] == label]:
             del self._consumer_lag[key]
 

@@ -56,8 +56,9 @@ def run_worker(settings: Settings, policy: Policy) -> int:
     for line in summary_lines(shell.tally):
         print(line, file=sys.stderr)
     print(f"rerouted {shell.rerouted:,} records to their user's partition; "
-          f"{shell.buffered:,} still buffered at shutdown (redelivered on restart)",
-          file=sys.stderr, flush=True)
+          f"skipped {shell.skipped:,} that a previous owner of their partition had "
+          f"finished; {shell.buffered:,} still buffered at shutdown (redelivered on "
+          "restart)", file=sys.stderr, flush=True)
     for line in shell.stuck():
         print(f"  {line}", file=sys.stderr, flush=True)
     return code

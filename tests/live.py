@@ -161,28 +161,22 @@ class Live:
 
     async def committed(self) -> int:
         """Input records the group has committed (applied, acked and committed)."""
+        return sum((await self.committed_offsets()).values())
+
+    async def committed_offsets(self) -> dict[tuple[str, int], int]:
+        """The group's committed offset of each input topic-partition (0 if none)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
                                     group_id=self.app_id, enable_auto_commit=False)
         await consumer.start()
         try:
-            total = 0
-            for topic in self.topics.inputs:
-                for p in range(self.partitions):
-                    total += await consumer.committed(TopicPartition(topic, p)) or 0
-            return total
+            return {(t, p): await consumer.committed(TopicPartition(t, p)) or 0
+                    for t in self.topics.inputs for p in range(self.partitions)}
         finally:
             await consumer.stop()
 
     async def committed_by_tp(self) -> dict[str, int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
-                                    group_id=self.app_id, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            return {f"{t.rsplit('.', 1)[-1]}[{p}]":
-                    await consumer.committed(TopicPartition(t, p)) or 0
-                    for t in self.topics.inputs for p in range(self.partitions)}
-        finally:
-            await consumer.stop()
+        return {f"{t.rsplit('.', 1)[-1]}[{p}]": offset
+                for (t, p), offset in (await self.committed_offsets()).items()}
 
     async def wait_committed(self, count: int, timeout: float = 120) -> None:
         async def done() -> bool:

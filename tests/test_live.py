@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streams.app import PROGRESS_KEY, decode_progress, progress_key
 from streams.kafka import Topics, free_port, partition_for, port_open
 from streams.policy import load_policy
 from streams.replay import replay
@@ -178,11 +180,23 @@ async def test_production_changelog_batches_hold_every_final_state(
     async with TopicReader(live.broker, changelog) as reader:
         await reader.drain()
         records = reader.records[changelog]
-    last = {r.key: r.value for r in records}
+    last = {r.key: r.value for r in records if not r.key.startswith(PROGRESS_KEY)}
     assert len(records) > len(last)  # users written more than once: later records win
     assert last == {uid.encode(): dump(state) for uid, state in states.items()}
     for r in records:  # each at its user's partition, where a restore looks for it
-        assert r.partition == partition_for(r.key, live.partitions)
+        if r.key.startswith(PROGRESS_KEY):  # each partition's own, at that partition
+            assert r.key == progress_key(r.partition)
+        else:
+            assert r.partition == partition_for(r.key, live.partitions)
+    # The last progress record of each partition: every record of its inputs done.
+    progress = {r.partition: decode_progress(r.value) for r in records
+                if r.key.startswith(PROGRESS_KEY)}
+    assert set(progress) == set(range(live.partitions))
+    committed = await live.committed_offsets()  # every record, once run to completion
+    for p, inputs in progress.items():
+        assert set(inputs) == set(live.topics.inputs)
+        for topic, done in inputs.items():
+            assert done.below == committed[topic, p] and not done.ahead
 
 
 async def test_rocksdb_worker_restarts_on_its_store(live: Live, live_log: Path,
@@ -265,6 +279,12 @@ async def test_scale_out_and_in_while_producing(live: Live, live_log: Path) -> N
     summary = await producing
     await run_to_completion(live, expected, summary.sent, exact=False)
     assert first.stop() == 0
+    # Records read again after each rebalance were skipped where a previous owner had
+    # finished them, and counted by one worker otherwise: between them the two
+    # workers counted every record once.
+    counts = Counter(first.summary()) + Counter(second.summary())
+    check_conservation(dict(counts), expected)
+    assert skipped(first) + skipped(second) > 0
 
 
 async def test_broker_stall_loses_nothing(live: Live, live_log: Path) -> None:
@@ -287,6 +307,13 @@ async def test_broker_stall_loses_nothing(live: Live, live_log: Path) -> None:
     await run_to_completion(live, expected, first.sent + second.sent, exact=False)
     assert worker.stop() == 0
     assert worker.process.returncode == 0
+
+
+def skipped(worker: Worker) -> int:
+    """Records the worker skipped as finished by a previous owner (its summary)."""
+    m = re.search(r"skipped ([\d,]+) that a previous owner", worker.output())
+    assert m, worker.output()[-3000:]
+    return int(m.group(1).replace(",", ""))
 
 
 def _lines(path: Path) -> list[bytes]:

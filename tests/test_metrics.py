@@ -294,6 +294,30 @@ def test_watched_partitions_and_consumer_lag() -> None:
                  event_type="application", outcome="applied") == 1
 
 
+def test_a_partition_watched_without_its_tally_shows_gauges_only() -> None:
+    """The worker counts a record once it is final, in a tally of its own: a
+    partition watched with follow=False exports its gauges, not its engine's counts."""
+    from tests.factories import application
+
+    metrics = Metrics()
+    part = Partition[None](POLICY, {}, 0.0)
+    part.add_input("in")
+    metrics.watch(0, part, follow=False)
+    event = application(3.0)
+    part.offer("in", event, None)
+    assert part.tally.applied["application"] == 1
+    samples = check_contract(metrics.exposition()[0].decode())
+    assert value(samples, "closure_monitor_watermark_timestamp_seconds",
+                 partition="0") == event.occurred_at
+    assert value(samples, "closure_monitor_events_total",
+                 event_type="application", outcome="applied") == 0
+    metrics.unwatch(0)
+    metrics.follow(part.tally)  # the tally itself, followed on its own
+    samples = check_contract(metrics.exposition()[0].decode())
+    assert value(samples, "closure_monitor_events_total",
+                 event_type="application", outcome="applied") == 1
+
+
 def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     metrics = Metrics()
     for seconds in (3e-6, 1e-3, 1e-3, 2.0):

@@ -292,3 +292,154 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     samples = {s.labels["event_type"]: s.value for f in metrics.registry.collect()
                for s in f.samples if s.name == "closure_monitor_input_pauses_total"}
     assert samples == {"repayment": 1, "application": 2, "credit_report": 0}
+
+
+def test_progress_round_trips_as_runs_and_refuses_anything_else() -> None:
+    import pytest
+
+    from streams.app import Progress, decode_progress, encode_progress
+
+    done = Progress(10, {12, 13, 14, 20, 22, 23})
+    assert done.runs() == [[12, 15], [20, 21], [22, 24]]
+    assert done.until == 24
+    assert [o for o in range(30) if done.done(o)] == [*range(10), 12, 13, 14, 20, 22, 23]
+    back = decode_progress(encode_progress({"a": done, "b": Progress(7)}))
+    assert {t: (p.below, p.ahead) for t, p in back.items()} == {
+        "a": (10, {12, 13, 14, 20, 22, 23}), "b": (7, set())}
+    assert Progress(7).until == 7 and not Progress(7).done(7)
+    for raw in (b"", b"[]", b'{"v":2,"inputs":{}}', b'{"v":1}', b'{"v":1,"inputs":{"a":[1]}}',
+                b'{"v":1,"inputs":{"a":[1,[[2]]]}}', b'{"v":1,"inputs":{"a":["x",[]]}}'):
+        with pytest.raises(ValueError, match="unreadable progress record"):
+            decode_progress(raw)
+
+
+def _message(offset: int) -> object:
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    return SimpleNamespace(tp=TP("in", 0), offset=offset)
+
+
+def test_an_input_reports_its_done_prefix_and_what_is_done_ahead_of_it() -> None:
+    """_Input: `finish` takes the done records at the head (to ack, in offset order);
+    `progress` is the first offset not done and the done offsets beyond it."""
+    from streams.app import _Input, _Pending
+
+    inp = _Input()
+    inp.next_offset = 100
+    pending = [_Pending(_message(o)) for o in range(100, 106)]  # type: ignore[arg-type]
+    inp.pending.extend(pending)
+    inp.next_offset = 106
+    for n in (1, 3, 4):  # released out of offset order: 101, 103 and 104 done first
+        pending[n].done = True
+        inp.done_ahead.add(100 + n)
+    assert inp.finish() == []
+    progress = inp.progress()
+    assert (progress.below, progress.ahead) == (100, {101, 103, 104})
+    pending[0].done = True
+    inp.done_ahead.add(100)
+    assert [m.offset for m in inp.finish()] == [100, 101]
+    progress = inp.progress()
+    assert (progress.below, progress.ahead) == (102, {103, 104})
+    for n in (2, 5):
+        pending[n].done = True
+        inp.done_ahead.add(100 + n)
+    assert [m.offset for m in inp.finish()] == [102, 103, 104, 105]
+    progress = inp.progress()
+    assert (progress.below, progress.ahead) == (106, set()) and not inp.done_ahead
+
+
+def test_an_input_taken_over_keeps_what_the_previous_owner_finished() -> None:
+    """After a takeover the input reads again from the committed offset: its progress
+    still names what the previous owner finished and it has not read again, so a
+    third owner skips that too (the progress never goes back)."""
+    from streams.app import Progress, _Input, _Pending
+
+    inp = _Input()
+    inp.next_offset = 50  # the committed offset
+    inp.skip = Progress(60, {62, 63})
+    progress = inp.progress()
+    assert (progress.below, progress.ahead) == (60, {62, 63})
+    # Read again: 50..59 skipped (done), 60 and 61 not done, 62 skipped, 64 applied.
+    for o in range(50, 65):
+        inp.pending.append(_Pending(_message(o), done=inp.skip.done(o)))  # type: ignore[arg-type]
+        if inp.skip.done(o):
+            inp.done_ahead.add(o)
+    inp.next_offset = 65
+    inp.pending[-1].done = True
+    inp.done_ahead.add(64)
+    assert [m.offset for m in inp.finish()] == list(range(50, 60))
+    progress = inp.progress()
+    assert (progress.below, progress.ahead) == (60, {62, 63, 64})
+
+
+async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered() -> None:
+    """Shell._settle: a settle's counts are added to the worker's tally, and partition
+    p's progress is written after the states, only once its decisions are delivered;
+    until then /metrics shows none of them."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from faust.types import TP
+
+    from streams.app import Settings, Shell, _Input, _Pending, decode_progress, progress_key
+    from streams.metrics import Metrics
+    from tests.factories import repayment
+
+    loop = asyncio.get_running_loop()
+    acked: list[int] = []
+    app: Any = SimpleNamespace(
+        consumer=SimpleNamespace(flow_active=True, ack=lambda m: acked.append(m.offset)),
+        consumer_generation_id=1)
+    table = FakeTable()
+    metrics = Metrics()
+    shell = Shell(app, Settings(partitions=1), POLICY, table, metrics)
+    in_flight: list[asyncio.Future[None]] = []
+    stored: list[list[bytes]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None
+                   ) -> asyncio.Future[None]:
+        in_flight.append(loop.create_future())
+        return in_flight[-1]
+
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> None:
+        stored.append([k for k, _ in writes])
+        table.data.update(writes)
+
+    shell._send = send  # type: ignore[method-assign]
+    shell._store = store  # type: ignore[method-assign]
+    tp = TP(shell.topics.inputs[0], 0)
+    states = TableStates(table, capacity=10)
+    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part.add_input(tp)
+    shell.parts[0] = part
+    shell.outboxes[0] = deque()
+    inp = shell.inputs[tp] = _Input()
+    released = []
+    for offset, event in enumerate([repayment(0, due=10, user="u1"),
+                                    repayment(200, due=10, user="u2")]):
+        pending = _Pending(SimpleNamespace(tp=tp, offset=offset))  # type: ignore[arg-type]
+        inp.pending.append(pending)
+        inp.next_offset = offset + 1
+        released += part.offer(tp, event, pending)
+    assert len(released) == 2 and part.decisions
+
+    def counted() -> dict[str, float]:
+        return {s.labels["outcome"]: s.value for f in metrics.registry.collect()
+                for s in f.samples if s.name == "closure_monitor_events_total"
+                and s.labels["event_type"] == "repayment"}
+
+    await shell._settle(0, part, released, (), 1)
+    assert in_flight and stored == [] and acked == []
+    assert shell.tally.read == 0 and counted()["applied"] == 0
+    for future in in_flight:
+        future.set_result(None)
+    await shell._settle(0, part, [], (), 1)
+    assert stored == [[b"u1", b"u2", progress_key(0)]]  # the progress after the states
+    assert acked == [0, 1]
+    assert shell.tally.read == 2 and counted()["applied"] == 2
+    assert sum(shell.tally.decisions.values()) == len(in_flight)
+    progress = decode_progress(table.data[progress_key(0)])
+    assert {t: (p.below, p.ahead) for t, p in progress.items()} == {tp.topic: (2, set())}
