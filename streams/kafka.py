@@ -25,8 +25,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from streams.errors import BrokerError, ConfigError
-
-INPUT_TYPES = ("repayment", "application", "credit_report")
+from streams.events import EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,14 @@ class Topics:
     def inputs(self) -> tuple[str, str, str]:
         return (self.repayments, self.applications, self.report_changes)
 
+    @functools.cached_property
+    def _by_type(self) -> dict[str, str]:
+        # events.EVENT_TYPES and `inputs` name the three inputs in the same order.
+        return dict(zip(EVENT_TYPES, self.inputs, strict=True))
+
     def for_type(self, event_type: str) -> str:
-        return {"repayment": self.repayments, "application": self.applications,
-                "credit_report": self.report_changes}[event_type]
+        """The input topic of an event type (KeyError for any other)."""
+        return self._by_type[event_type]
 
     def all(self) -> tuple[str, ...]:
         return (*self.inputs, self.decisions, self.dead_letter)

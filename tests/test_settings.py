@@ -55,3 +55,15 @@ def test_bad_seconds_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 def test_zero_counts_are_refused_not_defaulted(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings(*argv)
+
+
+def test_each_event_type_has_its_own_input_topic_behind_the_prefix() -> None:
+    from streams.events import EVENT_TYPES
+    from streams.kafka import Topics
+
+    topics = Topics("t.")
+    assert [topics.for_type(t) for t in EVENT_TYPES] == list(topics.inputs)
+    assert topics.for_type("credit_report") == "t.credit.report-changes"
+    assert len(set(topics.all())) == 5 and all(n.startswith("t.") for n in topics.all())
+    with pytest.raises(KeyError):
+        topics.for_type("decision")
