@@ -24,6 +24,7 @@ that they reach the partition's owner, in order with its input records.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 import weakref
@@ -147,6 +148,14 @@ def progress_key(p: int) -> bytes:
     return PROGRESS_KEY + str(p).encode()
 
 
+# Done offsets beyond the done prefix that a progress record names at most: those
+# wait behind an earlier record of their input still held (for the watermark), and
+# a topic written far out of event-time order could hold thousands. Past this many
+# only the lowest are named: a later owner applies the rest again (as duplicates
+# where their state was stored), which keeps decisions right and costs exact counts.
+PROGRESS_AHEAD_MAX = 1_000
+
+
 class Progress:
     """Which records of one input topic-partition are done: every offset below
     `below`, and the offsets in `ahead` (done before an earlier record was).
@@ -166,6 +175,8 @@ class Progress:
     def __init__(self, below: int, ahead: Iterable[int] = ()) -> None:
         self.below = below
         self.ahead = set(ahead)
+        if len(self.ahead) > PROGRESS_AHEAD_MAX:
+            self.ahead = set(heapq.nsmallest(PROGRESS_AHEAD_MAX, self.ahead))
         self.until = max(self.ahead, default=below - 1) + 1  # no offset from here is done
 
     def done(self, offset: int) -> bool:

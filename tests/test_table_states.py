@@ -313,6 +313,17 @@ def test_progress_round_trips_as_runs_and_refuses_anything_else() -> None:
             decode_progress(raw)
 
 
+def test_progress_names_at_most_so_many_done_offsets_ahead() -> None:
+    """The lowest PROGRESS_AHEAD_MAX: what it leaves out is applied again by a later
+    owner, never skipped unapplied."""
+    from streams.app import PROGRESS_AHEAD_MAX, Progress, decode_progress, encode_progress
+
+    ahead = range(100, 100 + 4 * PROGRESS_AHEAD_MAX, 2)  # scattered: one run each
+    done = decode_progress(encode_progress({"a": Progress(10, ahead)}))["a"]
+    assert done.ahead == set(list(ahead)[:PROGRESS_AHEAD_MAX])
+    assert done.until == 100 + 2 * PROGRESS_AHEAD_MAX - 1
+
+
 def _message(offset: int) -> object:
     from types import SimpleNamespace
 
