@@ -174,7 +174,7 @@ class Progress:
 
     def __init__(self, below: int, ahead: Iterable[int] = ()) -> None:
         self.below = below
-        self.ahead = set(ahead)
+        self.ahead = {o for o in ahead if o >= below}
         if len(self.ahead) > PROGRESS_AHEAD_MAX:
             self.ahead = set(heapq.nsmallest(PROGRESS_AHEAD_MAX, self.ahead))
         self.until = max(self.ahead, default=below - 1) + 1  # no offset from here is done
@@ -207,7 +207,7 @@ def decode_progress(raw: bytes) -> dict[str, Progress]:
         return {topic: Progress(int(below), (o for first, end in runs
                                              for o in range(int(first), int(end))))
                 for topic, (below, runs) in data["inputs"].items()}
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"unreadable progress record: {exc!r}") from None
 
 
@@ -358,9 +358,14 @@ class _Group:
     def ready(self) -> bool:
         return all(f.done() for f in self.futures)
 
-    def delivered(self) -> bool:
-        return all(f.done() and not f.cancelled() and f.exception() is None
-                   for f in self.futures)
+    def error(self) -> BaseException | None:
+        """The first failed delivery, once every future is done."""
+        for f in self.futures:
+            if f.cancelled():
+                return asyncio.CancelledError("delivery cancelled")
+            if f.exception() is not None:
+                return f.exception()
+        return None
 
 
 class Shell:
@@ -380,6 +385,10 @@ class Shell:
         self.rerouted = 0
         self.skipped = 0  # records a previous owner of their partition had finished
         self.completing: set[asyncio.Future[None]] = set()  # `_complete`s running
+        self._quiescing = asyncio.Lock()
+        # Partitions with a failed delivery or store: none of their groups is
+        # completed any more (the worker is restarting).
+        self.failed: set[int] = set()
         self.topics = settings.topics
         self.parts: dict[int, Partition[_Pending]] = {}
         self.inputs: dict[TP, _Input] = {}
@@ -578,14 +587,18 @@ class Shell:
         self.skipped += 1
         pending = _Pending(msg, done=True)
         inp.pending.append(pending)
+        inp.done_ahead.add(msg.offset)  # done now: `finish` may take it with any group
         released.append(pending)
         assert inp.skip is not None
         if msg.offset + 1 >= inp.skip.until:
             inp.skip = None  # past everything the previous owner finished
         decoded = decode(raw)
-        if (not isinstance(decoded, Rejection)
-                and partition_for(decoded.user_id.encode(), self.settings.partitions)
-                == msg.partition):
+        if isinstance(decoded, Rejection):
+            return
+        key = decoded.user_id.encode()
+        if ((msg.key is None or msg.key == key)
+                and partition_for(key, self.settings.partitions) == msg.partition):
+            # One the previous owner applied here (not dead-lettered or sent on).
             part.buffer.observe(msg.tp, decoded.occurred_at)
             released += part.release()
 
@@ -689,11 +702,16 @@ class Shell:
         outbox = self.outboxes[p]
         if futures or writes or released:
             outbox.append(_Group(futures, writes, released, counted))
-        while outbox and outbox[0].ready() and self._current(generation):
+        while (outbox and outbox[0].ready() and self._current(generation)
+               and p not in self.failed):
+            error = outbox[0].error()
+            if error is not None:
+                # Delivery failed: nothing of this partition is completed from here
+                # (a later group's states would hold this one's events), and the
+                # worker restarts; the next owner reads these records again.
+                self.failed.add(p)
+                raise error
             group = outbox.popleft()
-            for future in group.futures:
-                if future.exception() is not None:
-                    raise future.exception()  # delivery failed: let the worker restart
             # Finished whatever happens meanwhile (a rebalance, a stop cancelling this
             # handler): a group's states, progress and counts go together.
             task = asyncio.ensure_future(self._complete(p, states, group))
@@ -709,7 +727,11 @@ class Shell:
         if group.released:
             writes = [*writes, (progress_key(p), self._progress(p))]
         if writes:
-            await self._store(p, writes)
+            try:
+                await self._store(p, writes)
+            except BaseException:
+                self.failed.add(p)  # its records are marked done but may not be stored
+                raise
             states.stored(group.writes)
         group.tally.read = group.tally.accounted  # rerouted records count at home
         self.tally.add(group.tally)
@@ -723,24 +745,32 @@ class Shell:
         group whose decisions are delivered once the producer is flushed, and flush
         what that wrote. What is left (a failed delivery, records not yet released)
         the next owner reads again and counts."""
-        if self.completing:
-            await asyncio.gather(*self.completing, return_exceptions=True)
-        producer = self.app.producer
-        await producer.flush()
-        for p, outbox in list(self.outboxes.items()):
-            part = self.parts.get(p)
-            while part is not None and outbox and outbox[0].delivered():
-                await self._complete(p, _table_states(part), outbox.popleft())
-        await producer.flush()
+        async with self._quiescing:  # a stop may come during a revoke's
+            if self.completing:
+                # `wait`, not `gather`: cancelling this must not cancel them.
+                done, _ = await asyncio.wait(set(self.completing))
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("storing a batch failed: %r", task.exception())
+            producer = self.app.producer
+            await producer.flush()
+            for p, outbox in list(self.outboxes.items()):
+                part = self.parts.get(p)
+                while (part is not None and p not in self.failed and outbox
+                       and outbox[0].ready() and outbox[0].error() is None):
+                    await self._complete(p, _table_states(part), outbox.popleft())
+            await producer.flush()
 
     def _finish(self, p: int, released: list[_Pending]) -> list[Message]:
         """Mark these records done; the records now done at the head of each of
         partition p's inputs, in offset order (to ack once the table holds them)."""
         touched = set()
         for pending in released:
-            pending.done = True
             tp = pending.message.tp
             touched.add(tp)
+            if pending.done:
+                continue  # skipped: done (and in done_ahead) since it was read
+            pending.done = True
             inp = self.inputs.get(tp)
             if inp is not None:
                 inp.done_ahead.add(pending.message.offset)

@@ -207,7 +207,10 @@ class MonitorApp(faust.App):
     async def _stop_fetcher(self) -> None:
         await super()._stop_fetcher()
         if self.on_fetcher_stopped is not None:
-            await self.on_fetcher_stopped()
+            try:
+                await self.on_fetcher_stopped()
+            except Exception:  # the stop goes on (tables, producer, final commit)
+                self.log.exception("finishing the batch handler's work failed")
 
     def _new_transport(self) -> Any:
         return MonitorTransport(self.conf.broker_consumer, self)

@@ -87,7 +87,6 @@ async def run_to_completion(live: Live, expected: Expected, sent: int,
 
 def check_conservation(summary: dict[str, int], expected: Expected) -> None:
     assert summary["read"] == expected.read
-    assert summary["applied"] + summary["duplicates"] + summary["rejected"] == summary["read"]
     assert summary["applied"] == expected.applied
     assert summary["duplicates"] == expected.duplicates
     assert summary["rejected"] == sum(expected.rejected.values())

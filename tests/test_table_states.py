@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -149,7 +150,6 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
     to the table once it is delivered, and then forgotten."""
     import asyncio
     from types import SimpleNamespace
-    from typing import Any
 
     from streams.app import Settings, Shell
     from streams.metrics import Metrics
@@ -195,7 +195,6 @@ async def test_changelog_batches_split_at_the_batch_size_and_persist_each_last_o
     store's persisted offset is the offset of that batch's last record."""
     import asyncio
     from types import SimpleNamespace
-    from typing import Any
 
     from aiokafka.producer.message_accumulator import BatchBuilder
     from aiokafka.record.default_records import DefaultRecordBatch
@@ -243,7 +242,6 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     watermark back, resumes at half the limit or once it is the furthest behind; the
     input holding the watermark back never pauses, however much it holds."""
     from types import SimpleNamespace
-    from typing import Any
 
     from faust.types import TP
 
@@ -391,7 +389,6 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
     until then /metrics shows none of them."""
     import asyncio
     from types import SimpleNamespace
-    from typing import Any
 
     from faust.types import TP
 
@@ -454,3 +451,101 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
     assert sum(shell.tally.decisions.values()) == len(in_flight)
     progress = decode_progress(table.data[progress_key(0)])
     assert {t: (p.below, p.ahead) for t, p in progress.items()} == {tp.topic: (2, set())}
+
+
+def _bare_shell(table: FakeTable, acked: list[int]) -> Any:
+    """A Shell on a fake app (no Kafka), its table stores and flushes at once."""
+    from types import SimpleNamespace
+
+    from streams.app import Settings, Shell
+    from streams.metrics import Metrics
+
+    async def flush() -> None:
+        return None
+
+    app: Any = SimpleNamespace(
+        consumer=SimpleNamespace(flow_active=True, ack=lambda m: acked.append(m.offset)),
+        consumer_generation_id=1, producer=SimpleNamespace(flush=flush))
+    shell = Shell(app, Settings(partitions=1), POLICY, table, Metrics())
+
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> None:
+        table.data.update(writes)
+
+    shell._store = store  # type: ignore[method-assign]
+    return shell
+
+
+async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_progress(
+        ) -> None:
+    """A skipped record is done when read: a group completed before the skipped
+    records' own group acks them with its own, and the progress written then and
+    later names each done offset once, never one below its prefix."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.app import Progress, _Group, _Input, _Pending, decode_progress, progress_key
+    from streams.engine import Tally
+
+    table, acked = FakeTable(), list[int]()
+    shell = _bare_shell(table, acked)
+    tp = TP(shell.topics.inputs[0], 0)
+    states = TableStates(table, capacity=10)
+    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part.add_input(tp)
+    inp = shell.inputs[tp] = _Input()
+    inp.skip = Progress(0, {2, 3})  # the previous owner finished 2 and 3 only
+    shell.last_message[0] = None
+    first = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
+    inp.pending.extend(first)
+    later: list[_Pending] = []
+    for o in (2, 3):
+        shell._skip(part, inp, SimpleNamespace(tp=tp, offset=o, key=None), b"not json", later)
+    inp.next_offset = 4
+    assert inp.skip is None and shell.skipped == 2
+    delivered = asyncio.get_running_loop().create_future()
+    delivered.set_result(None)
+    await shell._complete(0, states, _Group([delivered], [], first, Tally()))
+    assert acked == [0, 1, 2, 3] and not inp.done_ahead  # the skipped ones went too
+    await shell._complete(0, states, _Group([], [], later, Tally()))
+    progress = decode_progress(table.data[progress_key(0)])[tp.topic]
+    assert (progress.below, progress.ahead, progress.until) == (4, set(), 4)
+    assert acked == [0, 1, 2, 3] and not inp.done_ahead
+
+
+async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_completed(
+        ) -> None:
+    """A later group's states hold the failed group's events: completing it would
+    make the next owner take those records for duplicates and never send their
+    decisions. The settle raises (the worker restarts) and a stop's quiesce
+    completes nothing of that partition."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import pytest
+    from faust.types import TP
+
+    from streams.app import _Group, _Input, _Pending
+    from streams.engine import Tally
+
+    loop = asyncio.get_running_loop()
+    table, acked = FakeTable(), list[int]()
+    shell = _bare_shell(table, acked)
+    tp = TP(shell.topics.inputs[0], 0)
+    states = TableStates(table, capacity=10)
+    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    shell.parts[0] = part
+    inp = shell.inputs[tp] = _Input()
+    records = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
+    inp.pending.extend(records)
+    failed, delivered = loop.create_future(), loop.create_future()
+    failed.set_exception(OSError("broker gone"))
+    delivered.set_result(None)
+    shell.outboxes[0] = deque([_Group([failed], [(b"u1", b"{}")], records[:1], Tally()),
+                               _Group([delivered], [(b"u1", b"{}")], records[1:], Tally())])
+    with pytest.raises(OSError, match="broker gone"):
+        await shell._settle(0, part, [], (), 1)
+    await shell.quiesce()
+    assert table.data == {} and acked == [] and shell.tally.read == 0
+    assert len(shell.outboxes[0]) == 2
