@@ -242,8 +242,8 @@ class _Input:
         skip = self.skip
         if skip is None:
             return Progress(below, self.done_ahead)
-        below = max(below, skip.below)
-        return Progress(below, (o for o in chain(self.done_ahead, skip.ahead) if o >= below))
+        # (Progress keeps only the offsets ahead of its prefix.)
+        return Progress(max(below, skip.below), chain(self.done_ahead, skip.ahead))
 
 
 class TableStates(MutableMapping[str, UserState]):
