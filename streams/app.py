@@ -160,14 +160,16 @@ class Progress:
     """Which records of one input topic-partition are done: every offset below
     `below`, and the offsets in `ahead` (done before an earlier record was).
 
-    A partition's progress goes into the state table with the state writes of
-    each settle whose decisions were delivered, after them, in the same changelog
-    partition: whoever restores the table has the states of every record the
-    progress names. A worker that takes the partition over reads again from the
-    committed offset, which is never past `below`; the records the progress names
-    were applied and counted by the previous owner, and are skipped (acked, their
-    event times still move the watermark) instead of being applied and counted
-    again.
+    A partition's progress goes into the state table after the state writes of
+    each group whose decisions were delivered, in the same changelog partition,
+    when it moved; it names the records whose states' changelog records were
+    delivered before it was written (and a stop writes it once more): whoever
+    restores the table has the states of every record the progress names. A
+    worker that takes the partition over reads again from the committed offset
+    (which may be past `below`: a record is acked when done, and the progress
+    naming it goes out with the next group); the records the progress names were applied and
+    counted by the previous owner, and are skipped (acked, their event times still
+    move the watermark) instead of being applied and counted again.
     """
 
     __slots__ = ("ahead", "below", "until")
@@ -344,7 +346,9 @@ class TableStates(MutableMapping[str, UserState]):
 
 class _Group:
     """What one settle produced: decisions in flight, state writes, records to ack
-    and their counts, all final once those decisions are delivered."""
+    and their counts. Once the decisions are delivered the writes go to the table
+    (`Shell._complete`) and `futures` becomes their changelog sends; once those are
+    delivered too, the records are final (`Shell._confirm`)."""
 
     __slots__ = ("futures", "released", "tally", "writes")
 
@@ -359,7 +363,7 @@ class _Group:
         return all(f.done() for f in self.futures)
 
     def error(self) -> BaseException | None:
-        """The first failed delivery, once every future is done."""
+        """The first failed delivery, once every future is done (`ready`)."""
         for f in self.futures:
             if f.cancelled():
                 return asyncio.CancelledError("delivery cancelled")
@@ -394,6 +398,9 @@ class Shell:
         self.inputs: dict[TP, _Input] = {}
         self.last_message: dict[int, Message] = {}  # by partition: routes table writes
         self.outboxes: dict[int, deque[_Group]] = {}  # by partition, as self.parts
+        # Groups stored, their changelog sends in flight (`_confirm`), by partition.
+        self.storing: dict[int, deque[_Group]] = {}
+        self.progress_sent: dict[int, bytes] = {}  # the last progress record written
         self.paused: set[TP] = set()  # inputs paused for back-pressure (`_flow`)
 
     # -- partitions --------------------------------------------------------------
@@ -424,6 +431,7 @@ class Shell:
             self._restore(p, part)
             self.parts[p] = part
             self.outboxes[p] = deque()
+            self.storing[p] = deque()
             metrics.watch(p, part, follow=False)
         return part
 
@@ -481,6 +489,8 @@ class Shell:
         for p in {tp.partition for tp in tps}:
             part = self.parts.pop(p, None)
             self.outboxes.pop(p, None)
+            self.storing.pop(p, None)
+            self.progress_sent.pop(p, None)
             for name in self.topics.inputs:
                 self.inputs.pop(TP(name, p), None)
                 self.paused.discard(TP(name, p))  # Faust forgets its pause too
@@ -678,13 +688,15 @@ class Shell:
     async def _settle(self, p: int, part: Partition[_Pending], released: list[_Pending],
                       sent: Iterable[Any], generation: int) -> None:
         """Send what the released events decided; once delivered (with whatever else
-        these records sent), store the states they changed and ack the records, in
-        offset order.
+        these records sent), store the states they changed (`_complete`); once the
+        changelog has those, count the records and ack them, in offset order
+        (`_confirm`).
 
         A crash before the state is stored redelivers the records and re-emits the
-        same decisions (same ids); a state is never stored ahead of its decisions.
-        Nothing is stored or acked once a rebalance began: the partition may have
-        gone to another worker, which reads its records again.
+        same decisions (same ids); a state is never stored ahead of its decisions,
+        and a record is never acked ahead of its state's changelog record. Nothing
+        is stored or acked once a rebalance began: the partition may have gone to
+        another worker, which reads its records again.
         """
         states = _table_states(part)
         # Every user of partition p has p as its home (on_batch forwards the others,
@@ -702,6 +714,8 @@ class Shell:
         outbox = self.outboxes[p]
         if futures or writes or released:
             outbox.append(_Group(futures, writes, released, counted))
+        if p not in self.failed:
+            self._confirm(p)  # first: the progress the groups below write includes them
         while (outbox and outbox[0].ready() and self._current(generation)
                and p not in self.failed):
             error = outbox[0].error()
@@ -720,31 +734,53 @@ class Shell:
             await asyncio.shield(task)
 
     async def _complete(self, p: int, states: TableStates, group: _Group) -> None:
-        """Store a delivered group's states and partition p's progress after them,
-        count its records, ack them."""
-        acks = self._finish(p, group.released)
+        """Store a delivered group's states, and partition p's progress after them
+        when it moved; the group then waits for the changelog (`_confirm`)."""
         writes = group.writes
-        if group.released:
-            writes = [*writes, (progress_key(p), self._progress(p))]
+        progress = self._progress(p)
+        if progress != self.progress_sent.get(p):
+            writes = [*writes, (progress_key(p), progress)]
+            self.progress_sent[p] = progress
+        futures: list[Any] = []
         if writes:
             try:
-                await self._store(p, writes)
+                futures = await self._store(p, writes)
             except BaseException:
-                self.failed.add(p)  # its records are marked done but may not be stored
+                self.failed.add(p)  # the table may hold some of these writes
                 raise
             states.stored(group.writes)
-        group.tally.read = group.tally.accounted  # rerouted records count at home
-        self.tally.add(group.tally)
+        group.futures = futures
+        self.storing[p].append(group)
+
+    def _confirm(self, p: int) -> None:
+        """Partition p's stored groups whose changelog records are delivered, in order:
+        their records are done (the next progress names them), counted and acked.
+
+        A changelog send that failed (the producer gave up after its retries) stops
+        the partition as a failed delivery does, and raises: the worker restarts and
+        the next owner reads those records again (the progress does not name them).
+        """
+        storing = self.storing.get(p)
         ack = self.app.consumer.ack
-        for message in acks:
-            ack(message)
+        while storing and storing[0].ready():
+            error = storing[0].error()
+            if error is not None:
+                self.failed.add(p)
+                raise error
+            group = storing.popleft()
+            acks = self._finish(p, group.released)
+            group.tally.read = group.tally.accounted  # rerouted records count at home
+            self.tally.add(group.tally)
+            for message in acks:
+                ack(message)
 
     async def quiesce(self) -> None:
         """Before partitions go to another owner (which must find their progress) or
         the worker stops: let the groups being completed finish, then complete every
-        group whose decisions are delivered once the producer is flushed, and flush
-        what that wrote. What is left (a failed delivery, records not yet released)
-        the next owner reads again and counts."""
+        group whose decisions are delivered once the producer is flushed, confirm
+        every group whose changelog records are delivered once it is flushed again,
+        and write and flush the progress that leaves. What is left (a failed
+        delivery, records not yet released) the next owner reads again and counts."""
         async with self._quiescing:  # a stop may come during a revoke's
             if self.completing:
                 # `wait`, not `gather`: cancelling this must not cancel them.
@@ -760,6 +796,25 @@ class Shell:
                        and outbox[0].ready() and outbox[0].error() is None):
                     await self._complete(p, _table_states(part), outbox.popleft())
             await producer.flush()
+            last: list[Any] = []
+            for p in list(self.storing):
+                if p in self.failed:
+                    continue
+                try:
+                    self._confirm(p)
+                except Exception as exc:
+                    log.error("partition %d: a changelog write failed: %r", p, exc)
+                    continue
+                progress = self._progress(p)
+                if progress != self.progress_sent.get(p) and p in self.last_message:
+                    last += await self._store(p, [(progress_key(p), progress)])
+                    self.progress_sent[p] = progress
+            if last:
+                await producer.flush()
+                for future in last:
+                    if future.done() and not future.cancelled() and future.exception():
+                        log.error("writing a progress record failed: %r",
+                                  future.exception())
 
     def _finish(self, p: int, released: list[_Pending]) -> list[Message]:
         """Mark these records done; the records now done at the head of each of
@@ -790,8 +845,9 @@ class Shell:
                 inputs[name] = inp.progress()
         return encode_progress(inputs)
 
-    async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> None:
-        await store_partition(self.app, self.table, self.last_message[p], writes,
+    async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Write to partition p of the table; the changelog sends' futures."""
+        return await store_partition(self.app, self.table, self.last_message[p], writes,
                               batched=not self.settings.tansu)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes,
@@ -838,7 +894,7 @@ def _table_states(part: Partition[Any]) -> TableStates:
 
 async def store_partition(app: faust.App, table: Any, msg: Message,
                           writes: list[tuple[bytes, bytes]], *,
-                          batched: bool = True) -> None:
+                          batched: bool = True) -> list[Any]:
     """Write key/value pairs to the table partition of record `msg` (its partition
     number): to the store, and straight to that changelog partition, as Faust's own
     table write does without its per-write buffering. The RocksDB store picks its
@@ -847,6 +903,7 @@ async def store_partition(app: faust.App, table: Any, msg: Message,
     `batched` builds the changelog's record batches here, one producer call and one
     future per batch (`changelog_batches`); else each record is its own send, which
     the Tansu workaround (TANSU_PRODUCER_SETTINGS) needs to put each in its own batch.
+    Returns the changelog sends' futures, done when delivered.
     """
     event = faust.Event(app, msg.key, msg.value, msg.headers, msg)
     token = _current_event.set(weakref.ref(event))
@@ -858,17 +915,19 @@ async def store_partition(app: faust.App, table: Any, msg: Message,
         _current_event.reset(token)
     changelog = table.changelog_topic.get_topic_name()
     if batched:
-        await changelog_batches(app, table, changelog, msg.partition, writes)
-        return
+        return await changelog_batches(app, table, changelog, msg.partition, writes)
     send: Any = app.producer.send  # its futures are asyncio futures
     on_sent = table._on_changelog_sent  # records the store's persisted offset
+    futures = []
     for key, raw in writes:
         future = await send(changelog, key, raw, msg.partition, None, None)
         future.add_done_callback(on_sent)
+        futures.append(future)
+    return futures
 
 
 async def changelog_batches(app: faust.App, table: Any, topic: str, partition: int,
-                            writes: list[tuple[bytes, bytes]]) -> None:
+                            writes: list[tuple[bytes, bytes]]) -> list[Any]:
     """Send writes to one changelog partition in record batches built here
     (aiokafka's `create_batch`/`send_batch`, each up to the producer's batch size).
 
@@ -876,23 +935,26 @@ async def changelog_batches(app: faust.App, table: Any, topic: str, partition: i
     partitioner, a future and a callback each: about 15 us, measured in bench/live);
     appended to a batch, a fraction of that. When a batch is delivered the store's
     persisted offset moves to its last record, as Faust's per-record callback does.
+    Returns one future per batch.
     """
     producer = cast(Any, app.producer)._ensure_producer()  # Faust's aiokafka producer
     tp = TP(topic, partition)
     persisted = table.data.set_persisted_offset
     batch, n = producer.create_batch(), 0
+    futures = []
     for key, raw in writes:
         if batch.append(key=key, value=raw, timestamp=None) is None:
-            await _send_batch(producer, batch, tp, n, persisted)
+            futures.append(await _send_batch(producer, batch, tp, n, persisted))
             batch, n = producer.create_batch(), 0
             batch.append(key=key, value=raw, timestamp=None)  # the first always fits
         n += 1
     if n:
-        await _send_batch(producer, batch, tp, n, persisted)
+        futures.append(await _send_batch(producer, batch, tp, n, persisted))
+    return futures
 
 
 async def _send_batch(producer: Any, batch: Any, tp: TP, n: int,
-                      persisted: Callable[[TP, int], None]) -> None:
+                      persisted: Callable[[TP, int], None]) -> Any:
     future = await producer.send_batch(batch, tp.topic, partition=tp.partition)
 
     def sent(f: Any) -> None:
@@ -900,6 +962,7 @@ async def _send_batch(producer: Any, batch: Any, tp: TP, n: int,
             persisted(tp, f.result().offset + n - 1)  # the batch's base offset + n - 1
 
     future.add_done_callback(sent)
+    return future
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:

@@ -167,11 +167,13 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
         in_flight.append(loop.create_future())
         return in_flight[-1]
 
-    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> None:
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
         table.data.update(writes)
+        return []
 
     shell._send = send  # type: ignore[method-assign]
     shell._store = store  # type: ignore[method-assign]
+    shell.storing[0] = deque()
     states = TableStates(table, capacity=1)
     part: Partition[Any] = Partition(POLICY, states, 0.0)
     part.add_input(0)
@@ -185,7 +187,7 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
     for future in in_flight:
         future.set_result(None)
     await shell._settle(0, part, [], (), 1)
-    assert set(table.data) == {b"u1", b"u2"} and not states.unstored
+    assert {b"u1", b"u2"} <= set(table.data) and not states.unstored
 
 
 async def test_changelog_batches_split_at_the_batch_size_and_persist_each_last_offset(
@@ -383,10 +385,12 @@ def test_an_input_taken_over_keeps_what_the_previous_owner_finished() -> None:
     assert (progress.below, progress.ahead) == (60, {62, 63, 64})
 
 
-async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered() -> None:
-    """Shell._settle: a settle's counts are added to the worker's tally, and partition
-    p's progress is written after the states, only once its decisions are delivered;
-    until then /metrics shows none of them."""
+async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delivered(
+        ) -> None:
+    """Shell._settle: a group's states are written once its decisions are delivered;
+    its records are counted (the worker's tally, /metrics) and acked only once those
+    writes' changelog records are delivered too; the progress record that names them
+    goes out after the states of the next group, or at a stop (`quiesce`)."""
     import asyncio
     from types import SimpleNamespace
 
@@ -398,13 +402,18 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
 
     loop = asyncio.get_running_loop()
     acked: list[int] = []
+
+    async def flush() -> None:
+        return None
+
     app: Any = SimpleNamespace(
         consumer=SimpleNamespace(flow_active=True, ack=lambda m: acked.append(m.offset)),
-        consumer_generation_id=1)
+        consumer_generation_id=1, producer=SimpleNamespace(flush=flush))
     table = FakeTable()
     metrics = Metrics()
     shell = Shell(app, Settings(partitions=1), POLICY, table, metrics)
     in_flight: list[asyncio.Future[None]] = []
+    changelog: list[asyncio.Future[None]] = []
     stored: list[list[bytes]] = []
 
     async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None
@@ -412,9 +421,11 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
         in_flight.append(loop.create_future())
         return in_flight[-1]
 
-    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> None:
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
         stored.append([k for k, _ in writes])
         table.data.update(writes)
+        changelog.append(loop.create_future())
+        return [changelog[-1]]
 
     shell._send = send  # type: ignore[method-assign]
     shell._store = store  # type: ignore[method-assign]
@@ -423,7 +434,8 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
     part: Partition[Any] = Partition(POLICY, states, 0.0)
     part.add_input(tp)
     shell.parts[0] = part
-    shell.outboxes[0] = deque()
+    shell.outboxes[0], shell.storing[0] = deque(), deque()
+    shell.last_message[0] = None  # type: ignore[assignment]
     inp = shell.inputs[tp] = _Input()
     released = []
     for offset, event in enumerate([repayment(0, due=10, user="u1"),
@@ -439,6 +451,10 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
                 for s in f.samples if s.name == "closure_monitor_events_total"
                 and s.labels["event_type"] == "repayment"}
 
+    def progress() -> tuple[int, set[int]]:
+        p = decode_progress(table.data[progress_key(0)])[tp.topic]
+        return p.below, p.ahead
+
     await shell._settle(0, part, released, (), 1)
     assert in_flight and stored == [] and acked == []
     assert shell.tally.read == 0 and counted()["applied"] == 0
@@ -446,11 +462,76 @@ async def test_the_shell_counts_a_group_and_stores_its_progress_once_delivered()
         future.set_result(None)
     await shell._settle(0, part, [], (), 1)
     assert stored == [[b"u1", b"u2", progress_key(0)]]  # the progress after the states
+    assert progress() == (0, set())  # nothing is done before the changelog has it
+    await shell._settle(0, part, [], (), 1)
+    assert acked == [] and shell.tally.read == 0 and counted()["applied"] == 0
+    changelog[0].set_result(None)
+    await shell._settle(0, part, [], (), 1)
     assert acked == [0, 1]
     assert shell.tally.read == 2 and counted()["applied"] == 2
     assert sum(shell.tally.decisions.values()) == len(in_flight)
-    progress = decode_progress(table.data[progress_key(0)])
-    assert {t: (p.below, p.ahead) for t, p in progress.items()} == {tp.topic: (2, set())}
+    assert len(stored) == 1  # nothing new to store: the progress waits for the stop
+    await shell.quiesce()
+    assert stored[1:] == [[progress_key(0)]] and progress() == (2, set())
+    await shell.quiesce()
+    assert len(stored) == 2  # written once: it did not move since
+
+
+async def test_a_failed_changelog_write_acks_and_counts_nothing_and_stops_the_partition(
+        ) -> None:
+    """A changelog send the producer gave up on: the records of its group stay
+    unacked and uncounted, and the progress never names them (the next owner reads
+    them again); the settle raises, so the worker restarts, and nothing later of the
+    partition is completed or confirmed."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import pytest
+    from faust.types import TP
+
+    from streams.app import _Group, _Input, _Pending, decode_progress, progress_key
+    from streams.engine import Tally
+
+    loop = asyncio.get_running_loop()
+    table, acked = FakeTable(), list[int]()
+    shell = _bare_shell(table, acked)
+    changelog: list[asyncio.Future[None]] = []
+    stored: list[list[bytes]] = []
+
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
+        stored.append([k for k, _ in writes])
+        table.data.update(writes)
+        changelog.append(loop.create_future())
+        return [changelog[-1]]
+
+    shell._store = store  # type: ignore[method-assign]
+    tp = TP(shell.topics.inputs[0], 0)
+    states = TableStates(table, capacity=10)
+    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    shell.parts[0] = part
+    shell.last_message[0] = None
+    inp = shell.inputs[tp] = _Input()
+    records = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
+    inp.pending.extend(records)
+    inp.next_offset = 2
+    delivered = loop.create_future()
+    delivered.set_result(None)
+    tally = Tally()
+    tally.read = 1
+    shell.outboxes[0] = deque([_Group([delivered], [(b"u1", b"{}")], records[:1], tally),
+                               _Group([delivered], [(b"u1", b"{}")], records[1:], Tally())])
+    shell.storing[0] = deque()
+    await shell._settle(0, part, [], (), 1)
+    assert len(stored) == 2 and not shell.storing[0][0].ready()
+    changelog[0].set_exception(OSError("changelog partition gone"))
+    changelog[1].set_result(None)
+    with pytest.raises(OSError, match="changelog partition gone"):
+        await shell._settle(0, part, [], (), 1)
+    await shell.quiesce()
+    assert acked == [] and shell.tally.read == 0 and 0 in shell.failed
+    assert len(stored) == 2  # no progress written at the stop
+    progress = decode_progress(table.data[progress_key(0)])[tp.topic]
+    assert (progress.below, progress.ahead) == (0, set())
 
 
 def _bare_shell(table: FakeTable, acked: list[int]) -> Any:
@@ -468,10 +549,12 @@ def _bare_shell(table: FakeTable, acked: list[int]) -> Any:
         consumer_generation_id=1, producer=SimpleNamespace(flush=flush))
     shell = Shell(app, Settings(partitions=1), POLICY, table, Metrics())
 
-    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> None:
+    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
         table.data.update(writes)
+        return []  # delivered at once
 
     shell._store = store  # type: ignore[method-assign]
+    shell.storing[0] = deque()
     return shell
 
 
@@ -507,8 +590,11 @@ async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_prog
     delivered = asyncio.get_running_loop().create_future()
     delivered.set_result(None)
     await shell._complete(0, states, _Group([delivered], [], first, Tally()))
+    shell._confirm(0)
     assert acked == [0, 1, 2, 3] and not inp.done_ahead  # the skipped ones went too
     await shell._complete(0, states, _Group([], [], later, Tally()))
+    shell._confirm(0)
+    await shell._complete(0, states, _Group([], [], [], Tally()))  # writes the progress
     progress = decode_progress(table.data[progress_key(0)])[tp.topic]
     assert (progress.below, progress.ahead, progress.until) == (4, set(), 4)
     assert acked == [0, 1, 2, 3] and not inp.done_ahead
