@@ -107,6 +107,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     partitions: int = DEFAULT_PARTITIONS
+    replication_factor: int = 1  # of every topic the worker creates (changelog too)
     app_id: str = "closure-monitor"
     topic_prefix: str = ""
     lateness: float = DEFAULT_LATENESS
@@ -982,6 +983,7 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         "web_port": settings.web_port,
         "web_host": settings.web_host,
         "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
         "topic_allow_declare": True,
         "consumer_auto_offset_reset": "earliest",
         # Buffered (unacked) records must not hold a rebalance up: they are

@@ -45,6 +45,10 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
     w.add_argument("--web-port", type=int, default=None,
                    help="port of the /metrics web server (env CLOSURE_MONITOR_WEB_PORT; 6066)")
     _partitions_flag(w)
+    w.add_argument("--replication-factor", type=int, default=None,
+                   help="replicas of every topic the worker creates, its changelog "
+                        "included (env CLOSURE_MONITOR_REPLICATION_FACTOR; default 1: "
+                        "set 3 on a production cluster)")
     w.add_argument("--app-id", default=_env("APP_ID", "closure-monitor"),
                    help="consumer group and changelog prefix (env CLOSURE_MONITOR_APP_ID)")
     _prefix_flag(w)
@@ -134,6 +138,8 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
     partitions = _count(args.partitions, "--partitions", "PARTITIONS", 8)
+    replication = _count(args.replication_factor, "--replication-factor",
+                         "REPLICATION_FACTOR", 1)
     web_port = args.web_port if args.web_port is not None else _int_env("WEB_PORT", 6066)
     if not 0 < web_port < 65536:
         raise ConfigError(f"--web-port {web_port}: not a port number")
@@ -147,6 +153,7 @@ def _settings(args: argparse.Namespace) -> Any:
                           DEFAULT_INPUT_BUFFER)
     return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
+                    replication_factor=replication,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
                     lateness=args.lateness,
                     idle_timeout=(DEFAULT_IDLE_TIMEOUT if args.idle_timeout is None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import murmur2
 
 from streams.errors import BrokerError, ConfigError
@@ -123,13 +123,16 @@ async def check_broker(url: str, timeout: float = 10.0) -> None:
 
 async def ensure_topics(url: str, names: Iterable[str], partitions: int,
                         timeout: float = 30.0,
-                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                        configs: Mapping[str, Mapping[str, str]] | None = None,
+                        replication_factor: int = 1) -> None:
     """Create the topics that don't exist; refuse ones with another partition count.
 
     Input topics must have equal partition counts (co-partitioning), and unknown
     topics may be auto-created by a broker with its own default, so the worker
     creates its topics before anything produces to them. `configs` gives topic
-    settings (e.g. retention.ms) by name, for the topics created here.
+    settings (e.g. retention.ms) by name, for the topics created here, with
+    `replication_factor` replicas each. A topic the broker refuses to create is
+    named with the broker's reason.
     """
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
@@ -144,12 +147,20 @@ async def ensure_topics(url: str, names: Iterable[str], partitions: int,
         present = set(await admin.list_topics())
         missing = [t for t in wanted if t not in present]
         if missing:
-            # Another worker may create them concurrently: checked below.
+            # Another worker may create them concurrently (TopicAlreadyExists here):
+            # what exists is checked below.
             with contextlib.suppress(KafkaError):
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1,
+                response = await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions,
+                              replication_factor=replication_factor,
                               topic_configs=dict((configs or {}).get(t, {})))
                      for t in missing])
+                for topic, code, *message in getattr(response, "topic_errors", ()):
+                    if code and code != TopicAlreadyExistsError.errno:
+                        detail = f": {message[0]}" if message and message[0] else ""
+                        raise BrokerError(
+                            f"topic {topic} could not be created on {url} "
+                            f"({for_code(code).__name__}{detail})")
         existing = await _partition_counts(admin, wanted)
         for t in wanted:
             count = existing.get(t)

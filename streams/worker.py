@@ -32,7 +32,8 @@ async def prepare(settings: Settings) -> None:
     topics = settings.topics
     await ensure_topics(settings.broker, (*topics.all(), settings.ticks_topic),
                         settings.partitions,
-                        configs={settings.ticks_topic: TICKS_TOPIC_CONFIG})
+                        configs={settings.ticks_topic: TICKS_TOPIC_CONFIG},
+                        replication_factor=settings.replication_factor)
 
 
 def run_worker(settings: Settings, policy: Policy) -> int:

@@ -29,6 +29,50 @@ def test_defaults() -> None:
         DEFAULT_IDLE_TIMEOUT, 600.0, 8, 6066)
 
 
+def test_the_replication_factor_reaches_every_topic_the_worker_creates(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    """Flag or environment; Faust declares the changelog with it, and `prepare`
+    creates the input, decision, dead-letter and tick topics with it."""
+    import asyncio
+
+    from streams import worker
+    from streams.app import build_app
+    from streams.policy import load_policy
+
+    assert settings().replication_factor == 1
+    monkeypatch.setenv("CLOSURE_MONITOR_REPLICATION_FACTOR", "2")
+    assert settings().replication_factor == 2
+    s = settings("--replication-factor", "3", "--data-dir", str(tmp_path))
+    assert s.replication_factor == 3
+    app, _ = build_app(s, load_policy())
+    declared: list[tuple[str, object]] = []
+
+    class Producer:
+        async def create_topic(self, topic: str, replication: int, **kw: object) -> None:
+            declared.append((topic, replication))
+
+    async def producer() -> Producer:
+        return Producer()
+
+    changelog = app.tables["state"].changelog_topic
+    changelog._get_producer = producer
+    asyncio.run(changelog.declare())  # as Faust declares it at start
+    assert declared == [(changelog.get_topic_name(), 3)]
+    created: list[tuple[tuple[str, ...], int]] = []
+
+    async def ensure_topics(url: str, names: tuple[str, ...], partitions: int, **kw: object
+                            ) -> None:
+        created.append((names, kw["replication_factor"]))  # type: ignore[arg-type]
+
+    async def check_broker(url: str) -> None:
+        return None
+
+    monkeypatch.setattr(worker, "ensure_topics", ensure_topics)
+    monkeypatch.setattr(worker, "check_broker", check_broker)
+    asyncio.run(worker.prepare(s))
+    assert created == [((*s.topics.all(), s.ticks_topic), 3)]
+
+
 def test_zero_idle_timeout_is_kept() -> None:
     # Kafka Streams' max.task.idle.ms default: an input caught up with the broker never
     # holds the watermark. Zero is a value, not "unset".
@@ -51,6 +95,7 @@ def test_bad_seconds_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 @pytest.mark.parametrize("argv, message", [
     (["--partitions", "0"], "--partitions"),
     (["--web-port", "0"], "--web-port 0"),
+    (["--replication-factor", "0"], "--replication-factor 0"),
 ])
 def test_zero_counts_are_refused_not_defaulted(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -67,3 +112,51 @@ def test_each_event_type_has_its_own_input_topic_behind_the_prefix() -> None:
     assert len(set(topics.all())) == 5 and all(n.startswith("t.") for n in topics.all())
     with pytest.raises(KeyError):
         topics.for_type("decision")
+
+
+def test_a_topic_the_broker_refuses_is_named_with_its_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apache Kafka refuses more replicas than it has brokers (the embedded broker
+    accepts any count, so the admin client is stood in for here): the error names
+    the topic and the broker's reason, and the missing topic is never described
+    (a metadata request can auto-create it with the broker's defaults)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams import kafka
+    from streams.errors import BrokerError
+
+    requested: list[int] = []
+
+    class Admin:
+        def __init__(self, **kw: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+        async def list_topics(self) -> list[str]:
+            return ["t.credit.repayments"]
+
+        async def create_topics(self, topics: list[object]) -> object:
+            requested.extend(t.replication_factor for t in topics)  # type: ignore[attr-defined]
+            return SimpleNamespace(topic_errors=[
+                ("t.credit.applications", 36, "Topic with this name already exists."),
+                ("t.credit.decisions", 38, "Replication factor: 3 larger than available "
+                                           "brokers: 1.")])
+
+        async def describe_topics(self, names: list[str]) -> list[object]:
+            raise AssertionError(f"described {names}")
+
+    monkeypatch.setattr(kafka, "AIOKafkaAdminClient", Admin)
+    with pytest.raises(BrokerError) as exc:
+        asyncio.run(kafka.ensure_topics("kafka://k:9092", kafka.Topics("t.").all(), 8,
+                                        replication_factor=3))
+    assert str(exc.value) == (
+        "topic t.credit.decisions could not be created on kafka://k:9092 "
+        "(InvalidReplicationFactorError: Replication factor: 3 larger than available "
+        "brokers: 1.)")
+    assert requested == [3, 3, 3, 3]  # every missing topic, none that exists
