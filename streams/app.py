@@ -8,13 +8,13 @@ topic; their records reach `Shell.on_batch` a fetched batch at a time
 each partition number the shell keeps an `engine.Partition`: the reorder buffer
 behind the multi-input watermark, the deadline index and the tally. An input
 record is decoded, buffered, and applied once the watermark passes it. Each
-partition then settles once per batch: its decisions go to the producer, and
-when they are delivered the states they changed are written to the table (once
-per user) and the records are acknowledged, in offset order per
-topic-partition, so a commit never skips an unapplied record; the partition's
-progress (`Progress`) is written after those states, and the records are counted
-then, so that a later owner skips what was finished instead of counting it
-again. A timer sends one
+partition then settles once per batch: its decisions go to the producer; when
+they are delivered the states they changed are written to the table (once per
+user); when the changelog has those writes, the records are counted and
+acknowledged, in offset order per topic-partition, so a commit never skips a
+record whose state could be lost. The partition's progress (`Progress`), which
+names the records so finished, follows in the changelog, so that a later owner
+skips them instead of counting them again. A timer sends one
 tick per assigned partition to the tick topic; a tick record makes its
 partition's inputs that have been caught up for the idle timeout stop holding
 the watermark back, and fires due deadlines. Ticks travel through a topic so
@@ -383,8 +383,9 @@ class Shell:
         self.policy = policy
         self.table = table
         self.metrics = metrics
-        # Counted when final (`_settle`): a record whose decisions were delivered and
-        # state stored. A partition's engine counts into a tally of its own meanwhile.
+        # Counted when final (`_confirm`): a record whose decisions were delivered and
+        # state's changelog records too. A partition's engine counts into a tally of
+        # its own meanwhile.
         self.tally = Tally()
         metrics.follow(self.tally)
         self.rerouted = 0
@@ -715,8 +716,10 @@ class Shell:
         outbox = self.outboxes[p]
         if futures or writes or released:
             outbox.append(_Group(futures, writes, released, counted))
-        if p not in self.failed:
-            self._confirm(p)  # first: the progress the groups below write includes them
+        if p not in self.failed and self._confirm(p) and not outbox:
+            # Groups became final and none is to be stored: a group of nothing, to
+            # write the progress that names them (the next owner's to skip).
+            outbox.append(_Group([], [], [], Tally()))
         while (outbox and outbox[0].ready() and self._current(generation)
                and p not in self.failed):
             error = outbox[0].error()
@@ -753,16 +756,18 @@ class Shell:
         group.futures = futures
         self.storing[p].append(group)
 
-    def _confirm(self, p: int) -> None:
+    def _confirm(self, p: int) -> int:
         """Partition p's stored groups whose changelog records are delivered, in order:
         their records are done (the next progress names them), counted and acked.
 
         A changelog send that failed (the producer gave up after its retries) stops
         the partition as a failed delivery does, and raises: the worker restarts and
         the next owner reads those records again (the progress does not name them).
+        Returns how many groups it confirmed.
         """
         storing = self.storing.get(p)
         ack = self.app.consumer.ack
+        confirmed = 0
         while storing and storing[0].ready():
             error = storing[0].error()
             if error is not None:
@@ -774,48 +779,72 @@ class Shell:
             self.tally.add(group.tally)
             for message in acks:
                 ack(message)
+            if group.released:
+                confirmed += 1
+        return confirmed
 
     async def quiesce(self) -> None:
         """Before partitions go to another owner (which must find their progress) or
         the worker stops: let the groups being completed finish, then complete every
         group whose decisions are delivered once the producer is flushed, confirm
         every group whose changelog records are delivered once it is flushed again,
-        and write and flush the progress that leaves. What is left (a failed
-        delivery, records not yet released) the next owner reads again and counts."""
+        and write and flush the progress that leaves (for a failed partition too: it
+        names only confirmed records). What is left (a failed delivery, records not
+        yet released) the next owner reads again and counts.
+
+        Raises the first failure once every partition is done with, so that a
+        rebalance's failure crashes the worker (which restarts) rather than leaving
+        a failed partition assigned to it."""
         async with self._quiescing:  # a stop may come during a revoke's
+            errors: list[BaseException] = []
+
+            def failed(what: str, p: int, exc: BaseException) -> None:
+                log.error("partition %d: %s failed: %r", p, what, exc)
+                errors.append(exc)
+
             if self.completing:
                 # `wait`, not `gather`: cancelling this must not cancel them.
                 done, _ = await asyncio.wait(set(self.completing))
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         log.error("storing a batch failed: %r", task.exception())
+                        errors.append(cast(BaseException, task.exception()))
             producer = self.app.producer
             await producer.flush()
             for p, outbox in list(self.outboxes.items()):
                 part = self.parts.get(p)
-                while (part is not None and p not in self.failed and outbox
-                       and outbox[0].ready() and outbox[0].error() is None):
-                    await self._complete(p, _table_states(part), outbox.popleft())
-            await producer.flush()
-            last: list[Any] = []
-            for p in list(self.storing):
-                if p in self.failed:
-                    continue
                 try:
-                    self._confirm(p)
+                    while (part is not None and p not in self.failed and outbox
+                           and outbox[0].ready() and outbox[0].error() is None):
+                        await self._complete(p, _table_states(part), outbox.popleft())
                 except Exception as exc:
-                    log.error("partition %d: a changelog write failed: %r", p, exc)
-                    continue
+                    failed("storing a batch", p, exc)
+            await producer.flush()
+            last: list[tuple[int, Any]] = []
+            for p in list(self.storing):
+                if p not in self.failed:
+                    try:
+                        self._confirm(p)
+                    except Exception as exc:
+                        failed("a changelog write", p, exc)
                 progress = self._progress(p)
-                if progress != self.progress_sent.get(p) and p in self.last_message:
-                    last += await self._store(p, [(progress_key(p), progress)])
+                if p in self.last_message and (progress != self.progress_sent.get(p)
+                                               or p in self.failed):
+                    # (For a failed partition, the last one sent may be what failed.)
+                    try:
+                        sent = await self._store(p, [(progress_key(p), progress)])
+                    except Exception as exc:
+                        failed("writing the progress", p, exc)
+                        continue
                     self.progress_sent[p] = progress
+                    last += [(p, future) for future in sent]
             if last:
                 await producer.flush()
-                for future in last:
+                for p, future in last:
                     if future.done() and not future.cancelled() and future.exception():
-                        log.error("writing a progress record failed: %r",
-                                  future.exception())
+                        failed("writing the progress", p, future.exception())
+            if errors:
+                raise errors[0]
 
     def _finish(self, p: int, released: list[_Pending]) -> list[Message]:
         """Mark these records done; the records now done at the head of each of

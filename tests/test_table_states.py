@@ -390,7 +390,7 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
     """Shell._settle: a group's states are written once its decisions are delivered;
     its records are counted (the worker's tally, /metrics) and acked only once those
     writes' changelog records are delivered too; the progress record that names them
-    goes out after the states of the next group, or at a stop (`quiesce`)."""
+    goes out after the states of the next group (or alone)."""
     import asyncio
     from types import SimpleNamespace
 
@@ -470,68 +470,123 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
     assert acked == [0, 1]
     assert shell.tally.read == 2 and counted()["applied"] == 2
     assert sum(shell.tally.decisions.values()) == len(in_flight)
-    assert len(stored) == 1  # nothing new to store: the progress waits for the stop
-    await shell.quiesce()
+    # That settle had nothing else to store: the progress went out on its own.
     assert stored[1:] == [[progress_key(0)]] and progress() == (2, set())
     await shell.quiesce()
     assert len(stored) == 2  # written once: it did not move since
 
 
-async def test_a_failed_changelog_write_acks_and_counts_nothing_and_stops_the_partition(
-        ) -> None:
-    """A changelog send the producer gave up on: the records of its group stay
-    unacked and uncounted, and the progress never names them (the next owner reads
-    them again); the settle raises, so the worker restarts, and nothing later of the
-    partition is completed or confirmed."""
+def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
+    """`_bare_shell` whose table writes wait for their changelog futures
+    (`shell.changelog`, in order) and are listed by key (`shell.stored`); partition 0
+    holds records 0, 1 and 2 of one input, each in a group of its own, delivered."""
     import asyncio
     from types import SimpleNamespace
 
-    import pytest
     from faust.types import TP
 
-    from streams.app import _Group, _Input, _Pending, decode_progress, progress_key
+    from streams.app import _Group, _Input, _Pending
     from streams.engine import Tally
 
     loop = asyncio.get_running_loop()
-    table, acked = FakeTable(), list[int]()
     shell = _bare_shell(table, acked)
-    changelog: list[asyncio.Future[None]] = []
-    stored: list[list[bytes]] = []
+    shell.changelog, shell.stored = [], []
 
     async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
-        stored.append([k for k, _ in writes])
+        shell.stored.append([k for k, _ in writes])
         table.data.update(writes)
-        changelog.append(loop.create_future())
-        return [changelog[-1]]
+        shell.changelog.append(loop.create_future())
+        return [shell.changelog[-1]]
 
-    shell._store = store  # type: ignore[method-assign]
-    tp = TP(shell.topics.inputs[0], 0)
-    states = TableStates(table, capacity=10)
-    part: Partition[Any] = Partition(POLICY, states, 0.0)
-    shell.parts[0] = part
+    shell._store = store
+    tp = shell.tp = TP(shell.topics.inputs[0], 0)
+    shell.parts[0] = Partition(POLICY, TableStates(table, capacity=10), 0.0)
     shell.last_message[0] = None
     inp = shell.inputs[tp] = _Input()
-    records = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
+    records = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1, 2)]
     inp.pending.extend(records)
-    inp.next_offset = 2
+    inp.next_offset = 3
     delivered = loop.create_future()
     delivered.set_result(None)
-    tally = Tally()
-    tally.read = 1
-    shell.outboxes[0] = deque([_Group([delivered], [(b"u1", b"{}")], records[:1], tally),
-                               _Group([delivered], [(b"u1", b"{}")], records[1:], Tally())])
-    shell.storing[0] = deque()
+    groups = []
+    for n, record in enumerate(records):
+        tally = Tally()
+        tally.read = tally.applied["repayment"] = 1
+        groups.append(_Group([delivered], [(f"u{n}".encode(), b"{}")], [record], tally))
+    shell.outboxes[0] = deque(groups)
+    return shell
+
+
+async def test_a_failed_changelog_write_stops_its_partition_and_later_groups(
+        ) -> None:
+    """A changelog send the producer gave up on: the records of its group and of every
+    later group stay unacked and uncounted, and the progress written at the stop
+    names only the groups before it (the next owner reads the rest again); the
+    settle raises, so the worker restarts."""
+    import pytest
+
+    from streams.app import decode_progress, progress_key
+
+    table, acked = FakeTable(), list[int]()
+    shell = _changelog_shell(table, acked)
+    part = shell.parts[0]
     await shell._settle(0, part, [], (), 1)
-    assert len(stored) == 2 and not shell.storing[0][0].ready()
-    changelog[0].set_exception(OSError("changelog partition gone"))
-    changelog[1].set_result(None)
+    assert [len(keys) for keys in shell.stored] == [2, 1, 1]  # the first with a progress
+    assert acked == [] and len(shell.storing[0]) == 3
+    shell.changelog[0].set_result(None)
+    shell.changelog[1].set_exception(OSError("changelog partition gone"))
+    shell.changelog[2].set_result(None)
     with pytest.raises(OSError, match="changelog partition gone"):
         await shell._settle(0, part, [], (), 1)
-    await shell.quiesce()
-    assert acked == [] and shell.tally.read == 0 and 0 in shell.failed
-    assert len(stored) == 2  # no progress written at the stop
-    progress = decode_progress(table.data[progress_key(0)])[tp.topic]
-    assert (progress.below, progress.ahead) == (0, set())
+    assert acked == [0] and shell.tally.read == 1 and 0 in shell.failed
+    await shell.quiesce()  # at the stop
+    assert acked == [0] and shell.tally.read == 1
+    assert shell.stored[3:] == [[progress_key(0)]]
+    progress = decode_progress(table.data[progress_key(0)])[shell.tp.topic]
+    assert (progress.below, progress.ahead) == (1, set())
+
+
+async def test_a_changelog_failure_first_seen_at_a_revoke_raises_after_the_progress(
+        ) -> None:
+    """The revoke's quiesce finds the failed changelog send: it still confirms what
+    came before, writes the progress naming it, and then raises (Faust crashes the
+    worker, which restarts) instead of keeping a partition that completes nothing."""
+    import pytest
+
+    from streams.app import decode_progress, progress_key
+
+    table, acked = FakeTable(), list[int]()
+    shell = _changelog_shell(table, acked)
+    await shell._settle(0, shell.parts[0], [], (), 1)
+    shell.changelog[0].set_result(None)
+    shell.changelog[1].set_exception(OSError("changelog partition gone"))
+    shell.changelog[2].set_result(None)
+    with pytest.raises(OSError, match="changelog partition gone"):
+        await shell.quiesce()
+    assert acked == [0] and shell.tally.read == 1 and 0 in shell.failed
+    progress = decode_progress(table.data[progress_key(0)])[shell.tp.topic]
+    assert (progress.below, progress.ahead) == (1, set())
+
+
+async def test_a_group_confirmed_with_nothing_after_it_has_its_progress_written(
+        ) -> None:
+    """An idle partition does not leave its last groups unnamed until the stop: the
+    settle that confirms them (a tick's) writes the progress on its own."""
+    from streams.app import decode_progress, progress_key
+
+    table, acked = FakeTable(), list[int]()
+    shell = _changelog_shell(table, acked)
+    await shell._settle(0, shell.parts[0], [], (), 1)
+    for future in shell.changelog:
+        future.set_result(None)
+    await shell._settle(0, shell.parts[0], [], (), 1)  # a tick
+    assert acked == [0, 1, 2] and shell.tally.read == 3
+    assert shell.stored[3:] == [[progress_key(0)]]
+    progress = decode_progress(table.data[progress_key(0)])[shell.tp.topic]
+    assert (progress.below, progress.ahead) == (3, set())
+    shell.changelog[-1].set_result(None)
+    await shell._settle(0, shell.parts[0], [], (), 1)
+    assert len(shell.stored) == 4  # nothing more to name
 
 
 def _bare_shell(table: FakeTable, acked: list[int]) -> Any:
