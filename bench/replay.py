@@ -1,7 +1,7 @@
 """Replay throughput benchmark: the orjson parse-only floor vs the full replay.
 
 Usage: .venv/bin/python bench/replay.py [--events-users 100000] [--runs 3] [--days 180]
-                                        [--jobs N]
+                                        [--jobs N] [--state-cache N]
 
 Generates (or reuses) bench/data/replay-<N>k.jsonl with
 `streams.generate.generate_log(out, seed=7, users=N, days=180)`, then times, each
@@ -12,7 +12,9 @@ Generates (or reuses) bench/data/replay-<N>k.jsonl with
       i.e. decode + reorder + step, in one process; events/s are by the tally's `read`;
   (c) the same with `jobs=N` (`replay --jobs`, default: the command's own default,
       one process per core, at most 8), whose speed-up over (b) is measured in the
-      same run.
+      same run;
+  (d) with --state-cache N, (b) with `state_cache=N` (`replay --state-cache`: at most
+      N states decoded, the others as bytes), its speed and peak RSS beside (b)'s.
 
 Prints the machine, the medians, the replay/floor ratios, the decisions count and
 the peak RSS (ru_maxrss) of the replay subprocess (and of its largest child with
@@ -69,6 +71,7 @@ import json, resource, sys, time
 from streams.policy import load_policy
 from streams.replay import replay
 path, jobs = sys.argv[1], int(sys.argv[2])
+cache = int(sys.argv[3]) if len(sys.argv) > 3 else None
 policy = load_policy()
 count = 0
 def on_decision(d):
@@ -76,7 +79,7 @@ def on_decision(d):
     count += 1
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-tally = replay(policy, [path], on_decision=on_decision, jobs=jobs)
+tally = replay(policy, [path], on_decision=on_decision, jobs=jobs, state_cache=cache)
 elapsed = time.perf_counter() - t0
 print(json.dumps({"events": tally.read, "seconds": elapsed, "decisions": count,
                   "applied": sum(tally.applied.values()),
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=default_jobs(),
                     help="processes for the --jobs replay (default: replay's default)")
+    ap.add_argument("--state-cache", type=int, default=None,
+                    help="also replay in one process with this many states decoded")
     args = ap.parse_args(argv)
 
     m = machine()
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     floors: list[dict[str, float]] = []
     singles: list[dict[str, float]] = []
     multis: list[dict[str, float]] = []
+    cached: list[dict[str, float]] = []
     for r in range(1, args.runs + 1):
         f = run_child(FLOOR_CHILD, path)
         floors.append(f)
@@ -174,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {r}: replay -j {jobs} {x['events'] / x['seconds']:>10,.0f} ev/s "
                   f"({x['events']:,} read in {x['seconds']:.2f} s, "
                   f"peak RSS {x['maxrss_kb'] / 1024:,.0f} MiB{child})", flush=True)
+        if args.state_cache is not None:
+            x = run_child(REPLAY_CHILD, path, "1", str(args.state_cache))
+            cached.append(x)
+            print(f"run {r}: replay --state-cache {args.state_cache} "
+                  f"{x['events'] / x['seconds']:>10,.0f} ev/s ({x['seconds']:.2f} s, "
+                  f"peak RSS {x['maxrss_kb'] / 1024:,.0f} MiB)", flush=True)
 
     def rate(xs: list[dict[str, float]]) -> float:
         return statistics.median(x["events"] / x["seconds"] for x in xs)
@@ -188,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     multi_parent = statistics.median(x["maxrss_kb"] for x in multis) / 1024
     multi_child = statistics.median(x["children_maxrss_kb"] for x in multis) / 1024
     last = singles[-1]
-    decisions = {int(x["decisions"]) for x in singles + multis}
+    decisions = {int(x["decisions"]) for x in singles + multis + cached}
     best = max(single_rate, multi_rate)
+    cached_ratio = statistics.median(
+        [s["seconds"] / c["seconds"] for s, c in zip(singles, cached, strict=True)] or [0])
+    cached_peak = statistics.median([c["maxrss_kb"] for c in cached] or [0]) / 1024
 
     verdict = ("MEETS GOAL" if best >= GOAL else
                "meets target" if best >= TARGET else "BELOW TARGET")
@@ -216,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         (f"--jobs {args.jobs} peak RSS", f"parent {multi_parent:,.0f} MiB, largest child "
                                          f"{multi_child:,.0f} MiB"),
         ("floor peak RSS", f"{floor_peak:,.0f} MiB"),
+        *([(f"--state-cache {args.state_cache}, 1 process",
+            f"{rate(cached):,.0f} ev/s ({cached_ratio:.2f} of the plain replay's speed, "
+            f"median of per-run ratios), peak RSS {cached_peak:,.0f} MiB")]
+          if cached else []),
         ("target / goal", f"{TARGET:,} / {GOAL:,} ev/s -> {verdict}"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -29,9 +29,9 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain
 from typing import Any, cast
 
 import faust
@@ -46,7 +46,8 @@ from streams.fetch import MonitorApp
 from streams.kafka import Topics, partition_for
 from streams.metrics import Metrics, TimedPartition
 from streams.policy import Policy
-from streams.state import UserState, dump, load
+from streams.state import UserState, load
+from streams.states import DEFAULT_STATE_CACHE, TableStates
 
 log = logging.getLogger("closure_monitor")
 
@@ -58,10 +59,6 @@ DEFAULT_IDLE_TIMEOUT = 2.0
 # 2,520 to 2,250 ms (bench/live.py; the watermark alone gives 2,156). Each tick is
 # one small record per assigned partition.
 DEFAULT_TICK_INTERVAL = 0.1
-# Decoded user states kept in memory (about 4 KB each): this divided by the partition
-# count per partition, so a worker that holds every partition keeps at most this
-# many after each batch; the others are read from the table when needed.
-DEFAULT_STATE_CACHE = 200_000
 # Back-pressure, as Kafka Streams' buffered.records.per.partition: an input that holds
 # this many records not yet acked stops being fetched while another input of its
 # partition holds the watermark back (reading a backlog, the topics run apart in event
@@ -247,102 +244,6 @@ class _Input:
             return Progress(below, self.done_ahead)
         # (Progress keeps only the offsets ahead of its prefix.)
         return Progress(max(below, skip.below), chain(self.done_ahead, skip.ahead))
-
-
-class TableStates(MutableMapping[str, UserState]):
-    """A partition's view of the state table: decoded states cached, writes held.
-
-    The engine's writes only mark a user dirty. The shell takes the dirty states
-    (`take_dirty`) and writes them to the table once the decisions they led to are
-    delivered (then `stored`), from stream context, where Faust routes a write to
-    the current event's changelog partition.
-
-    After each `take_dirty` at most `capacity` decoded states stay cached (within a
-    batch, those it reads come on top): the least recently written go, and are
-    decoded again from the table when next needed. With RocksDB the table is on
-    disk, so what the worker holds per user is only its entry in the deadline index
-    when it has a pending deadline. The bytes of a state taken but not yet stored
-    are kept here meanwhile, so an evicted state is never read back older than it
-    was. `users` counts on the engine's use: `get` before every write.
-    """
-
-    def __init__(self, table: Any, capacity: int = DEFAULT_STATE_CACHE) -> None:
-        self.table = table
-        self.capacity = capacity
-        self.cache: dict[str, UserState] = {}  # least recently written first
-        self.dirty: dict[str, UserState] = {}
-        self.unstored: dict[bytes, bytes] = {}  # key -> bytes taken, not yet in the table
-        self.users = 0  # this partition's users: restored, plus new ones since
-
-    def __getitem__(self, uid: str) -> UserState:
-        state = self.get(uid)
-        if state is None:
-            raise KeyError(uid)
-        return state
-
-    def get(  # type: ignore[override]  # one signature for the engine's one use
-            self, uid: str, default: UserState | None = None) -> UserState | None:
-        """The engine's lookup, once per event: for a user the table does not hold yet
-        (a new user), one membership test of the store instead of the two KeyErrors
-        that `Mapping.get` through Faust's table would raise and catch."""
-        state = self.cache.get(uid)
-        if state is None:
-            key = uid.encode()
-            raw = self.unstored.get(key)
-            if raw is None:
-                store = self.table.data
-                if key not in store:
-                    return default
-                raw = store[key]
-            state = self.cache[uid] = load(raw)
-        return state
-
-    def __setitem__(self, uid: str, state: UserState) -> None:
-        cache = self.cache
-        if cache.pop(uid, None) is None:
-            self.users += 1  # `get` caches every user it finds: one not cached is new
-        cache[uid] = state  # now the most recently written
-        self.dirty[uid] = state
-
-    def __delitem__(self, uid: str) -> None:
-        raise TypeError("user state is never deleted by the engine")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.cache)
-
-    def __len__(self) -> int:
-        return len(self.cache)
-
-    def restored(self, uid: str, state: UserState) -> None:
-        """A state read from the table at assignment (cached while there is room)."""
-        self.users += 1
-        if len(self.cache) < self.capacity:
-            self.cache[uid] = state
-
-    def take_dirty(self) -> list[tuple[bytes, bytes]]:
-        """The changed states' writes, once each; then evict down to the capacity
-        (states read only, for a duplicate say, count too)."""
-        writes = []
-        if self.dirty:
-            unstored = self.unstored
-            for uid, state in self.dirty.items():
-                key, raw = uid.encode(), dump(state)
-                unstored[key] = raw
-                writes.append((key, raw))
-            self.dirty.clear()
-        cache = self.cache
-        excess = len(cache) - self.capacity
-        if excess > 0:  # none is dirty now: the least recently written go
-            for uid in list(islice(cache, excess)):
-                del cache[uid]
-        return writes
-
-    def stored(self, writes: Iterable[tuple[bytes, bytes]]) -> None:
-        """The table now holds these writes (from `take_dirty`)."""
-        unstored = self.unstored
-        for key, raw in writes:
-            if unstored.get(key) is raw:  # not taken again since
-                del unstored[key]
 
 
 class _Group:

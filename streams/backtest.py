@@ -95,11 +95,13 @@ class Report:
 
 
 def backtest(policy: Policy, baseline: Policy, paths: Sequence[str], *, lateness: float,
-             progress: Callable[[int], None] | None = None, jobs: int = 1) -> Report:
+             progress: Callable[[int], None] | None = None, jobs: int = 1,
+             state_cache: int | None = None) -> Report:
     """Both policies over the log in one pass (`replay_each`): each line is read and
     decoded once, and each policy decides as its own `replay` would."""
     new, base = Run(policy, Tally()), Run(baseline, Tally())
     new.tally, base.tally = replay_each([policy, baseline], paths, lateness=lateness,
                                         on_decisions=[new.record, base.record],
-                                        progress=progress, jobs=jobs)
+                                        progress=progress, jobs=jobs,
+                                        state_cache=state_cache)
     return Report(new, base)

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the worker's Prometheus metrics after the run, in the text format, "
                         "here (the run then uses one process)")
     _jobs_flag(r)
+    _state_cache_flag(r)
     r.set_defaults(run=_replay)
 
     b = sub.add_parser("backtest", help="a policy against a baseline on the same log")
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--baseline", help="baseline policy file (default: the shipped default)")
     b.add_argument("--json", action="store_true", help="machine-readable report")
     _jobs_flag(b)
+    _state_cache_flag(b)
     b.set_defaults(run=_backtest)
 
     g = sub.add_parser("generate", help="a realistic synthetic event log")
@@ -109,6 +111,14 @@ def _jobs_flag(p: argparse.ArgumentParser) -> None:
                         "N (default: one per core, at most 8; stdin is read by one)")
 
 
+def _state_cache_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-cache", type=_jobs, default=None, metavar="N",
+                   help="user states kept decoded in each process, the others as compact "
+                        "bytes (about 2 KB a user in all instead of 4.2, at about half the "
+                        "speed): for logs of more users than memory holds; the output is "
+                        "the same (default: all decoded)")
+
+
 def _open_out(path: str | None) -> IO[bytes]:
     if path is None or path == "-":
         return sys.stdout.buffer
@@ -156,7 +166,7 @@ def _replay(args: argparse.Namespace) -> int:
                        on_decision=lambda d: _write(write, d.to_json()),
                        on_reject=(lambda r: _write(dead.write, r.to_json())) if dead else None,
                        progress=progress_meter("replay"), metrics=metrics,
-                       jobs=args.jobs)
+                       jobs=args.jobs, state_cache=args.state_cache)
     finally:
         out.flush()
         if out is not sys.stdout.buffer:
@@ -202,7 +212,8 @@ def _backtest(args: argparse.Namespace) -> int:
         raise ConfigError("--policy: backtest needs the policy to try")
     policy, baseline = load_policy(args.policy), load_policy(args.baseline)
     report = backtest(policy, baseline, args.logs, lateness=args.lateness,
-                      progress=progress_meter("backtest"), jobs=args.jobs)
+                      progress=progress_meter("backtest"), jobs=args.jobs,
+                      state_cache=args.state_cache)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     if args.json:

@@ -1,5 +1,6 @@
 """Replay recorded logs through the worker's own loop: a file stands in for each
-topic, a dict for the table.
+topic, a dict for the table (of decoded states; with `state_cache`, of compact
+bytes behind a bounded number decoded, as the worker's table is).
 
 Several files are read as several inputs, like the three topics live: the next
 line always comes from the file that is furthest behind in event time, and a
@@ -29,6 +30,7 @@ from streams.engine import Partition, Tally, rare_full_collections
 from streams.errors import MonitorError
 from streams.policy import Policy
 from streams.state import UserState
+from streams.states import TableStates
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -69,7 +71,8 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
            on_reject: Callable[[RejectedLine], None] | None = None,
            progress: Callable[[int], None] | None = None,
            states: dict[str, UserState] | None = None,
-           metrics: Metrics | None = None, jobs: int = 1) -> Tally:
+           metrics: Metrics | None = None, jobs: int = 1,
+           state_cache: int | None = None) -> Tally:
     """Decide over the logs; call back for every decision and rejected line.
 
     With `metrics`, the run is counted there as the worker counts (the one
@@ -79,12 +82,16 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
     With `jobs` > 1 the users are split over that many processes (`sharded`);
     the decisions, their order and the tally are the same as with one. A run
     that keeps `states` or `metrics`, or reads stdin, uses one process.
+
+    With `state_cache`, at most that many user states stay decoded in each process
+    (`_states`); the same decisions come out.
     """
     names = list(paths)
     if states is None and metrics is None:
         return replay_each([policy], names, lateness=lateness, on_decisions=[on_decision],
-                           on_reject=on_reject, progress=progress, jobs=jobs)[0]
-    table = states if states is not None else {}
+                           on_reject=on_reject, progress=progress, jobs=jobs,
+                           state_cache=state_cache)[0]
+    table: Any = states if states is not None else _states(state_cache)
     part: Partition[int]
     if metrics is None:
         part = Partition(policy, table, lateness)
@@ -96,15 +103,51 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
         metrics.watch(0, part)
     _in_one_process([part], names, [on_decision], on_reject, progress)
     if metrics is not None:
-        metrics.set_users(len(table))
+        metrics.set_users(table.users if isinstance(table, TableStates) else len(table))
     return part.tally
+
+
+# Steps between two spills of the states changed meanwhile to bytes (`_spill`).
+SPILL_EVERY = 4096
+
+
+def _states(state_cache: int | None) -> Any:
+    """A partition's states: a dict, or with `state_cache` a `TableStates` over a dict
+    of compact bytes, at most `state_cache` decoded after each spill (bench/replay.py:
+    about 2.1 KB a user in all, deadline index included, against 4.2 decoded)."""
+    if state_cache is None:
+        return {}
+    store = _Store()
+    return TableStates(store, max(1, state_cache))
+
+
+class _Store:
+    """What `TableStates` needs of a table: its data."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+
+def _spill(parts: Sequence[Partition[int]]) -> None:
+    """Write the states changed since the last spill to their store as bytes, and
+    keep at most the cache's capacity decoded."""
+    for part in parts:
+        states = part.states
+        if isinstance(states, TableStates):
+            writes = states.take_dirty()
+            if writes:
+                states.table.data.update(writes)
+                states.stored(writes)
 
 
 def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
                 lateness: float = DEFAULT_LATENESS,
                 on_decisions: Sequence[Callable[[Decision], None]],
                 on_reject: Callable[[RejectedLine], None] | None = None,
-                progress: Callable[[int], None] | None = None, jobs: int = 1) -> list[Tally]:
+                progress: Callable[[int], None] | None = None, jobs: int = 1,
+                state_cache: int | None = None) -> list[Tally]:
     """`replay` under each of several policies in one pass over the logs.
 
     Each line is read and decoded once and offered to one partition per policy,
@@ -117,8 +160,10 @@ def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
         raise ValueError("one on_decisions callback per policy")
     if jobs > 1 and "-" not in names:
         return sharded(policies, names, lateness=lateness, jobs=jobs,
-                       on_decisions=on_decisions, on_reject=on_reject, progress=progress)
-    parts: list[Partition[int]] = [Partition(p, {}, lateness) for p in policies]
+                       on_decisions=on_decisions, on_reject=on_reject, progress=progress,
+                       state_cache=state_cache)
+    parts: list[Partition[int]] = [Partition(p, _states(state_cache), lateness)
+                                   for p in policies]
     _in_one_process(parts, names, on_decisions, on_reject, progress)
     return [part.tally for part in parts]
 
@@ -166,6 +211,7 @@ def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] |
     k, n = shard if shard is not None else (0, 1)
     offers = [part.offer for part in parts]
     observes = [part.observe for part in parts]
+    spill = any(isinstance(part.states, TableStates) for part in parts)
     lines = step = 0
     # Full collections rescan the table of user states, which only grows: see
     # engine.rare_full_collections.
@@ -209,6 +255,8 @@ def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] |
                         if part.decisions:
                             drain(step)  # every partition's
                             break
+                    if spill and step % SPILL_EVERY == 0:
+                        _spill(parts)
                     if t > at:
                         at = t
                         if not alone:
@@ -236,7 +284,8 @@ def shard_of(user_id: str, n: int) -> int:
 def sharded(policies: Sequence[Policy], names: list[str], *, lateness: float, jobs: int,
             on_decisions: Sequence[Callable[[Decision], None]],
             on_reject: Callable[[RejectedLine], None] | None = None,
-            progress: Callable[[int], None] | None = None) -> list[Tally]:
+            progress: Callable[[int], None] | None = None,
+            state_cache: int | None = None) -> list[Tally]:
     """`replay_each` over `jobs` processes, each owning the users `shard_of` gives it.
 
     Each process reads every line, so each sees the same watermark at the same
@@ -255,7 +304,8 @@ def sharded(policies: Sequence[Policy], names: list[str], *, lateness: float, jo
             receive, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_shard, name=f"replay-{k}", daemon=True,
                                args=(list(policies), names, lateness, (k, jobs), send,
-                                     on_reject is not None, progress is not None and k == 0))
+                                     on_reject is not None, progress is not None and k == 0,
+                                     state_cache))
             proc.start()
             send.close()
             procs.append(proc)
@@ -281,12 +331,12 @@ _FLUSH = 1024  # items a shard sends at once
 
 
 def _shard(policies: list[Policy], names: list[str], lateness: float, shard: tuple[int, int],
-           send: Connection, rejects: bool, progress: bool) -> None:
+           send: Connection, rejects: bool, progress: bool, state_cache: int | None) -> None:
     """One process of `sharded`: its items in order, then ("end", its tallies)."""
     try:
         parts: list[Partition[int]] = []
         for policy in policies:
-            part: Partition[int] = Partition(policy, {}, lateness)
+            part: Partition[int] = Partition(policy, _states(state_cache), lateness)
             part.places = []
             parts.append(part)
         items: list[tuple[tuple[Any, ...], str, Any]] = []

@@ -1,5 +1,5 @@
 """The worker's view of the state table: a bounded cache of decoded states in front
-of the table, with writes taken per batch and stored later (streams.app.TableStates).
+of the table, with writes taken per batch and stored later (streams.states.TableStates).
 
 A fake table stands in for Faust's (its `data` is what the store holds); the shell's
 cycle is played by hand: offer events, take the dirty states, store them some
@@ -16,13 +16,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.app import TableStates
 from streams.codec import Rejection, decode
 from streams.engine import Partition
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import replay
 from streams.state import UserState, dump, load
+from streams.states import TableStates
 
 POLICY = load_policy()
 
