@@ -79,10 +79,12 @@ class TableStates(MutableMapping[str, UserState]):
         raise TypeError("user state is never deleted by the engine")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.cache)
+        # The users are in the store, which may hold other partitions' too (the
+        # worker's table): iterating the cache would pass off a part as the whole.
+        raise TypeError("the states live in the store: iterate it, not this view")
 
     def __len__(self) -> int:
-        return len(self.cache)
+        return self.users  # this partition's users (`users`), not the decoded ones
 
     def restored(self, uid: str, state: UserState) -> None:
         """A state read from the table at assignment (cached while there is room)."""

@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,7 +91,9 @@ def test_a_bounded_cache_decides_as_replay(tmp_path: Path, seed: int, capacity: 
     decisions, states, table, most_cached = _shell_cycle(path, capacity, batch, delay)
     assert decisions == expected
     assert most_cached <= capacity  # after every batch
-    assert states.users == len(final)
+    assert states.users == len(final) == len(states)  # every user, not the decoded ones
+    with pytest.raises(TypeError):
+        iter(states)  # the cache is not the set of users
     assert not states.unstored  # every write taken was stored
     # The table ends with every user's final state.
     assert {k.decode(): load(v) for k, v in table.data.items()} == final
