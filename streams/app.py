@@ -214,11 +214,14 @@ def decode_progress(raw: bytes) -> dict[str, Progress]:
 class _Input:
     """One input topic-partition as the watermark sees it."""
 
-    __slots__ = ("caught_up_since", "done_ahead", "next_offset", "pending", "skip")
+    __slots__ = ("caught_up_since", "done_ahead", "idle_at", "next_offset", "pending", "skip")
 
     def __init__(self) -> None:
         self.next_offset = 0  # one past the last offset received (or the start offset)
         self.caught_up_since: float | None = None
+        # While idle (not holding the watermark): the high-water mark it had caught up
+        # with. Records beyond it at the broker end the idleness (`Shell._wake`).
+        self.idle_at: int | None = None
         self.pending: deque[_Pending] = deque()
         # Offsets done but held behind an earlier record that is not (see `progress`).
         self.done_ahead: set[int] = set()
@@ -442,8 +445,10 @@ class Shell:
                 # is held here already, or done.
                 continue
             inp.next_offset = msg.offset + 1
-            inp.caught_up_since = None
-            released = touched.setdefault(p, (part, []))[1]
+            inp.caught_up_since = inp.idle_at = None  # (the buffer ends its idleness)
+            if p not in touched:
+                touched[p] = (part, self._wake(p, part))
+            released = touched[p][1]
             raw = msg.value if msg.value is not None else b""
             skip = inp.skip
             if skip is not None:  # after a takeover: skip what the previous owner finished
@@ -521,7 +526,7 @@ class Shell:
             return
         now = time.monotonic()
         consumer = self.app.consumer
-        released: list[_Pending] = []
+        released = self._wake(p, part)
         for name in self.topics.inputs:
             tp = TP(name, p)
             inp = self.inputs[tp]
@@ -541,11 +546,34 @@ class Shell:
                 inp.caught_up_since = now
             if now - inp.caught_up_since >= self.settings.idle_timeout:
                 released += part.set_idle(tp, True)
+                if inp.idle_at is None:
+                    inp.idle_at = hw
         released += part.release()
         await self._settle(p, part, released, (), generation)
         if self._current(generation):
             self._flow(p, part)
         self._gauges(p)
+
+    def _wake(self, p: int, part: Partition[_Pending]) -> list[_Pending]:
+        """Idle inputs of partition p that the broker has records for again hold the
+        watermark back again, from now: an input is idle only while it has nothing
+        left to fetch. Without this, an input idle through a lull in production
+        stayed idle until its first record came, and another input's records,
+        fetched or handled first, released events past that record's time (it then
+        arrived late, and a deadline could fire that replay never fires)."""
+        released: list[_Pending] = []
+        consumer: Any = None
+        for name in self.topics.inputs:
+            tp = TP(name, p)
+            inp = self.inputs.get(tp)
+            if inp is None or inp.idle_at is None:
+                continue
+            consumer = consumer or self.app.consumer
+            hw = consumer.highwater(tp)
+            if hw is not None and hw > inp.idle_at:
+                inp.idle_at = inp.caught_up_since = None
+                released += part.set_idle(tp, False)
+        return released
 
     def _flow(self, p: int, part: Partition[_Pending]) -> None:
         """Back-pressure on partition p's inputs (Kafka Streams' per-partition buffer).

@@ -693,3 +693,53 @@ async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_comple
     await shell.quiesce()
     assert table.data == {} and acked == [] and shell.tally.read == 0
     assert len(shell.outboxes[0]) == 2
+
+
+async def test_an_idle_input_with_records_at_the_broker_again_holds_the_watermark(
+        ) -> None:
+    """An input is idle only while it has nothing left to fetch: once the broker's
+    high-water mark of an idle input moves past where it caught up, it holds the
+    watermark again, before another input's records can release events past its
+    own (a lull in production, then a burst whose records of one topic came first,
+    fired deadlines that replay never fires). An idle input with nothing new stays
+    idle."""
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.app import Settings, Shell, _Input
+    from streams.codec import decode
+    from streams.events import Event
+    from streams.metrics import Metrics
+
+    rc_line = (b'{"event_id":"c9","event_type":"credit_report","user_id":"u1",'
+               b'"occurred_at":"2026-03-21T02:21:24Z","schema_version":1,'
+               b'"bureau":"pboc","credit_score":742}')
+    event = decode(rc_line)
+    assert isinstance(event, Event)
+    highwater: dict[TP, int] = {}
+    app: Any = SimpleNamespace(
+        consumer=SimpleNamespace(flow_active=True, ack=lambda m: None,
+                                 highwater=highwater.get),
+        consumer_generation_id=1)
+    table = FakeTable()
+    shell = Shell(app, Settings(partitions=1), POLICY, table, Metrics())
+    repayments, applications, reports = (TP(name, 0) for name in shell.topics.inputs)
+    part: Partition[Any] = Partition(POLICY, TableStates(table, capacity=10), 600.0)
+    shell.parts[0], shell.outboxes[0], shell.storing[0] = part, deque(), deque()
+    for tp in (repayments, applications, reports):
+        part.add_input(tp)
+        shell.inputs[tp] = _Input()
+    before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
+    for tp, caught_up_at in ((repayments, 5), (applications, 3)):
+        part.buffer.observe(tp, before)
+        part.set_idle(tp, True)  # as a tick does after the idle timeout
+        shell.inputs[tp].idle_at = shell.inputs[tp].next_offset = caught_up_at
+    highwater.update({repayments: 6, applications: 3, reports: 1})  # a repayment came
+    message = SimpleNamespace(topic=reports.topic, partition=0, offset=0, tp=reports,
+                              key=b"u1", value=rc_line, generation_id=1, timestamp=0)
+    await shell.on_batch([message])  # type: ignore[list-item]
+    assert part.buffer.watermark == before - 600.0  # held by the repayments input
+    assert shell.inputs[repayments].idle_at is None
+    assert shell.inputs[applications].idle_at == 3  # nothing new: still idle
+    assert part.buffer.slowest() == before and len(part.buffer) == 1
