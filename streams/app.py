@@ -445,7 +445,10 @@ class Shell:
                 # is held here already, or done.
                 continue
             inp.next_offset = msg.offset + 1
-            inp.caught_up_since = inp.idle_at = None  # (the buffer ends its idleness)
+            inp.caught_up_since = None
+            if inp.idle_at is not None:  # a record: not idle, even one not applied here
+                inp.idle_at = None
+                part.buffer.set_idle(tp, False)
             if p not in touched:
                 touched[p] = (part, self._wake(p, part))
             released = touched[p][1]
@@ -531,8 +534,11 @@ class Shell:
             tp = TP(name, p)
             inp = self.inputs[tp]
             hw = consumer.highwater(tp)
-            caught_up = hw is not None and inp.next_offset >= hw
-            if not caught_up and hw is not None:
+            caught_up = hw is not None and inp.next_offset >= hw and tp not in self.paused
+            # (A paused input's high-water mark is not fetched, so `_wake` could not
+            # see records come for it: it never counts as idle. Paused, it is ahead of
+            # the input holding the watermark back, so it holds nothing back itself.)
+            if not caught_up and hw is not None and tp not in self.paused:
                 # Offsets may have gaps (transaction markers); every record fetched
                 # before this tick was handled in an earlier batch or this one.
                 position = await consumer.position(tp)
@@ -541,6 +547,9 @@ class Shell:
                 caught_up = position is not None and position >= hw
             if not caught_up:
                 inp.caught_up_since = None
+                if inp.idle_at is not None:  # records to fetch (or paused): not idle
+                    inp.idle_at = None
+                    released += part.set_idle(tp, False)
                 continue
             if inp.caught_up_since is None:
                 inp.caught_up_since = now

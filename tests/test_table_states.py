@@ -695,14 +695,10 @@ async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_comple
     assert len(shell.outboxes[0]) == 2
 
 
-async def test_an_idle_input_with_records_at_the_broker_again_holds_the_watermark(
-        ) -> None:
-    """An input is idle only while it has nothing left to fetch: once the broker's
-    high-water mark of an idle input moves past where it caught up, it holds the
-    watermark again, before another input's records can release events past its
-    own (a lull in production, then a burst whose records of one topic came first,
-    fired deadlines that replay never fires). An idle input with nothing new stays
-    idle."""
+def _idle_shell(**settings: Any) -> Any:
+    """A Shell of one partition whose repayments and applications inputs went idle
+    two days of event time before `shell.rc_line` (a report change for u1), having
+    caught up with high-water marks 5 and 3 (`shell.highwater`, the consumer's)."""
     from types import SimpleNamespace
 
     from faust.types import TP
@@ -718,28 +714,88 @@ async def test_an_idle_input_with_records_at_the_broker_again_holds_the_watermar
     event = decode(rc_line)
     assert isinstance(event, Event)
     highwater: dict[TP, int] = {}
+
+    async def position(tp: TP) -> int:
+        return shell.inputs[tp].next_offset
+
     app: Any = SimpleNamespace(
-        consumer=SimpleNamespace(flow_active=True, ack=lambda m: None,
-                                 highwater=highwater.get),
+        consumer=SimpleNamespace(flow_active=True, ack=lambda m: None, position=position,
+                                 highwater=highwater.get, pause_later=lambda tps: None,
+                                 resume_later=lambda tps: None),
         consumer_generation_id=1)
     table = FakeTable()
-    shell = Shell(app, Settings(partitions=1), POLICY, table, Metrics())
-    repayments, applications, reports = (TP(name, 0) for name in shell.topics.inputs)
+    shell = Shell(app, Settings(partitions=1, **settings), POLICY, table, Metrics())
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None
+                   ) -> Any:
+        return SimpleNamespace(done=lambda: False)
+
+    shell._send = send
+    shell.rc_line, shell.highwater = rc_line, highwater
+    shell.tps = repayments, applications, reports = [TP(n, 0) for n in shell.topics.inputs]
     part: Partition[Any] = Partition(POLICY, TableStates(table, capacity=10), 600.0)
     shell.parts[0], shell.outboxes[0], shell.storing[0] = part, deque(), deque()
     for tp in (repayments, applications, reports):
         part.add_input(tp)
         shell.inputs[tp] = _Input()
-    before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
+    shell.before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
     for tp, caught_up_at in ((repayments, 5), (applications, 3)):
-        part.buffer.observe(tp, before)
+        part.buffer.observe(tp, shell.before)
         part.set_idle(tp, True)  # as a tick does after the idle timeout
         shell.inputs[tp].idle_at = shell.inputs[tp].next_offset = caught_up_at
-    highwater.update({repayments: 6, applications: 3, reports: 1})  # a repayment came
-    message = SimpleNamespace(topic=reports.topic, partition=0, offset=0, tp=reports,
-                              key=b"u1", value=rc_line, generation_id=1, timestamp=0)
-    await shell.on_batch([message])  # type: ignore[list-item]
-    assert part.buffer.watermark == before - 600.0  # held by the repayments input
+        highwater[tp] = caught_up_at
+    highwater[reports] = 1
+    return shell
+
+
+def _record(tp: Any, offset: int, value: bytes) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=offset, tp=tp,
+                           key=b"u1", value=value, generation_id=1, timestamp=0)
+
+
+@pytest.mark.parametrize("first", ["nothing", "a record dead-lettered"])
+async def test_an_idle_input_with_records_at_the_broker_again_holds_the_watermark(
+        first: str) -> None:
+    """An input is idle only while it has nothing left to fetch: once the broker's
+    high-water mark of an idle input moves past where it caught up, it holds the
+    watermark again, before another input's records can release events past its
+    own (a lull in production, then a burst whose records of one topic came first,
+    fired deadlines that replay never fires); so does one whose first record is not
+    applied here (a dead letter). An idle input with nothing new stays idle."""
+    shell = _idle_shell()
+    repayments, applications, reports = shell.tps
+    part = shell.parts[0]
+    shell.highwater[repayments] = 9  # repayments came
+    batch = [_record(reports, 0, shell.rc_line)]
+    if first != "nothing":
+        batch.insert(0, _record(repayments, 5, b"not json"))
+    await shell.on_batch(batch)
+    assert part.buffer.watermark == shell.before - 600.0  # held by the repayments input
     assert shell.inputs[repayments].idle_at is None
     assert shell.inputs[applications].idle_at == 3  # nothing new: still idle
-    assert part.buffer.slowest() == before and len(part.buffer) == 1
+    assert part.buffer.slowest() == shell.before and len(part.buffer) == 1
+
+
+async def test_a_tick_wakes_an_idle_input_with_records_to_fetch_and_idles_it_again(
+        ) -> None:
+    """At a tick: an idle input the broker has records for holds the watermark again
+    until it has caught up for the idle timeout, and then is idle again (it never
+    stays woken); a paused input (back-pressure) is never idle, as its high-water
+    mark is not fetched."""
+    shell = _idle_shell(idle_timeout=0.0)
+    repayments, applications, _ = shell.tps
+    part = shell.parts[0]
+    shell.highwater[repayments] = 6
+    await shell.on_tick(0, 1)
+    assert shell.inputs[repayments].idle_at is None  # records to fetch: not idle
+    assert repayments not in part.buffer._idle
+    shell.inputs[repayments].next_offset = 6  # read (an unparsable record, say)
+    await shell.on_tick(0, 1)
+    assert shell.inputs[repayments].idle_at == 6  # caught up again: idle again
+    assert repayments in part.buffer._idle
+    shell.paused.add(applications)
+    await shell.on_tick(0, 1)
+    assert shell.inputs[applications].idle_at is None
+    assert applications not in part.buffer._idle
