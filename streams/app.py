@@ -165,9 +165,9 @@ class Progress:
     restores the table has the states of every record the progress names. A
     worker that takes the partition over reads again from the committed offset
     (which may be past `below`: a record is acked when done, and the progress
-    naming it goes out with the next group); the records the progress names were applied and
-    counted by the previous owner, and are skipped (acked, their event times still
-    move the watermark) instead of being applied and counted again.
+    naming it goes out with the next group); the records the progress names were
+    applied and counted by the previous owner, and are skipped (acked, their event
+    times still move the watermark) instead of being applied and counted again.
     """
 
     __slots__ = ("ahead", "below", "until")
@@ -447,10 +447,10 @@ class Shell:
             inp.next_offset = msg.offset + 1
             inp.caught_up_since = None
             if inp.idle_at is not None:  # a record: not idle, even one not applied here
-                inp.idle_at = None
-                part.buffer.set_idle(tp, False)
+                _awake(part, tp, inp)
             if p not in touched:
-                touched[p] = (part, self._wake(p, part))
+                self._wake(p, part)
+                touched[p] = (part, [])
             released = touched[p][1]
             raw = msg.value if msg.value is not None else b""
             skip = inp.skip
@@ -529,13 +529,13 @@ class Shell:
             return
         now = time.monotonic()
         consumer = self.app.consumer
-        released = self._wake(p, part)
+        released: list[_Pending] = []
         for name in self.topics.inputs:
             tp = TP(name, p)
             inp = self.inputs[tp]
             hw = consumer.highwater(tp)
             caught_up = hw is not None and inp.next_offset >= hw and tp not in self.paused
-            # (A paused input's high-water mark is not fetched, so `_wake` could not
+            # (A paused input's high-water mark is not fetched, so nothing could
             # see records come for it: it never counts as idle. Paused, it is ahead of
             # the input holding the watermark back, so it holds nothing back itself.)
             if not caught_up and hw is not None and tp not in self.paused:
@@ -548,8 +548,7 @@ class Shell:
             if not caught_up:
                 inp.caught_up_since = None
                 if inp.idle_at is not None:  # records to fetch (or paused): not idle
-                    inp.idle_at = None
-                    released += part.set_idle(tp, False)
+                    _awake(part, tp, inp)
                 continue
             if inp.caught_up_since is None:
                 inp.caught_up_since = now
@@ -563,14 +562,14 @@ class Shell:
             self._flow(p, part)
         self._gauges(p)
 
-    def _wake(self, p: int, part: Partition[_Pending]) -> list[_Pending]:
+    def _wake(self, p: int, part: Partition[_Pending]) -> None:
         """Idle inputs of partition p that the broker has records for again hold the
-        watermark back again, from now: an input is idle only while it has nothing
-        left to fetch. Without this, an input idle through a lull in production
+        watermark back again, from now, before a batch's records are offered: an
+        input is idle only while it has nothing left to fetch (a tick finds the
+        same by itself). Without this, an input idle through a lull in production
         stayed idle until its first record came, and another input's records,
         fetched or handled first, released events past that record's time (it then
         arrived late, and a deadline could fire that replay never fires)."""
-        released: list[_Pending] = []
         consumer: Any = None
         for name in self.topics.inputs:
             tp = TP(name, p)
@@ -580,9 +579,7 @@ class Shell:
             consumer = consumer or self.app.consumer
             hw = consumer.highwater(tp)
             if hw is not None and hw > inp.idle_at:
-                inp.idle_at = inp.caught_up_since = None
-                released += part.set_idle(tp, False)
-        return released
+                _awake(part, tp, inp)
 
     def _flow(self, p: int, part: Partition[_Pending]) -> None:
         """Back-pressure on partition p's inputs (Kafka Streams' per-partition buffer).
@@ -816,7 +813,7 @@ class Shell:
     async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
         """Write to partition p of the table; the changelog sends' futures."""
         return await store_partition(self.app, self.table, self.last_message[p], writes,
-                              batched=not self.settings.tansu)
+                                     batched=not self.settings.tansu)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes,
                     partition: int | None = None) -> Any:
@@ -851,6 +848,13 @@ class Shell:
     @property
     def buffered(self) -> int:
         return sum(len(part.buffer) for part in self.parts.values())
+
+
+def _awake(part: Partition[Any], tp: TP, inp: _Input) -> None:
+    """An idle input holds the watermark back again (which releases nothing: the
+    watermark never goes back) and counts its idle time afresh."""
+    inp.idle_at = inp.caught_up_since = None
+    part.buffer.set_idle(tp, False)
 
 
 def _table_states(part: Partition[Any]) -> TableStates:

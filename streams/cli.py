@@ -99,20 +99,20 @@ def seconds(text: str) -> float:
     return value
 
 
-def _jobs(text: str) -> int:
+def _at_least_one(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
 
 
 def _jobs_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", "-j", type=_jobs, default=default_jobs(), metavar="N",
+    p.add_argument("--jobs", "-j", type=_at_least_one, default=default_jobs(), metavar="N",
                    help="processes to split the users over; the output is the same for any "
                         "N (default: one per core, at most 8; stdin is read by one)")
 
 
 def _state_cache_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-cache", type=_jobs, default=None, metavar="N",
+    p.add_argument("--state-cache", type=_at_least_one, default=None, metavar="N",
                    help="user states kept decoded in each process, the others as compact "
                         "bytes (about 2 KB a user in all instead of 4.2, at about half the "
                         "speed): for logs of more users than memory holds; the output is "

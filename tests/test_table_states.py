@@ -399,46 +399,28 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
 
     from faust.types import TP
 
-    from streams.app import Settings, Shell, _Input, _Pending, decode_progress, progress_key
-    from streams.metrics import Metrics
+    from streams.app import _Input, _Pending, decode_progress, progress_key
     from tests.factories import repayment
 
     loop = asyncio.get_running_loop()
-    acked: list[int] = []
-
-    async def flush() -> None:
-        return None
-
-    app: Any = SimpleNamespace(
-        consumer=SimpleNamespace(flow_active=True, ack=lambda m: acked.append(m.offset)),
-        consumer_generation_id=1, producer=SimpleNamespace(flush=flush))
-    table = FakeTable()
-    metrics = Metrics()
-    shell = Shell(app, Settings(partitions=1), POLICY, table, metrics)
+    table, acked = FakeTable(), list[int]()
+    shell = _with_changelog(_bare_shell(table, acked), table)
+    metrics, changelog, stored = shell.metrics, shell.changelog, shell.stored
     in_flight: list[asyncio.Future[None]] = []
-    changelog: list[asyncio.Future[None]] = []
-    stored: list[list[bytes]] = []
 
     async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None
                    ) -> asyncio.Future[None]:
         in_flight.append(loop.create_future())
         return in_flight[-1]
 
-    async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
-        stored.append([k for k, _ in writes])
-        table.data.update(writes)
-        changelog.append(loop.create_future())
-        return [changelog[-1]]
-
-    shell._send = send  # type: ignore[method-assign]
-    shell._store = store  # type: ignore[method-assign]
+    shell._send = send
     tp = TP(shell.topics.inputs[0], 0)
     states = TableStates(table, capacity=10)
     part: Partition[Any] = Partition(POLICY, states, 0.0)
     part.add_input(tp)
     shell.parts[0] = part
-    shell.outboxes[0], shell.storing[0] = deque(), deque()
-    shell.last_message[0] = None  # type: ignore[assignment]
+    shell.outboxes[0] = deque()
+    shell.last_message[0] = None
     inp = shell.inputs[tp] = _Input()
     released = []
     for offset, event in enumerate([repayment(0, due=10, user="u1"),
@@ -479,20 +461,12 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
     assert len(stored) == 2  # written once: it did not move since
 
 
-def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
-    """`_bare_shell` whose table writes wait for their changelog futures
-    (`shell.changelog`, in order) and are listed by key (`shell.stored`); partition 0
-    holds records 0, 1 and 2 of one input, each in a group of its own, delivered."""
+def _with_changelog(shell: Any, table: FakeTable) -> Any:
+    """The shell's table writes wait for their changelog futures (`shell.changelog`,
+    in order) and are listed by key (`shell.stored`)."""
     import asyncio
-    from types import SimpleNamespace
-
-    from faust.types import TP
-
-    from streams.app import _Group, _Input, _Pending
-    from streams.engine import Tally
 
     loop = asyncio.get_running_loop()
-    shell = _bare_shell(table, acked)
     shell.changelog, shell.stored = [], []
 
     async def store(p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
@@ -502,6 +476,22 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
         return [shell.changelog[-1]]
 
     shell._store = store
+    return shell
+
+
+def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
+    """`_bare_shell` `_with_changelog`; partition 0 holds records 0, 1 and 2 of one
+    input, each in a group of its own, delivered."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.app import _Group, _Input, _Pending
+    from streams.engine import Tally
+
+    loop = asyncio.get_running_loop()
+    shell = _with_changelog(_bare_shell(table, acked), table)
     tp = shell.tp = TP(shell.topics.inputs[0], 0)
     shell.parts[0] = Partition(POLICY, TableStates(table, capacity=10), 0.0)
     shell.last_message[0] = None
