@@ -202,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     last = singles[-1]
     decisions = {int(x["decisions"]) for x in singles + multis + cached}
     best = max(single_rate, multi_rate)
-    cached_ratio = statistics.median(
-        [s["seconds"] / c["seconds"] for s, c in zip(singles, cached, strict=True)] or [0])
-    cached_peak = statistics.median([c["maxrss_kb"] for c in cached] or [0]) / 1024
+    cached_ratio = cached_peak = 0.0
+    if cached:
+        cached_ratio = statistics.median(
+            s["seconds"] / c["seconds"] for s, c in zip(singles, cached, strict=True))
+        cached_peak = statistics.median(c["maxrss_kb"] for c in cached) / 1024
 
     verdict = ("MEETS GOAL" if best >= GOAL else
                "meets target" if best >= TARGET else "BELOW TARGET")
