@@ -36,11 +36,13 @@ MAX_RECORD_BYTES = 64 * 1024
 MAX_AMOUNT = 1e12
 REJECT_REASONS = ("not_utf8", "not_json", "oversize", "not_object", "unknown_type",
                   "unsupported_version", "schema", "key_mismatch")
-# RFC 3339 date-time: full date, 'T', time, and a mandatory offset ('Z' or +hh:mm);
-# upper-case 'T' and 'Z' only, as the schemas' pattern says.
+# RFC 3339 date-time: full date, 'T', time, and a mandatory offset ('Z' or +hh:mm, the
+# hours 00-23 and minutes 00-59); upper-case 'T' and 'Z' only, as the schemas' pattern
+# says. Years 1000 to 8999: every time derived from an event's (a deadline, a notice's
+# `effective_at`, at most ten years on: policy.MAX_DAYS) is then a four-digit year too.
 _TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+    r"[1-8]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)")
+_DATE = re.compile(r"[1-8]\d{3}-\d{2}-\d{2}")
 _date_cache: dict[str, float] = {}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 

@@ -40,6 +40,10 @@ REPAYMENT_CODES = frozenset({"OVERDUE", "REPEATED_LATENESS"})
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"
 
 _DAY = 86_400.0
+# The longest window, notice or cooling-off a policy may set: ten years. Event times
+# stop at the year 8999 (the schemas' pattern), so every time the core derives from
+# them (a deadline, an `effective_at`) stays within RFC 3339's four-digit years.
+MAX_DAYS = 3650
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"policy {source}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy {source}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -125,7 +131,8 @@ def compile_policy(data: Any) -> Policy:
     version = data.get("version")
     if not isinstance(version, str) or not version.strip() or len(version) > 64:
         raise PolicyError("version: must be a non-empty string of at most 64 characters")
-    cooling = _number(data.get("cooling_off_days", 30), "cooling_off_days", minimum=0)
+    cooling = _number(data.get("cooling_off_days", 30), "cooling_off_days", minimum=0,
+                      maximum=MAX_DAYS)
     late_after = _number(data.get("late_after_days", 1), "late_after_days", minimum=1)
     if late_after != int(late_after):
         raise PolicyError("late_after_days: must be a whole number of days")
@@ -162,7 +169,7 @@ def _rule(code: str, body: Any) -> Rule | None:
     window = 0.0
     if code in WINDOW_RULES:
         window = _number(body.get("window_days", WINDOW_RULES[code]), f"{where}.window_days",
-                         minimum=1) * _DAY
+                         minimum=1, maximum=MAX_DAYS) * _DAY
     elif "window_days" in body:
         raise PolicyError(f"{where}.window_days: {code} has no window")
     tiers_data = body.get("tiers")
@@ -186,7 +193,8 @@ def _tier(code: str, i: int, t: Any, below: bool, prev: Tier | None) -> Tier:
     action = t.get("action")
     if action not in ACTION_RANK:
         raise PolicyError(f"{where}.action: must be one of warn, downgrade, close (got {action!r})")
-    notice = _number(t.get("notice_days", 0), f"{where}.notice_days", minimum=0)
+    notice = _number(t.get("notice_days", 0), f"{where}.notice_days", minimum=0,
+                     maximum=MAX_DAYS)
     if action == "warn" and notice:
         raise PolicyError(f"{where}.notice_days: a warn tier takes effect at once; remove it")
     factor = t.get("limit_factor")
@@ -210,11 +218,18 @@ def whole_days(threshold: float) -> int:
     return int(threshold) + (threshold % 1 > 0)
 
 
-def _number(value: Any, where: str, *, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def _number(value: Any, where: str, *, minimum: float, maximum: float = 1e15) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(f"{where}: must be a number (got {value!r})")
+    if isinstance(value, int) and not -maximum <= value <= maximum:  # before float() overflows
+        raise PolicyError(f"{where}: must be <= {maximum:g} (got an integer of "
+                          f"{value.bit_length()} bits)")
+    if not math.isfinite(value):
         raise PolicyError(f"{where}: must be a number (got {value!r})")
     if value < minimum:
         raise PolicyError(f"{where}: must be >= {minimum:g} (got {value!r})")
+    if value > maximum:
+        raise PolicyError(f"{where}: must be <= {maximum:g} (got {value!r})")
     return float(value)
 
 

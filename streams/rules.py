@@ -9,6 +9,7 @@ so deadline decisions never depend on when the watermark happens to move.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Callable
 
@@ -88,7 +89,21 @@ def _leverage(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     income = s.bureau.get("monthly_income")
     if debt is None or not income:  # no income on file: nothing to judge, never a cut
         return None
-    return round(debt / (12.0 * income), 3)
+    return leverage(debt, income)
+
+
+LEVERAGE_CAP = 1e6  # debt of a million years' income: shown as that, never as infinity
+
+
+def leverage(debt: float, monthly_income: float) -> float:
+    """Debt over annual income, cut (not rounded) to three decimals, so that what a
+    reason shows never reaches a threshold the ratio itself does not (1.49958 is
+    1.499 against a limit of 1.5); at most LEVERAGE_CAP, so a tiny income gives a
+    finite number (JSON has no infinity; the decision schema wants a number)."""
+    ratio = debt / (12.0 * monthly_income)
+    if ratio >= LEVERAGE_CAP:
+        return LEVERAGE_CAP
+    return math.floor(ratio * 1000.0) / 1000.0
 
 
 def _dormant(p: Policy, r: Rule, s: UserState, t: float) -> Observed:

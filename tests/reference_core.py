@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, Policy, Rule, Tier, whole_days
-from streams.rules import cured_message, message  # text only: the logic is its own
+from streams.rules import cured_message, leverage, message  # text and shown values only
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
@@ -78,7 +78,7 @@ def _leverage(p: Policy, r: Rule, s: UserState, t: float) -> Observed:
     income = s.bureau.get("monthly_income")
     if debt is None or not income:  # no income on file: nothing to judge, never a cut
         return None
-    return round(debt / (12.0 * income), 3)
+    return leverage(debt, income)  # the shown value's rule, shared with the core
 
 
 def _dormant(p: Policy, r: Rule, s: UserState, t: float) -> Observed:

@@ -101,6 +101,10 @@ VALID = [
     pytest.param(with_(CREDIT_REPORT, occurred_at="2024-02-29T23:59:59.999999999Z"),
                  id="leap-day-nanos"),
     pytest.param(with_(CREDIT_REPORT, total_debt=1e12), id="amount-at-max"),
+    pytest.param(with_(CREDIT_REPORT, occurred_at="1000-01-01T00:00:00Z"), id="ts-year-1000"),
+    pytest.param(with_(CREDIT_REPORT, occurred_at="8999-12-31T23:59:59-23:59"),
+                 id="ts-year-8999-last-offset"),
+    pytest.param(with_(REPAYMENT, due_date="8999-12-31"), id="due-date-year-8999"),
 ]
 
 INVALID = [
@@ -144,6 +148,20 @@ INVALID = [
     pytest.param(with_(CREDIT_REPORT, occurred_at="2026-01-01T24:00:00Z"), id="ts-hour-24"),
     pytest.param(with_(CREDIT_REPORT, occurred_at="2026-01-01T00:00:00+24:00"), id="ts-offset-24"),
     pytest.param(with_(CREDIT_REPORT, occurred_at=1767225600), id="ts-epoch-number"),
+    # Offsets are hours 00-23 and minutes 00-59 (datetime reads "+05:60" as +06:00).
+    pytest.param(with_(CREDIT_REPORT, occurred_at="2026-01-05T10:00:00+05:60"),
+                 id="ts-offset-minute-60"),
+    pytest.param(with_(CREDIT_REPORT, occurred_at="2026-01-05T10:00:00-00:75"),
+                 id="ts-offset-minute-75"),
+    # Years 1000 to 8999 only: a time whose UTC value, or a deadline ten years on, has no
+    # four-digit year cannot be written in a decision (it stopped a replay, and would
+    # stop a worker at every restart).
+    pytest.param(with_(CREDIT_REPORT, occurred_at="9999-12-25T00:00:00Z"), id="ts-year-9999"),
+    pytest.param(with_(CREDIT_REPORT, occurred_at="9000-01-01T00:00:00Z"), id="ts-year-9000"),
+    pytest.param(with_(CREDIT_REPORT, occurred_at="0001-01-01T00:00:00+05:00"),
+                 id="ts-year-1"),
+    pytest.param(with_(REPAYMENT, paid_at="9999-12-31T23:00:00-05:00"), id="paid-at-year-9999"),
+    pytest.param(with_(REPAYMENT, due_date="9999-12-31"), id="due-date-year-9999"),
     pytest.param(with_(CREDIT_REPORT, event_type="loan"), id="event-type-unknown"),
     pytest.param(with_(CREDIT_REPORT, event_type=None), id="event-type-null"),
     pytest.param(with_(CREDIT_REPORT, schema_version=2), id="schema-version-2"),

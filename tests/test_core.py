@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
+import orjson
 import pytest
 
 from streams.core import step
@@ -12,6 +13,7 @@ from streams.decisions import Decision
 from streams.events import DAY, Event, Tick
 from streams.policy import compile_policy, load_policy
 from streams.state import UserState, dump, load
+from streams.rules import LEVERAGE_CAP
 from tests.factories import application, day, repayment, report
 
 POLICY = load_policy()
@@ -243,6 +245,23 @@ def test_over_leverage_uses_annual_income():
     _, ds = run([report(0, total_debt=200_000, monthly_income=10_000)])
     assert actions(ds) == [("warn", "OVER_LEVERAGE")]
     assert ds[0].reasons[0].observed == pytest.approx(200_000 / 120_000, abs=1e-3)
+
+
+def test_over_leverage_is_not_rounded_up_to_its_limit():
+    # 17,995 over 12,000 is 1.49958: below the 1.5 limit, though it rounds to 1.5.
+    _, ds = run([report(0, total_debt=17_995, monthly_income=1_000)])
+    assert ds == []
+    _, ds = run([report(0, total_debt=18_000, monthly_income=1_000)])
+    assert actions(ds) == [("warn", "OVER_LEVERAGE")]
+    assert ds[0].reasons[0].observed == 1.5
+
+
+def test_over_leverage_of_a_tiny_income_is_a_finite_number():
+    _, ds = run([report(0, total_debt=1e12, monthly_income=1e-300)])
+    reason = next(r for d in ds for r in d.reasons if r.code == "OVER_LEVERAGE")
+    assert reason.observed == LEVERAGE_CAP
+    written = [r for d in ds for r in orjson.loads(d.to_json())["reasons"]]
+    assert [r["observed"] for r in written if r["code"] == "OVER_LEVERAGE"] == [LEVERAGE_CAP]
 
 
 def test_over_leverage_needs_an_income_on_file():

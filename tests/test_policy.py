@@ -69,6 +69,18 @@ BROKEN = [
     pytest.param(lambda d: d["rules"]["SCORE_DROP"].update(tiers=[]),
                  "rules.SCORE_DROP.tiers", id="no-tiers"),
     pytest.param(lambda d: d.update(owner="risk"), "owner", id="unknown-top-field"),
+    # Durations a run would overflow on (a deadline past the year 9999): ten years at most.
+    pytest.param(lambda d: _tier("OVERDUE", 1)(d).update(notice_days=3651),
+                 "rules.OVERDUE.tiers[1].notice_days", id="notice-over-ten-years"),
+    pytest.param(lambda d: _tier("OVERDUE", 1)(d).update(notice_days=1e306),
+                 "rules.OVERDUE.tiers[1].notice_days", id="notice-1e306"),
+    pytest.param(lambda d: d["rules"]["SCORE_DROP"].update(window_days=1e306),
+                 "rules.SCORE_DROP.window_days", id="window-1e306"),
+    pytest.param(lambda d: d.update(cooling_off_days=4000), "cooling_off_days",
+                 id="cooling-off-over-ten-years"),
+    # An integer too large for a float: a line, not an OverflowError.
+    pytest.param(lambda d: _tier("OVERDUE", 2)(d).update(threshold=10 ** 400),
+                 "rules.OVERDUE.tiers[2].threshold", id="threshold-huge-integer"),
 ]
 
 
@@ -108,6 +120,23 @@ def test_not_a_mapping(text: str, tmp_path: Path) -> None:
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(PolicyError, match="top level: must be a mapping"):
         load_policy(bad)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(DEFAULT_YAML.read_bytes().replace(b"version:", b"# r\xe9vision\nversion:", 1))
+    with pytest.raises(PolicyError, match="not UTF-8") as info:
+        load_policy(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_longest_durations_load() -> None:
+    def longest(d: dict[str, Any]) -> None:
+        d.update(cooling_off_days=3650)
+        _tier("OVERDUE", 1)(d).update(notice_days=3650)
+        d["rules"]["SCORE_DROP"].update(window_days=3650)
+    policy = compile_policy(mutated(longest))
+    assert policy.cooling_off == 3650 * 86_400.0
 
 
 def test_missing_file(tmp_path: Path) -> None:
