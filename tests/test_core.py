@@ -12,8 +12,8 @@ from streams.core import step
 from streams.decisions import Decision
 from streams.events import DAY, Event, Tick
 from streams.policy import compile_policy, load_policy
-from streams.state import UserState, dump, load
 from streams.rules import LEVERAGE_CAP
+from streams.state import UserState, dump, load
 from tests.factories import application, day, repayment, report
 
 POLICY = load_policy()
