@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import IO, TYPE_CHECKING
 
 import orjson
@@ -132,12 +133,39 @@ def _open_out(path: str | None) -> IO[bytes]:
         raise ConfigError(f"{path}: cannot write: {exc.strerror}") from exc
 
 
-def _check_logs(paths: Sequence[str]) -> None:
+def _check_logs(paths: Sequence[str], outputs: Sequence[tuple[str, str | None]] = ()) -> None:
+    """The logs exist; no output (flag, path) is a log or another output's file,
+    which opening it for writing would erase, before anything is opened."""
     for path in paths:
         if path != "-" and not os.path.isfile(path):
+            if os.path.isdir(path):
+                raise ConfigError(f"{path}: is a directory, not a log file")
             raise ConfigError(f"{path}: no such log file")
     if list(paths).count("-") > 1:
         raise ConfigError("stdin (-) can be read once only")
+    named = [(flag, path) for flag, path in outputs if path is not None and path != "-"]
+    for n, (flag, path) in enumerate(named):
+        for log in paths:
+            if log != "-" and _same_file(path, log):
+                raise ConfigError(f"{flag} {path}: is the log being read; writing it would "
+                                  "erase it")
+        for other_flag, other in named[:n]:
+            if _same_file(path, other):
+                raise ConfigError(f"{flag} {path}: is also {other_flag}'s file")
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ConfigError(f"{flag} {path}: cannot write there")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one regular file (existing or not); devices such as
+    /dev/null may take any number of writers."""
+    try:
+        if os.path.samefile(a, b):
+            return os.path.isfile(a)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def progress_meter(label: str) -> Callable[[int], None] | None:
@@ -154,25 +182,25 @@ def progress_meter(label: str) -> Callable[[int], None] | None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    _check_logs(args.logs)
+    _check_logs(args.logs, [("--output", args.output), ("--dead-letter", args.dead_letter),
+                            ("--metrics", args.metrics)])
     metrics = _metrics_for(args.metrics)
     policy = load_policy(args.policy)
     out = _open_out(args.output)
     dead = _open_out(args.dead_letter) if args.dead_letter else None
-    write = out.write
+    write = _writer(out, args.output or "stdout")
+    put_dead = _writer(dead, args.dead_letter) if dead is not None else None
     started = time.monotonic()
     try:
         tally = replay(policy, args.logs, lateness=args.lateness,
-                       on_decision=lambda d: _write(write, d.to_json()),
-                       on_reject=(lambda r: _write(dead.write, r.to_json())) if dead else None,
+                       on_decision=lambda d: write(d.to_json()),
+                       on_reject=(lambda r: put_dead(r.to_json())) if put_dead else None,
                        progress=progress_meter("replay"), metrics=metrics,
                        jobs=args.jobs, state_cache=args.state_cache)
     finally:
-        out.flush()
-        if out is not sys.stdout.buffer:
-            out.close()
+        _close(out, args.output or "stdout")
         if dead is not None:
-            dead.close()
+            _close(dead, args.dead_letter)
     elapsed = time.monotonic() - started
     if metrics is not None:
         try:
@@ -189,19 +217,39 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _metrics_for(path: str | None) -> Metrics | None:
-    """A fresh `Metrics` for `--metrics`, once the file is known to be writable."""
+    """A fresh `Metrics` for `--metrics` (`_check_logs` has checked the file's place)."""
     if path is None:
         return None
     from streams.metrics import Metrics
 
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise ConfigError(f"{path}: cannot write metrics there")
     return Metrics()
 
 
-def _write(write: Callable[[bytes], object], record: bytes) -> None:
-    write(record + b"\n")
+def _writer(handle: IO[bytes], name: str) -> Callable[[bytes], None]:
+    """A record and its newline to `handle`; a failed write (a full disk) is one line."""
+    write = handle.write
+
+    def put(record: bytes) -> None:
+        try:
+            write(record + b"\n")
+        except BrokenPipeError:
+            raise  # downstream closed the pipe (| head): `main` ends quietly
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot write: {exc.strerror or exc}") from None
+
+    return put
+
+
+def _close(handle: IO[bytes], name: str) -> None:
+    """Flush (and close, unless stdout) an output; a failure is one line."""
+    try:
+        handle.flush()
+        if handle is not sys.stdout.buffer:
+            handle.close()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot write: {exc.strerror or exc}") from None
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -231,6 +279,16 @@ def _generate(args: argparse.Namespace) -> int:
     for name in ("malformed_share", "duplicate_share"):
         if not 0 <= getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be in [0, 1)")
+    try:
+        first = date.fromisoformat(args.start)
+    except ValueError as exc:
+        raise ConfigError(f"--start {args.start}: not a YYYY-MM-DD date ({exc})") from None
+    # Event dates run from 1000 to 8999 (the schemas), loans a year past the last day.
+    if not (first.year >= 1000 and first.toordinal() + args.days + 400
+            <= date(8999, 12, 31).toordinal()):
+        raise ConfigError(f"--start {args.start} with --days {args.days}: the log must stay "
+                          "within the years 1000 to 8999")
+    _check_logs([], [("--output", args.output)])
     out = _open_out(args.output)
     try:
         summary = generate_log(out, seed=args.seed, users=args.users, days=args.days,
@@ -239,11 +297,12 @@ def _generate(args: argparse.Namespace) -> int:
                                progress=progress_meter("generate"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
     finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-        else:
-            out.flush()
+        _close(out, args.output)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"generated {summary.lines:,} lines: {summary.events:,} events of {summary.users:,} "

@@ -72,7 +72,7 @@ def decode(raw: bytes) -> Event | Rejection:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         message = str(exc)
-        if "UTF-8" in message:
+        if "not valid UTF-8" in message:  # (a byte order mark is valid UTF-8: not_json)
             return Rejection("not_utf8", "record is not valid UTF-8")
         return Rejection("not_json", message[:200])
     if not isinstance(obj, dict):

@@ -17,6 +17,12 @@ class ConfigError(MonitorError):
     """A command-line flag or environment variable is unusable: fix the value named."""
 
 
+class LogError(MonitorError):
+    """A log file cannot be read to its end (a cut or damaged gzip file): the file and
+    line are named; decisions before it are written (with `--jobs` > 1, those the
+    merge of the processes' output had released)."""
+
+
 class BrokerError(MonitorError):
     """The Kafka broker cannot be reached or refused a request: check the URL and the broker."""
 

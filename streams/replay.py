@@ -27,7 +27,7 @@ import orjson
 from streams.codec import Rejection, decode
 from streams.decisions import Decision
 from streams.engine import Partition, Tally, rare_full_collections
-from streams.errors import MonitorError
+from streams.errors import LogError, MonitorError
 from streams.policy import Policy
 from streams.state import UserState
 from streams.states import TableStates
@@ -58,10 +58,9 @@ class RejectedLine:
 
 def open_log(path: str) -> IO[bytes]:
     """A log file, gzipped or not (by its magic bytes), or stdin for '-'."""
-    if path == "-":
-        return sys.stdin.buffer
-    handle = open(path, "rb")  # noqa: SIM115 - the caller closes it
-    if handle.peek(2)[:2] == b"\x1f\x8b":
+    handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    peek = getattr(handle, "peek", None)  # stdin may be a stream with no look-ahead
+    if peek is not None and peek(2)[:2] == b"\x1f\x8b":
         return gzip.open(handle, "rb")  # type: ignore[return-value]
     return handle
 
@@ -223,44 +222,50 @@ def _run(parts: list[Partition[int]], names: list[str], shard: tuple[int, int] |
                 alone = len(live) == 1
                 at, number = behind[i], line_no[i]
                 done = True
-                for line in handles[i]:
-                    number += 1
-                    raw = line.rstrip(b"\r\n")
-                    if not raw or raw.isspace():
-                        continue  # blank line: nothing to count
-                    lines += 1
-                    if progress is not None and lines % 65_536 == 0:
-                        progress(step, lines)
-                    event = decode(raw)
-                    if isinstance(event, Rejection):
-                        if k == 0:
+                try:
+                    for line in handles[i]:
+                        number += 1
+                        raw = line.rstrip(b"\r\n")
+                        if not raw or raw.isspace():
+                            continue  # blank line: nothing to count
+                        lines += 1
+                        if progress is not None and lines % 65_536 == 0:
+                            progress(step, lines)
+                        event = decode(raw)
+                        if isinstance(event, Rejection):
+                            if k == 0:
+                                for tally in tallies:
+                                    tally.read += 1
+                                    tally.count_rejection(event)
+                                if on_reject is not None:
+                                    on_reject(step, RejectedLine(names[i], number, event, raw))
+                            continue
+                        t = event.occurred_at
+                        step += 1
+                        if n == 1 or shard_of(event.user_id, n) == k:
                             for tally in tallies:
                                 tally.read += 1
-                                tally.count_rejection(event)
-                            if on_reject is not None:
-                                on_reject(step, RejectedLine(names[i], number, event, raw))
-                        continue
-                    t = event.occurred_at
-                    step += 1
-                    if n == 1 or shard_of(event.user_id, n) == k:
-                        for tally in tallies:
-                            tally.read += 1
-                        for offer in offers:
-                            offer(i, event, step)
-                    else:
-                        for observe in observes:
-                            observe(i, t)
-                    for part in parts:
-                        if part.decisions:
-                            drain(step)  # every partition's
-                            break
-                    if spill and step % SPILL_EVERY == 0:
-                        _spill(parts)
-                    if t > at:
-                        at = t
-                        if not alone:
-                            done = False
-                            break
+                            for offer in offers:
+                                offer(i, event, step)
+                        else:
+                            for observe in observes:
+                                observe(i, t)
+                        for part in parts:
+                            if part.decisions:
+                                drain(step)  # every partition's
+                                break
+                        if spill and step % SPILL_EVERY == 0:
+                            _spill(parts)
+                        if t > at:
+                            at = t
+                            if not alone:
+                                done = False
+                                break
+                except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                    # A damaged or cut gzip file: what came before it is applied and
+                    # written; the run stops with one line naming the file and place.
+                    raise LogError(f"{names[i]}: unreadable after line {number:,}: "
+                                   f"{exc}") from None
                 behind[i], line_no[i] = at, number
                 if done:
                     live.remove(i)
@@ -366,6 +371,8 @@ def _shard(policies: list[Policy], names: list[str], lateness: float, shard: tup
              (lambda step, n: later("p", step, n)) if progress else None)
         send.send(items)
         send.send(("end", [part.tally for part in parts]))
+    except MonitorError as exc:
+        send.send(("fail", str(exc)))  # the parent raises it again: one line, no traceback
     except BaseException:
         send.send(("error", traceback.format_exc()))
         raise
@@ -393,6 +400,8 @@ def _received(receive: Connection, proc: multiprocessing.process.BaseProcess,
                 for tally, theirs in zip(tallies, message[1], strict=True):
                     tally.add(theirs)
                 return
+            elif message[0] == "fail":
+                raise LogError(message[1])
             else:
                 raise RuntimeError(f"replay process {proc.name} failed:\n{message[1]}")
 

@@ -179,6 +179,14 @@ AGREED_TIMESTAMPS = [
 ]
 
 
+def test_a_byte_order_mark_is_not_json_not_bad_utf8() -> None:
+    result = decode(b"\xef\xbb\xbf" + orjson.dumps(CREDIT_REPORT))
+    assert isinstance(result, Rejection)
+    assert (result.reason, "byte order mark" in result.detail) == ("not_json", True)
+    assert decode(b"\xff" + orjson.dumps(CREDIT_REPORT)) == Rejection(
+        "not_utf8", "record is not valid UTF-8")
+
+
 def test_timestamp_forms_outside_the_strict_grammar_are_rejected_by_both():
     for sample in AGREED_TIMESTAMPS:
         assert isinstance(decode(orjson.dumps(sample)), Rejection)

@@ -112,6 +112,87 @@ def test_bad_arguments_exit_non_zero_with_one_line(tmp_path: Path):
     assert "missing.jsonl" in result.stderr.decode()
 
 
+def _one_line_error(result: subprocess.CompletedProcess[bytes], *parts: str) -> str:
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.decode()
+    assert message.count("\n") == 1 and message.startswith("closure-monitor: "), message
+    for part in parts:
+        assert part in message, message
+    return message
+
+
+def test_an_output_that_is_the_log_is_refused_and_the_log_kept(log: Path, tmp_path: Path):
+    copy = tmp_path / "in.jsonl"
+    copy.write_bytes(log.read_bytes())
+    for flags in (["-o", str(copy)], ["-o", "/dev/null", "--dead-letter", str(copy)],
+                  ["-o", str(tmp_path / "x" / ".." / "in.jsonl")],
+                  ["--metrics", str(copy)]):
+        _one_line_error(cli("replay", str(copy), *flags), "is the log being read")
+        assert copy.read_bytes() == log.read_bytes()
+
+
+def test_one_file_for_two_outputs_is_refused(log: Path, tmp_path: Path):
+    same = tmp_path / "same.jsonl"
+    _one_line_error(cli("replay", str(log), "-o", str(same), "--dead-letter", str(same)),
+                    "--dead-letter", "is also --output's file")
+    assert not same.exists()
+    # A device takes any number of writers.
+    assert cli("replay", str(log), "-o", "/dev/null", "--dead-letter", "/dev/null"
+               ).returncode == 0
+
+
+def test_an_unwritable_output_is_found_before_any_output_is_opened(log: Path, tmp_path: Path):
+    kept = tmp_path / "decisions.jsonl"
+    kept.write_bytes(b"earlier decisions\n")
+    _one_line_error(cli("replay", str(log), "-o", str(kept), "--dead-letter",
+                        str(tmp_path / "missing" / "dead.jsonl")), "--dead-letter",
+                    "cannot write there")
+    assert kept.read_bytes() == b"earlier decisions\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_one_line(log: Path):
+    _one_line_error(cli("replay", str(log), "--jobs", "1", "-o", "/dev/full"),
+                    "/dev/full: cannot write")
+    _one_line_error(cli("generate", "--users", "300", "-o", "/dev/full"),
+                    "/dev/full: cannot write")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_cut_gzip_log_stops_with_one_line_after_what_it_held(log: Path, tmp_path: Path,
+                                                              jobs: str):
+    data = gzip.compress(log.read_bytes())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.jsonl"
+    message = _one_line_error(cli("replay", str(cut), "--jobs", jobs, "-o", str(out)),
+                              str(cut), "unreadable after line")
+    full = cli("replay", str(log), "--jobs", jobs).stdout.splitlines()
+    written = out.read_bytes().splitlines()
+    # What came before is decided and written, in order: with one process all of it, with
+    # more, what the merge had released when a process stopped.
+    assert written == full[: len(written)] and (written or jobs != "1")
+    assert int(message.split("after line ")[1].split(":")[0].replace(",", "")) > 0
+    junk = tmp_path / "junk.jsonl.gz"
+    junk.write_bytes(b"\x1f\x8b" + b"not gzip at all")
+    _one_line_error(cli("replay", str(junk), "--jobs", jobs), str(junk), "after line 0")
+
+
+def test_gzip_on_stdin_is_read_as_gzip(log: Path):
+    plain = cli("replay", str(log)).stdout
+    assert cli("replay", "-", stdin=gzip.compress(log.read_bytes())).stdout == plain
+
+
+def test_generate_checks_start_before_opening_its_output(tmp_path: Path):
+    kept = tmp_path / "log.jsonl"
+    kept.write_bytes(b"earlier log\n")
+    _one_line_error(cli("generate", "--users", "20", "-o", str(kept), "--start", "2026-02-30"),
+                    "--start 2026-02-30")
+    _one_line_error(cli("generate", "--users", "20", "-o", str(kept), "--start", "8999-12-01"),
+                    "within the years 1000 to 8999")
+    assert kept.read_bytes() == b"earlier log\n"
+
+
 def stricter_policy(tmp: Path) -> Path:
     """The default policy, but closing at 45 days past due instead of 90: "strict"."""
     text = (Path(__file__).parent.parent / "deploy/policies/default.yaml").read_text()
