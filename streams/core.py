@@ -162,8 +162,13 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         if paid_at is not None and new.due < memo.low_due:
             memo.low_due = new.due  # a settled installment: one prune may drop
         if old is not None:
+            # A correction only when the new record puts the installment below a mark
+            # (late, or an OVERDUE tier) the record it replaces had reached: a payment
+            # recorded after it was made, as late as the ledger had it, corrects nothing
+            # (its days past due stopped growing, no more).
             before, after = old.days_past_due(now), new.days_past_due(now)
-            if after < before and before >= policy.late_after_days:
+            marks = policy.day_marks
+            if bisect_right(marks, after) < bisect_right(marks, before):
                 return Correction(key, before, after)
     elif isinstance(e, Application):
         insort(s.applications, t)
@@ -472,10 +477,11 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         s.limit_factor = factor if target == 2 else 1.0
         rank = target
     if w_rank > max(rank, s.warned_rank):
-        strongest = [f for f in waiting if f.tier.rank == w_rank]
+        # Effective when the first action it announces would be taken: a milder tier
+        # with a shorter notice acts before the strongest one.
         out.append(_decide(policy, s, "warn", STATUS_OF_RANK[max(rank, 1)], t, trigger,
-                           _reasons(policy, waiting),
-                           None, min(f.effective_at for f in strongest)))
+                           _reasons(policy, waiting), None,
+                           min(f.effective_at for f in waiting if f.tier.rank > rank)))
         s.warned_rank = w_rank
         rank = max(rank, 1)
 
@@ -559,10 +565,15 @@ def _decide(policy: Policy, s: UserState, action: str, status_after: str, t: flo
     s.seq += 1
     if action != "restore":
         # What a restore supersedes: the decision that set the current status; the
-        # codes gather every reason given since the last restore.
+        # codes are that decision's reasons and those of warnings given since in the
+        # same status: what the restriction rests on (a DATA_CORRECTION restore needs
+        # a repayment code among them).
+        codes = tuple(r.code for r in reasons)
         if action != "warn" or status_after != s.status or s.adverse_id is None:
             s.adverse_id = d.decision_id
-        s.adverse_codes = tuple(dict.fromkeys(s.adverse_codes + tuple(r.code for r in reasons)))
+            s.adverse_codes = codes
+        else:
+            s.adverse_codes = tuple(dict.fromkeys(s.adverse_codes + codes))
     s.status = status_after
     return d
 

@@ -55,8 +55,8 @@ class UserState:
     pending: dict[str, float] = field(default_factory=dict)  # tier key -> condition since
     warned_rank: int = 0  # strongest pending action the user has been warned of
     clear_since: float | None = None  # no adverse condition since (cooling-off)
-    adverse_id: str | None = None  # last adverse decision: what a restore supersedes
-    adverse_codes: tuple[str, ...] = ()
+    adverse_id: str | None = None  # the decision that set the status: what a restore supersedes
+    adverse_codes: tuple[str, ...] = ()  # its reasons and those of warnings since, same status
     deadline: float | None = None  # next event time at which the decision may change
     seen: list[str] = field(default_factory=list)  # recent event ids, oldest first
     # Derived, never dumped (a loaded state starts without): what the last evaluation

@@ -183,6 +183,48 @@ def test_late_payment_is_not_a_correction():
     assert ("restore", "DATA_CORRECTION") not in actions(ds)
 
 
+def test_late_payment_recorded_after_it_was_made_is_not_a_correction():
+    # Paid 35 days late (day 45.9), recorded hours later, past midnight: the ledger had it
+    # at 36 days, the record says 35. The 30-day downgrade was right: no DATA_CORRECTION,
+    # a CURED restore after the cooling-off instead.
+    _, ds = run([repayment(0, due=10), 45, repayment(46.1, due=10, paid_at=45.9), 120])
+    assert actions(ds) == [("warn", "OVERDUE"), ("downgrade", "OVERDUE"), ("restore", "CURED")]
+    assert ds[-1].event_time == day(46.1) + 30 * DAY
+    _, ds = run([repayment(0, due=10), repayment(60, due=10, paid_at=45), 120])
+    assert ("restore", "DATA_CORRECTION") not in actions(ds)
+
+
+def test_correction_below_the_tier_a_restriction_rested_on_restores():
+    # The ledger had it unpaid until day 45 (35 days, downgraded at 30); the record that
+    # arrives then says it was paid on day 20, 10 days late: the 30-day tier never held.
+    _, ds = run([repayment(0, due=10), 45, repayment(45.5, due=10, paid_at=20)])
+    assert actions(ds) == [("warn", "OVERDUE"), ("downgrade", "OVERDUE"),
+                           ("restore", "DATA_CORRECTION")]
+    assert (ds[-1].reasons[0].observed, ds[-1].reasons[0].threshold) == (10, 35)
+
+
+def test_correction_leaves_a_restriction_that_rested_on_other_rules():
+    # An OVERDUE warning, cleared; a MULTI_LENDER downgrade, whose condition then clears;
+    # a late correction of the old installment does not cut the downgrade's cooling-off.
+    base = [repayment(-5, due=0), 1.5, report(2, open_lenders=9),
+            repayment(3, due=0, paid_at=3), 20, report(30, open_lenders=2)]
+    _, plain = run([*base, 100])
+    _, corrected = run([*base, repayment(35, due=0, paid_at=-0.5), 100])
+    assert ("downgrade", "MULTI_LENDER") in actions(plain)
+    assert actions(corrected) == actions(plain)
+    assert actions(corrected)[-1] == ("restore", "CURED")
+    assert corrected[-1].event_time == plain[-1].event_time
+
+
+def test_a_warning_is_effective_when_its_first_action_would_be_taken():
+    # Three accounts overdue elsewhere: a downgrade after 14 days' notice, a close after
+    # 30. The one warning announces both; it takes effect with the first.
+    _, ds = run([report(0, delinquent_accounts=3), 60])
+    assert [d.action for d in ds] == ["warn", "downgrade", "close"]
+    assert ds[0].effective_at == ds[1].event_time == day(14)
+    assert ds[2].event_time == day(30)
+
+
 def test_stale_record_does_not_override_newer_one():
     newer = repayment(20, due=10, paid_at=9)
     stale = repayment(5, due=10)  # older occurred_at, delivered after: loses
