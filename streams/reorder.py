@@ -5,10 +5,10 @@ come on three topics in any interleaving. Each input (a topic-partition live, a
 file in replay) reports the latest event time it has delivered. The watermark
 is the minimum of those over the inputs that are not idle, minus the allowed
 lateness; it never goes back. Buffered events are released in
-(`occurred_at`, `event_id`) order once the watermark passes them. When every
+(`occurred_at`, `event_id`) order once the watermark reaches them. When every
 input is idle (nothing left to fetch, or end of file), everything buffered is
 released and the watermark moves to the latest time seen. An event that arrives
-behind the watermark is released at once and flagged late, never dropped.
+at or behind the watermark is released at once and flagged late, never dropped.
 This is Kafka Streams' `max.task.idle.ms` rule and Flink's multi-input
 watermark, which Faust lacks.
 """
@@ -58,9 +58,10 @@ class ReorderBuffer(Generic[H]):
             self._idle.discard(source)
 
     def push(self, source: Hashable, event: Event, handle: H) -> bool:
-        """Buffer one event; True when it arrived behind the watermark (late)."""
+        """Buffer one event; True when it arrived at or behind the watermark (late):
+        events at the watermark's own time may have been released before it."""
         t = event.occurred_at
-        late = t < self.watermark
+        late = t <= self.watermark
         self._seq = seq = self._seq + 1
         heapq.heappush(self._heap, (t, event.event_id, seq, event, handle))
         self.observe(source, t)

@@ -21,7 +21,7 @@ from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import replay
 from streams.state import dump
-from tests.factories import application, repayment, report
+from tests.factories import application, day, repayment, report
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
 POLICY = load_policy()
@@ -294,3 +294,18 @@ def test_rare_full_collections_raises_the_oldest_threshold_and_restores_it() -> 
     assert inside == (before[0], before[1], max(before[2], FULL_COLLECTION_AFTER))
     assert inside[2] >= 1000
     assert gc.get_threshold() == before
+
+
+def test_an_event_at_the_watermark_after_its_equals_were_released_is_late():
+    # Lateness 600 s; the input's latest event is 600 s after X, so the watermark is X and
+    # the event "b" at X is released. "a" at X, which orders before "b", then arrives: it
+    # cannot be applied in order any more, and says so.
+    from streams.reorder import ReorderBuffer
+
+    buf: ReorderBuffer[int] = ReorderBuffer(600.0)
+    buf.add_input(0)
+    assert not buf.push(0, repayment(3, due=1, event_id="b"), 1)
+    assert not buf.push(0, report(3 + 600 / 86_400, user="u2", event_id="c"), 2)
+    assert [h for _, h in buf.release()] == [1] and buf.watermark == day(3)
+    assert buf.push(0, repayment(3, due=1, event_id="a"), 3)  # late: "b" went first
+    assert not buf.push(0, report(3.5, user="u2", event_id="d"), 4)
