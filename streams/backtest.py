@@ -54,6 +54,12 @@ class Report:
             "policy": self.new.policy.version,
             "baseline": self.baseline.policy.version,
             "events_read": self.new.tally.read,
+            # Every line accounted for (the same for both policies: one pass, one decoder).
+            "lines": {"read": self.new.tally.read,
+                      "applied": sum(self.new.tally.applied.values()),
+                      "duplicates": sum(self.new.tally.duplicates.values()),
+                      "rejected": sum(self.new.tally.rejected.values()),
+                      "late": sum(self.new.tally.late.values())},
             "decisions": [
                 {"action": a, "reason": r, "baseline": self.baseline.tally.decisions[a, r],
                  "policy": self.new.tally.decisions[a, r],
@@ -76,8 +82,11 @@ class Report:
 
     def table(self) -> str:
         data = self.as_dict()
+        lines = data["lines"]
         out = [f"backtest: policy {data['policy']} against baseline {data['baseline']} "
-               f"on {data['events_read']:,} events", "",
+               f"on {lines['read']:,} lines: applied {lines['applied']:,}, duplicates "
+               f"{lines['duplicates']:,}, rejected {lines['rejected']:,}; late {lines['late']:,}",
+               "",
                f"{'action':<10}{'reason':<22}{'baseline':>10}{'policy':>10}{'delta':>9}"]
         for row in data["decisions"]:
             out.append(f"{row['action']:<10}{row['reason']:<22}{row['baseline']:>10,}"

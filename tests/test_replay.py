@@ -212,8 +212,12 @@ def test_backtest_reports_differences(log: Path, tmp_path: Path):
     rows = {(r["action"], r["reason"]): r for r in report_["decisions"]}
     assert rows["close", "OVERDUE"]["policy"] > rows["close", "OVERDUE"]["baseline"]
     assert report_["users_differing"] > 0 and report_["examples"]
+    lines = report_["lines"]
+    assert lines["rejected"] > 0 and lines["duplicates"] > 0
+    assert lines["read"] == lines["applied"] + lines["duplicates"] + lines["rejected"]
     table = cli("backtest", str(log), "--policy", str(strict)).stdout.decode()
     assert "strict" in table and "users whose decisions differ" in table
+    assert f"rejected {lines['rejected']:,}" in table
     # One pass over the log: it can come on stdin, with no copy kept.
     piped = cli("backtest", "-", "--policy", str(strict), "--json", stdin=log.read_bytes())
     assert piped.returncode == 0, piped.stderr
