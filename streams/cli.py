@@ -137,9 +137,11 @@ def _check_logs(paths: Sequence[str], outputs: Sequence[tuple[str, str | None]] 
     """The logs exist; no output (flag, path) is a log or another output's file,
     which opening it for writing would erase, before anything is opened."""
     for path in paths:
-        if path != "-" and not os.path.isfile(path):
-            if os.path.isdir(path):
-                raise ConfigError(f"{path}: is a directory, not a log file")
+        if path == "-":
+            continue
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: is a directory, not a log file")
+        if not os.path.exists(path):  # a pipe such as <(zcat ...) exists and is read once
             raise ConfigError(f"{path}: no such log file")
     if list(paths).count("-") > 1:
         raise ConfigError("stdin (-) can be read once only")

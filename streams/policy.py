@@ -129,8 +129,10 @@ def compile_policy(data: Any) -> Policy:
     _known(data, "", {"version", "description", "cooling_off_days", "late_after_days",
                       "dedupe_ids", "rules"})
     version = data.get("version")
-    if not isinstance(version, str) or not version.strip() or len(version) > 64:
-        raise PolicyError("version: must be a non-empty string of at most 64 characters")
+    if (not isinstance(version, str) or not version.strip() or len(version) > 64
+            or not version.isprintable()):
+        raise PolicyError("version: must be a non-empty string of at most 64 printable "
+                          "characters")
     cooling = _number(data.get("cooling_off_days", 30), "cooling_off_days", minimum=0,
                       maximum=MAX_DAYS)
     late_after = _number(data.get("late_after_days", 1), "late_after_days", minimum=1)

@@ -13,6 +13,7 @@ import base64
 import gzip
 import heapq
 import multiprocessing
+import os
 import sys
 import traceback
 import zlib
@@ -156,7 +157,9 @@ def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
     names = list(paths)
     if len(policies) != len(on_decisions):
         raise ValueError("one on_decisions callback per policy")
-    if jobs > 1 and "-" not in names:
+    # Every process of a sharded run reads every line: only regular files can be read
+    # more than once (not stdin, nor a pipe such as `<(zcat ...)`).
+    if jobs > 1 and all(name != "-" and os.path.isfile(name) for name in names):
         return sharded(policies, names, lateness=lateness, jobs=jobs,
                        on_decisions=on_decisions, on_reject=on_reject, progress=progress,
                        state_cache=state_cache)

@@ -34,6 +34,7 @@ def _tier(code: str, i: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
 BROKEN = [
     pytest.param(lambda d: d.pop("version"), "version", id="missing-version"),
     pytest.param(lambda d: d.update(version=""), "version", id="empty-version"),
+    pytest.param(lambda d: d.update(version="2026\nstrict"), "version", id="version-newline"),
     pytest.param(lambda d: d["rules"].update(LATE_NIGHT={"tiers": [
         {"threshold": 1, "action": "warn"}]}), "rules.LATE_NIGHT", id="unknown-rule-code"),
     pytest.param(lambda d: d["rules"].pop("MULTI_LENDER"), "MULTI_LENDER", id="missing-rule"),

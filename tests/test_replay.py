@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import orjson
@@ -176,6 +178,25 @@ def test_a_cut_gzip_log_stops_with_one_line_after_what_it_held(log: Path, tmp_pa
     junk = tmp_path / "junk.jsonl.gz"
     junk.write_bytes(b"\x1f\x8b" + b"not gzip at all")
     _one_line_error(cli("replay", str(junk), "--jobs", jobs), str(junk), "after line 0")
+
+
+def test_a_pipe_is_read_once_by_one_process(log: Path):
+    # As bash's <(zcat log.gz) hands it over: a path that is no regular file.
+    read, write = os.pipe()
+    with subprocess.Popen([CLI, "replay", f"/dev/fd/{read}", "--jobs", "2"], pass_fds=[read],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        os.close(read)
+
+        def feed() -> None:
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(log.read_bytes())
+
+        feeder = threading.Thread(target=feed)  # while communicate reads the output
+        feeder.start()
+        out, err = proc.communicate(timeout=120)
+        feeder.join()
+    assert proc.returncode == 0, err
+    assert out == cli("replay", str(log), "--jobs", "2").stdout
 
 
 def test_gzip_on_stdin_is_read_as_gzip(log: Path):
