@@ -471,18 +471,26 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             effective = min((f.effective_at for f in waiting), default=t)
             findings = due + waiting
             s.warned_rank = w_rank
+            s.warned_at = t
         out.append(_decide(policy, s, action, STATUS_OF_RANK[target], t, trigger,
                            _reasons(policy, findings),
                            factor if target == 2 else None, effective))
         s.limit_factor = factor if target == 2 else 1.0
         rank = target
-    if w_rank > max(rank, s.warned_rank):
+    # Tiers waiting out a notice that would act on this user: a stronger action, or a
+    # further cut. Each is announced by a warning given when it started waiting or
+    # later, so no action comes without a warning that named it.
+    acting = [f for f in waiting if f.tier.rank > rank or (
+        f.tier.rank == rank == 2 and (f.tier.limit_factor or 1.0) < s.limit_factor)]
+    if acting and (w_rank > max(rank, s.warned_rank) or s.warned_at is None
+                   or any(s.pending[f.tier.key] > s.warned_at for f in acting)):
         # Effective when the first action it announces would be taken: a milder tier
         # with a shorter notice acts before the strongest one.
         out.append(_decide(policy, s, "warn", STATUS_OF_RANK[max(rank, 1)], t, trigger,
                            _reasons(policy, waiting), None,
-                           min(f.effective_at for f in waiting if f.tier.rank > rank)))
+                           min(f.effective_at for f in acting)))
         s.warned_rank = w_rank
+        s.warned_at = t
         rank = max(rank, 1)
 
     if rank == 1 and not due and not waiting:

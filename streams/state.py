@@ -54,6 +54,7 @@ class UserState:
     scores: list[tuple[float, int]] = field(default_factory=list)  # rolling-max candidates
     pending: dict[str, float] = field(default_factory=dict)  # tier key -> condition since
     warned_rank: int = 0  # strongest pending action the user has been warned of
+    warned_at: float | None = None  # when the last warning was given (None: never)
     clear_since: float | None = None  # no adverse condition since (cooling-off)
     adverse_id: str | None = None  # the decision that set the status: what a restore supersedes
     adverse_codes: tuple[str, ...] = ()  # its reasons and those of warnings since, same status
@@ -112,6 +113,7 @@ def dump(state: UserState) -> bytes:
             "S": state.scores,
             "p": state.pending,
             "w": state.warned_rank,
+            "W": state.warned_at,
             "k": state.clear_since,
             "A": [state.adverse_id, list(state.adverse_codes)],
             "D": state.deadline,
@@ -138,6 +140,8 @@ def load(data: bytes) -> UserState:
         scores=[(t, s) for t, s in d["S"]],
         pending=d["p"],
         warned_rank=d["w"],
+        # A state stored before "W" existed: its pending notices count as announced.
+        warned_at=d.get("W", d["c"]),
         clear_since=d["k"],
         adverse_id=adverse_id,
         adverse_codes=tuple(adverse_codes),

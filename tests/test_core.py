@@ -225,6 +225,45 @@ def test_a_warning_is_effective_when_its_first_action_would_be_taken():
     assert ds[2].event_time == day(30)
 
 
+def test_no_action_without_a_warning_that_named_its_reason():
+    # Warned of an EXTERNAL_DELINQUENCY downgrade (day 14); at day 5 a low score starts a
+    # SCORE_BELOW_MIN downgrade's notice (day 19); at day 10 the delinquency clears. The
+    # score's downgrade is announced when its notice starts, not sprung on day 19 (the
+    # warning, of both, is effective with the first of them, day 14).
+    _, ds = run([report(0, delinquent_accounts=1), report(5, credit_score=510),
+                 report(10, delinquent_accounts=0), 40])
+    assert [(d.action, [r.code for r in d.reasons]) for d in ds[:2]] == [
+        ("warn", ["EXTERNAL_DELINQUENCY"]),
+        ("warn", ["SCORE_BELOW_MIN", "EXTERNAL_DELINQUENCY"])]
+    assert ds[1].event_time == day(5) and ds[1].effective_at == day(14)
+    assert actions(ds[2:]) == [("downgrade", "SCORE_BELOW_MIN")]
+    assert ds[2].event_time == day(19)
+
+
+def test_a_further_cut_is_announced():
+    # Downgraded to 0.6 by a score under 520 (day 14, after notice); a delinquency
+    # elsewhere then starts a notice of another 0.6 cut (no further cut: no warning), and
+    # a leverage of 3 one of 0.7 (no further cut either). A score under 450 starts the
+    # close's notice: announced.
+    _, ds = run([report(0, credit_score=510), 20, report(21, delinquent_accounts=1),
+                 report(22, total_debt=360_000, monthly_income=10_000), 25,
+                 report(26, credit_score=440), 70])
+    assert [d.action for d in ds] == ["warn", "downgrade", "warn", "close"]
+    assert ds[2].event_time == day(26) and ds[2].status_after == "downgraded"
+    assert ds[2].effective_at == ds[3].event_time == day(56)
+
+
+def test_a_deeper_cut_is_announced_before_it_is_made():
+    # Downgraded to 0.7 for leverage (day 30); a delinquency elsewhere on day 32 starts the
+    # notice of a cut to 0.6 (day 46): a warning says so that day.
+    _, ds = run([report(0, total_debt=360_000, monthly_income=10_000), 31,
+                 report(32, delinquent_accounts=1), 50])
+    assert [(d.action, d.limit_factor) for d in ds] == [
+        ("warn", None), ("downgrade", 0.7), ("warn", None), ("downgrade", 0.6)]
+    assert ds[2].event_time == day(32) and ds[2].status_after == "downgraded"
+    assert ds[2].effective_at == ds[3].event_time == day(46)
+
+
 def test_stale_record_does_not_override_newer_one():
     newer = repayment(20, due=10, paid_at=9)
     stale = repayment(5, due=10)  # older occurred_at, delivered after: loses
@@ -368,6 +407,18 @@ def test_state_round_trips_mid_stream():
     _, via_json = run(tail, state=load(dump(s)))
     assert [d.as_dict() for d in direct] == [d.as_dict() for d in via_json]
     assert direct  # the restore happened
+
+
+def test_a_state_stored_before_warned_at_counts_its_notices_as_announced():
+    s, ds = run([report(0, delinquent_accounts=1), report(5, credit_score=510)])
+    assert s is not None and s.warned_at == day(5) and len(ds) == 2
+    assert load(dump(s)).warned_at == day(5)
+    older = orjson.loads(dump(s))
+    del older["W"]  # as a changelog written before the field holds it
+    restored = load(orjson.dumps(older))
+    assert restored.warned_at == restored.clock == day(5)
+    _, ds = run([20], state=restored)  # no second warning of what was pending
+    assert actions(ds) == [("downgrade", "EXTERNAL_DELINQUENCY")]
 
 
 def test_late_event_is_applied_at_the_users_clock():
