@@ -49,6 +49,7 @@ from streams.state import (
     Installment,
     Memo,
     UserState,
+    capped_scores,
 )
 
 STATUS_OF_RANK = ("active", "warned", "downgraded", "closed")
@@ -205,7 +206,7 @@ def _add_score(s: UserState, t: float, score: int) -> None:
             points.pop()
         points.append((t, score))
         if len(points) > SCORES_CAP:
-            del points[:-SCORES_CAP]
+            s.scores = capped_scores(points)
         return
     insort(points, (t, score))
     kept: list[tuple[float, int]] = []
@@ -215,7 +216,7 @@ def _add_score(s: UserState, t: float, score: int) -> None:
             kept.append((at, value))
             best = value
     kept.reverse()
-    s.scores = kept[-SCORES_CAP:]
+    s.scores = capped_scores(kept)
 
 
 def _settled_low_due(ledger: dict[str, Installment]) -> float:

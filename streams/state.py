@@ -19,6 +19,15 @@ from streams.events import BUREAU_FIELDS
 LEDGER_CAP = 64
 APPLICATIONS_CAP = 64
 SCORES_CAP = 32
+
+
+def capped_scores(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """At most SCORES_CAP rolling-maximum candidates: past the cap, those just after the
+    oldest go. The oldest is the window's high, which the score's fall is measured
+    from; the newest are the highs to come as older reports age out."""
+    if len(points) <= SCORES_CAP:
+        return points
+    return [points[0], *points[len(points) - SCORES_CAP + 1:]]
 STATUS_RANK = {"active": 0, "warned": 1, "downgraded": 2, "closed": 3}
 
 

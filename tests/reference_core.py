@@ -17,10 +17,10 @@ from streams.rules import cured_message, leverage, message  # text and shown val
 from streams.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
-    SCORES_CAP,
     STATUS_RANK,
     Installment,
     UserState,
+    capped_scores,
 )
 
 INQUIRY_WINDOW = 30 * DAY
@@ -238,7 +238,7 @@ def _add_score(s: UserState, t: float, score: int) -> None:
             kept.append((at, value))
             best = value
     kept.reverse()
-    s.scores = kept[-SCORES_CAP:]
+    s.scores = capped_scores(kept)
 
 
 def _prune(policy: Policy, s: UserState, t: float) -> None:

@@ -264,6 +264,15 @@ def test_a_deeper_cut_is_announced_before_it_is_made():
     assert ds[2].effective_at == ds[3].event_time == day(46)
 
 
+def test_a_long_fall_is_measured_from_the_windows_high():
+    # 40 reports two days apart, each 4 points lower: 900 to 744, a fall of 156, more
+    # rolling-maximum candidates than a state keeps (32). The high of 900 is kept.
+    items: list[Event | float] = [report(2 * k, credit_score=900 - 4 * k) for k in range(40)]
+    _, ds = run([*items, 100])
+    assert actions(ds)[-1] == ("downgrade", "SCORE_DROP")
+    assert max(r.observed for d in ds for r in d.reasons if r.code == "SCORE_DROP") == 156
+
+
 def test_stale_record_does_not_override_newer_one():
     newer = repayment(20, due=10, paid_at=9)
     stale = repayment(5, due=10)  # older occurred_at, delivered after: loses
