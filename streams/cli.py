@@ -7,7 +7,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import IO, TYPE_CHECKING
 
@@ -227,31 +228,35 @@ def _metrics_for(path: str | None) -> Metrics | None:
     return Metrics()
 
 
+@contextmanager
+def _writing(name: str) -> Iterator[None]:
+    """A failed write to output `name` (a full disk) is one line; a closed pipe
+    (| head) is left to `main`, which ends quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot write: {exc.strerror or exc}") from None
+
+
 def _writer(handle: IO[bytes], name: str) -> Callable[[bytes], None]:
-    """A record and its newline to `handle`; a failed write (a full disk) is one line."""
+    """A record and its newline to `handle`."""
     write = handle.write
 
     def put(record: bytes) -> None:
-        try:
+        with _writing(name):
             write(record + b"\n")
-        except BrokenPipeError:
-            raise  # downstream closed the pipe (| head): `main` ends quietly
-        except OSError as exc:
-            raise ConfigError(f"{name}: cannot write: {exc.strerror or exc}") from None
 
     return put
 
 
 def _close(handle: IO[bytes], name: str) -> None:
-    """Flush (and close, unless stdout) an output; a failure is one line."""
-    try:
+    """Flush (and close, unless stdout) an output."""
+    with _writing(name):
         handle.flush()
         if handle is not sys.stdout.buffer:
             handle.close()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot write: {exc.strerror or exc}") from None
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -292,19 +297,17 @@ def _generate(args: argparse.Namespace) -> int:
                           "within the years 1000 to 8999")
     _check_logs([], [("--output", args.output)])
     out = _open_out(args.output)
+    name = "stdout" if args.output == "-" else args.output
     try:
-        summary = generate_log(out, seed=args.seed, users=args.users, days=args.days,
-                               start=args.start, malformed_share=args.malformed_share,
-                               duplicate_share=args.duplicate_share,
-                               progress=progress_meter("generate"))
+        with _writing(name):
+            summary = generate_log(out, seed=args.seed, users=args.users, days=args.days,
+                                   start=args.start, malformed_share=args.malformed_share,
+                                   duplicate_share=args.duplicate_share,
+                                   progress=progress_meter("generate"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise ConfigError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
     finally:
-        _close(out, args.output)
+        _close(out, name)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"generated {summary.lines:,} lines: {summary.events:,} events of {summary.users:,} "
