@@ -404,7 +404,7 @@ def _received(receive: Connection, proc: multiprocessing.process.BaseProcess,
                     tally.add(theirs)
                 return
             elif message[0] == "fail":
-                raise LogError(message[1])
+                raise MonitorError(message[1])  # its own one line
             else:
                 raise RuntimeError(f"replay process {proc.name} failed:\n{message[1]}")
 
