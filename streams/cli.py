@@ -155,9 +155,23 @@ def _check_logs(paths: Sequence[str], outputs: Sequence[tuple[str, str | None]] 
         for other_flag, other in named[:n]:
             if _same_file(path, other):
                 raise ConfigError(f"{flag} {path}: is also {other_flag}'s file")
-        folder = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        if not _writable(path):
             raise ConfigError(f"{flag} {path}: cannot write there")
+        if flag == "--metrics" and os.path.exists(path) and not os.path.isfile(path):
+            # Written whole, by replacing the file: a device such as /dev/null would go.
+            raise ConfigError(f"{flag} {path}: must be a regular file (it is replaced "
+                              "whole when written)")
+
+
+def _writable(path: str) -> bool:
+    """Whether `path` can be opened for writing: an existing file (or device, such as
+    /dev/null) that is writable, or a new file in a writable folder."""
+    if os.path.isdir(path):
+        return False
+    if os.path.exists(path):
+        return os.access(path, os.W_OK)
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.isdir(folder) and os.access(folder, os.W_OK)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -456,8 +456,10 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
                             f"{correction.before} -> {correction.after} days past due",
                             correction.after, correction.before)
             pending = dict(s.pending)  # notices already served still count
+            announced = list(s.warned_keys)  # and so do the warnings that named them
             out.append(_restore(policy, s, t, trigger, reason, supersedes=s.adverse_id))
             s.pending.update(pending)
+            s.warned_keys = [k for k in announced if k in pending]
             rank = 0
 
     target, factor = _level(due)
@@ -472,26 +474,26 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             effective = min((f.effective_at for f in waiting), default=t)
             findings = due + waiting
             s.warned_rank = w_rank
-            s.warned_at = t
+            _announce(s, waiting)
         out.append(_decide(policy, s, action, STATUS_OF_RANK[target], t, trigger,
                            _reasons(policy, findings),
                            factor if target == 2 else None, effective))
         s.limit_factor = factor if target == 2 else 1.0
         rank = target
     # Tiers waiting out a notice that would act on this user: a stronger action, or a
-    # further cut. Each is announced by a warning given when it started waiting or
-    # later, so no action comes without a warning that named it.
+    # further cut. Each is named by a warning before it acts: one not yet announced
+    # (since the user was last restored) gets a warning now.
     acting = [f for f in waiting if f.tier.rank > rank or (
         f.tier.rank == rank == 2 and (f.tier.limit_factor or 1.0) < s.limit_factor)]
-    if acting and (w_rank > max(rank, s.warned_rank) or s.warned_at is None
-                   or any(s.pending[f.tier.key] > s.warned_at for f in acting)):
+    if acting and (w_rank > max(rank, s.warned_rank)
+                   or any(f.tier.key not in s.warned_keys for f in acting)):
         # Effective when the first action it announces would be taken: a milder tier
         # with a shorter notice acts before the strongest one.
         out.append(_decide(policy, s, "warn", STATUS_OF_RANK[max(rank, 1)], t, trigger,
                            _reasons(policy, waiting), None,
                            min(f.effective_at for f in acting)))
         s.warned_rank = w_rank
-        s.warned_at = t
+        _announce(s, waiting)
         rank = max(rank, 1)
 
     if rank == 1 and not due and not waiting:
@@ -565,6 +567,14 @@ def _reason(f: Finding) -> Reason:
                   f.observed, shown)
 
 
+def _announce(s: UserState, waiting: list[Finding]) -> None:
+    """A warning names these tiers (their notices): they count as announced until the
+    user is restored."""
+    for f in waiting:
+        if f.tier.key not in s.warned_keys:
+            s.warned_keys.append(f.tier.key)
+
+
 def _decide(policy: Policy, s: UserState, action: str, status_after: str, t: float,
             trigger: str | None, reasons: tuple[Reason, ...], limit_factor: float | None,
             effective_at: float | None = None, supersedes: str | None = None) -> Decision:
@@ -593,6 +603,7 @@ def _restore(policy: Policy, s: UserState, t: float, trigger: str | None, reason
                 supersedes=supersedes)
     s.limit_factor = 1.0
     s.warned_rank = 0
+    s.warned_keys = []
     s.pending.clear()
     s.clear_since = None
     s.adverse_id = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import gzip
 import heapq
+import io
 import multiprocessing
 import os
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from operator import itemgetter
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 
@@ -59,11 +60,37 @@ class RejectedLine:
 
 def open_log(path: str) -> IO[bytes]:
     """A log file, gzipped or not (by its magic bytes), or stdin for '-'."""
-    handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     peek = getattr(handle, "peek", None)  # stdin may be a stream with no look-ahead
-    if peek is not None and peek(2)[:2] == b"\x1f\x8b":
+    if peek is None:
+        return handle
+    head = peek(2)[:2]
+    if len(head) < 2:  # a pipe may have handed over one byte so far: wait for two
+        head = handle.read(2)
+        handle = io.BufferedReader(_Rejoined(head, cast(io.BufferedReader, handle)))
+    if head == b"\x1f\x8b":
         return gzip.open(handle, "rb")  # type: ignore[return-value]
     return handle
+
+
+class _Rejoined(io.RawIOBase):
+    """The bytes read ahead, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: io.BufferedReader) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read1(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LATENESS,

@@ -9,7 +9,6 @@ so deadline decisions never depend on when the watermark happens to move.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from collections.abc import Callable
 
@@ -96,14 +95,19 @@ LEVERAGE_CAP = 1e6  # debt of a million years' income: shown as that, never as i
 
 
 def leverage(debt: float, monthly_income: float) -> float:
-    """Debt over annual income, cut (not rounded) to three decimals, so that what a
-    reason shows never reaches a threshold the ratio itself does not (1.49958 is
-    1.499 against a limit of 1.5); at most LEVERAGE_CAP, so a tiny income gives a
-    finite number (JSON has no infinity; the decision schema wants a number)."""
+    """Debt over annual income to three decimals, never rounded up past the ratio, so
+    that what a reason shows never reaches a threshold the ratio itself does not
+    (1.49958 is 1.499 against a limit of 1.5), but exact ratios stay exact (12,012 over
+    12,000 is 1.001, which the division gives as 1.000999...); at most LEVERAGE_CAP, so
+    a tiny income gives a finite number (JSON has no infinity; the decision schema
+    wants a number)."""
     ratio = debt / (12.0 * monthly_income)
     if ratio >= LEVERAGE_CAP:
         return LEVERAGE_CAP
-    return math.floor(ratio * 1000.0) / 1000.0
+    shown = round(ratio, 3)
+    if shown - ratio > 1e-9 * max(1.0, ratio):  # rounded up by more than the division's error
+        shown = round(shown - 0.001, 3)
+    return shown
 
 
 def _dormant(p: Policy, r: Rule, s: UserState, t: float) -> Observed:

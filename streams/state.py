@@ -63,7 +63,7 @@ class UserState:
     scores: list[tuple[float, int]] = field(default_factory=list)  # rolling-max candidates
     pending: dict[str, float] = field(default_factory=dict)  # tier key -> condition since
     warned_rank: int = 0  # strongest pending action the user has been warned of
-    warned_at: float | None = None  # when the last warning was given (None: never)
+    warned_keys: list[str] = field(default_factory=list)  # tiers a warning named, since restored
     clear_since: float | None = None  # no adverse condition since (cooling-off)
     adverse_id: str | None = None  # the decision that set the status: what a restore supersedes
     adverse_codes: tuple[str, ...] = ()  # its reasons and those of warnings since, same status
@@ -122,7 +122,7 @@ def dump(state: UserState) -> bytes:
             "S": state.scores,
             "p": state.pending,
             "w": state.warned_rank,
-            "W": state.warned_at,
+            "W": state.warned_keys,
             "k": state.clear_since,
             "A": [state.adverse_id, list(state.adverse_codes)],
             "D": state.deadline,
@@ -150,7 +150,7 @@ def load(data: bytes) -> UserState:
         pending=d["p"],
         warned_rank=d["w"],
         # A state stored before "W" existed: its pending notices count as announced.
-        warned_at=d.get("W", d["c"]),
+        warned_keys=d["W"] if "W" in d else list(d["p"]),
         clear_since=d["k"],
         adverse_id=adverse_id,
         adverse_codes=tuple(adverse_codes),

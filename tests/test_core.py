@@ -12,7 +12,7 @@ from streams.core import step
 from streams.decisions import Decision
 from streams.events import DAY, Event, Tick
 from streams.policy import compile_policy, load_policy
-from streams.rules import LEVERAGE_CAP
+from streams.rules import LEVERAGE_CAP, leverage
 from streams.state import UserState, dump, load
 from tests.factories import application, day, repayment, report
 
@@ -346,6 +346,12 @@ def test_over_leverage_is_not_rounded_up_to_its_limit():
     assert ds[0].reasons[0].observed == 1.5
 
 
+def test_leverage_is_shown_to_three_decimals_never_rounded_up():
+    exact = [leverage(12_000 * k / 1000, 1_000) for k in range(1, 5001)]
+    assert exact == [k / 1000 for k in range(1, 5001)]  # 12,012 over 12,000 is 1.001
+    assert leverage(17_995, 1_000) == 1.499 and leverage(17_999.99, 1_000) == 1.499
+
+
 def test_over_leverage_of_a_tiny_income_is_a_finite_number():
     _, ds = run([report(0, total_debt=1e12, monthly_income=1e-300)])
     reason = next(r for d in ds for r in d.reasons if r.code == "OVER_LEVERAGE")
@@ -418,16 +424,39 @@ def test_state_round_trips_mid_stream():
     assert direct  # the restore happened
 
 
-def test_a_state_stored_before_warned_at_counts_its_notices_as_announced():
+def test_a_state_stored_before_warned_keys_counts_its_notices_as_announced():
     s, ds = run([report(0, delinquent_accounts=1), report(5, credit_score=510)])
-    assert s is not None and s.warned_at == day(5) and len(ds) == 2
-    assert load(dump(s)).warned_at == day(5)
+    assert s is not None and len(ds) == 2
+    assert s.warned_keys == ["EXTERNAL_DELINQUENCY/0", "SCORE_BELOW_MIN/1"]
+    assert load(dump(s)).warned_keys == s.warned_keys
     older = orjson.loads(dump(s))
     del older["W"]  # as a changelog written before the field holds it
     restored = load(orjson.dumps(older))
-    assert restored.warned_at == restored.clock == day(5)
+    assert sorted(restored.warned_keys) == sorted(s.pending)
     _, ds = run([20], state=restored)  # no second warning of what was pending
     assert actions(ds) == [("downgrade", "EXTERNAL_DELINQUENCY")]
+
+
+def test_a_flickering_condition_is_not_announced_again():
+    # A score at the downgrade line (520) flickers daily while MULTI_LENDER holds: one
+    # warning, which named both, then the downgrade; not a warning a flicker.
+    items: list[Event | float] = [report(0, open_lenders=8, credit_score=515)]
+    items += [report(k, credit_score=525 if k % 2 else 515) for k in range(1, 9)]
+    _, ds = run([*items, 20])
+    assert [d.action for d in ds] == ["warn", "downgrade"]
+    assert [r.code for r in ds[0].reasons] == ["SCORE_BELOW_MIN", "MULTI_LENDER"]
+
+
+def test_a_tier_starting_at_the_time_of_the_last_warning_is_announced():
+    # Two reports at the same time, or the second applied late at the user's clock: the
+    # APPLICATION_BURST cut (7 days' notice) gets its own warning before it acts.
+    for second in (0, -3):
+        _, ds = run([report(0, open_lenders=8), report(second, hard_inquiries_30d=10), 20])
+        assert [(d.action, [r.code for r in d.reasons]) for d in ds] == [
+            ("warn", ["MULTI_LENDER"]), ("warn", ["MULTI_LENDER", "APPLICATION_BURST"]),
+            ("downgrade", ["APPLICATION_BURST", "MULTI_LENDER"]),
+            ("downgrade", ["MULTI_LENDER", "APPLICATION_BURST"])], second
+        assert ds[1].event_time == day(0) and ds[1].effective_at == ds[2].event_time == day(7)
 
 
 def test_late_event_is_applied_at_the_users_clock():

@@ -6,11 +6,13 @@ import gzip
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -19,9 +21,10 @@ from hypothesis import strategies as st
 
 from streams.codec import Rejection, decode
 from streams.core import step
+from streams.errors import ConfigError
 from streams.generate import generate_log
 from streams.policy import load_policy
-from streams.replay import replay
+from streams.replay import open_log, replay
 from streams.state import dump
 from tests.factories import application, day, repayment, report
 
@@ -152,6 +155,33 @@ def test_an_unwritable_output_is_found_before_any_output_is_opened(log: Path, tm
     assert kept.read_bytes() == b"earlier decisions\n"
 
 
+def test_devices_and_writable_files_are_outputs_for_any_user(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    # As an unprivileged user sees it: /dev and a read-only folder are not writable,
+    # /dev/null and a 0666 file in that folder are. (Root may write anywhere.)
+    from streams import cli as cli_module
+
+    out = tmp_path / "out.jsonl"
+    out.touch()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (
+        not os.path.isdir(path) and real_access(path, mode)))
+    cli_module._check_logs([], [("--output", "/dev/null"), ("--dead-letter", "/dev/null"),
+                                ("--metrics", str(out))])
+    with pytest.raises(ConfigError, match="cannot write there"):
+        cli_module._check_logs([], [("--output", str(tmp_path / "new.jsonl"))])
+
+
+def test_metrics_never_replace_a_device_or_pipe(log: Path, tmp_path: Path):
+    # The metrics file is written by replacing it: as root, --metrics /dev/null would
+    # have put a regular file in /dev/null's place. A pipe stands in for the device.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    _one_line_error(cli("replay", str(log), "--jobs", "1", "--metrics", str(fifo)),
+                    "--metrics", "must be a regular file")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_is_one_line(log: Path):
     _one_line_error(cli("replay", str(log), "--jobs", "1", "-o", "/dev/full"),
@@ -197,6 +227,36 @@ def test_a_pipe_is_read_once_by_one_process(log: Path):
         feeder.join()
     assert proc.returncode == 0, err
     assert out == cli("replay", str(log), "--jobs", "2").stdout
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe that hands over one byte first, then the rest."""
+
+    def __init__(self, data: bytes) -> None:
+        self.parts = [data[:1], data[1:]]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.parts and not self.parts[0]:
+            self.parts.pop(0)
+        if not self.parts:
+            return 0
+        part = self.parts[0]
+        n = min(len(buffer), len(part))
+        buffer[:n] = part[:n]
+        self.parts[0] = part[n:]
+        return n
+
+
+def test_gzip_on_a_pipe_that_hands_over_one_byte_first(log: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    for data in (gzip.compress(log.read_bytes()), log.read_bytes()):
+        stdin = io.BufferedReader(_Trickle(data))
+        assert len(stdin.peek(2)) == 1  # as the pipe would have it
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        assert open_log("-").read() == log.read_bytes()
 
 
 def test_gzip_on_stdin_is_read_as_gzip(log: Path):
