@@ -322,8 +322,12 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             pending = dict(s.pending)  # notices already served still count
             announced = list(s.warned_keys)  # and so do the warnings that named them
             out.append(_restore(policy, s, t, trigger, reason, supersedes=s.adverse_id))
-            s.pending.update(pending)
+            # A tier no warning named (it waited while a stronger restriction held, so
+            # it would not have acted) starts its notice now, and is announced below.
+            s.pending.update({k: v for k, v in pending.items() if k in announced})
             s.warned_keys = [k for k in announced if k in pending]
+            if len(s.pending) < len(pending):
+                due, waiting = _classify(s, crossed, t)
             rank = 0
 
     target, factor = _level(due)

@@ -273,6 +273,20 @@ def test_a_long_fall_is_measured_from_the_windows_high():
     assert max(r.observed for d in ds for r in d.reasons if r.code == "SCORE_DROP") == 156
 
 
+def test_after_a_correction_a_cut_no_warning_named_gets_its_notice():
+    # Downgraded to 0.5 for OVERDUE (day 30); open credit at 8 lenders from day 35 (a 0.6
+    # cut after 14 days' notice, no cut while at 0.5, so not announced); the overdue is
+    # corrected on day 52. The restore is followed by a warning of the MULTI_LENDER cut,
+    # effective 14 days on, not by the cut at once.
+    _, ds = run([repayment(0, due=0), 32, report(35, open_lenders=8), 50,
+                 repayment(52, due=0, paid_at=0), 70])
+    assert [(d.action, d.reasons[0].code) for d in ds] == [
+        ("warn", "OVERDUE"), ("downgrade", "OVERDUE"), ("restore", "DATA_CORRECTION"),
+        ("warn", "MULTI_LENDER"), ("downgrade", "MULTI_LENDER")]
+    assert ds[3].event_time == day(52) and ds[3].effective_at == ds[4].event_time == day(66)
+    assert ds[4].limit_factor == 0.6
+
+
 def test_stale_record_does_not_override_newer_one():
     newer = repayment(20, due=10, paid_at=9)
     stale = repayment(5, due=10)  # older occurred_at, delivered after: loses
