@@ -436,7 +436,6 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         # applies to an active user and nothing is restored.
         s.pending.clear()
         memo.wake = INF
-        s.warned_rank = min(s.warned_rank, 0)
         s.clear_since = None
         s.deadline = _next_deadline(policy, s, t, memo)
         return []
@@ -456,20 +455,18 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
                             f"{correction.before} -> {correction.after} days past due",
                             correction.after, correction.before)
             pending = dict(s.pending)  # notices already served still count
-            announced = list(s.warned_keys)  # and so do the warnings that named them
+            announced = dict(s.announced)  # and so do the warnings that named them
             out.append(_restore(policy, s, t, trigger, reason, supersedes=s.adverse_id))
             # A tier no warning named (it waited while a stronger restriction held, so
             # it would not have acted) starts its notice now, and is announced below.
-            s.pending.update({k: v for k, v in pending.items() if k in announced})
-            s.warned_keys = [k for k in announced if k in pending]
+            s.pending.update({k: v for k, v in pending.items() if announced.get(k) == v})
+            s.announced = {k: v for k, v in announced.items() if pending.get(k) == v}
             if len(s.pending) < len(pending):
                 due, waiting = _classify(s, crossed, t)
                 memo.wake = min([f.effective_at for f in waiting]) if waiting else INF
             rank = 0
 
     target, factor = _level(due)
-    w_rank = max([f.tier.rank for f in waiting]) if waiting else 0
-    s.warned_rank = min(s.warned_rank, w_rank)
     if (target, -factor) > (rank, -s.limit_factor):
         action = ACTION_OF_RANK[target]
         assert action is not None
@@ -478,7 +475,6 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         if action == "warn":
             effective = min((f.effective_at for f in waiting), default=t)
             findings = due + waiting
-            s.warned_rank = w_rank
             _announce(s, waiting)
         out.append(_decide(policy, s, action, STATUS_OF_RANK[target], t, trigger,
                            _reasons(policy, findings),
@@ -486,18 +482,16 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         s.limit_factor = factor if target == 2 else 1.0
         rank = target
     # Tiers waiting out a notice that would act on this user: a stronger action, or a
-    # further cut. Each is named by a warning before it acts: one not yet announced
-    # (since the user was last restored) gets a warning now.
+    # further cut. None acts unannounced: one that no warning of its notice (or of a
+    # notice still running to as strong an action, no later) covers gets one now.
     acting = [f for f in waiting if f.tier.rank > rank or (
         f.tier.rank == rank == 2 and (f.tier.limit_factor or 1.0) < s.limit_factor)]
-    if acting and (w_rank > max(rank, s.warned_rank)
-                   or any(f.tier.key not in s.warned_keys for f in acting)):
+    if acting and not _covered(s, acting, waiting):
         # Effective when the first action it announces would be taken: a milder tier
         # with a shorter notice acts before the strongest one.
         out.append(_decide(policy, s, "warn", STATUS_OF_RANK[max(rank, 1)], t, trigger,
                            _reasons(policy, waiting), None,
                            min(f.effective_at for f in acting)))
-        s.warned_rank = w_rank
         _announce(s, waiting)
         rank = max(rank, 1)
 
@@ -573,11 +567,23 @@ def _reason(f: Finding) -> Reason:
 
 
 def _announce(s: UserState, waiting: list[Finding]) -> None:
-    """A warning names these tiers (their notices): they count as announced until the
-    user is restored."""
+    """A warning names these tiers' notices (each by the time it started)."""
     for f in waiting:
-        if f.tier.key not in s.warned_keys:
-            s.warned_keys.append(f.tier.key)
+        s.announced[f.tier.key] = s.pending[f.tier.key]
+
+
+def _covered(s: UserState, acting: list[Finding], waiting: list[Finding]) -> bool:
+    """Whether every acting tier is announced: its own notice was named by a warning, or
+    an announced notice still running comes to as strong an action (as deep a cut) no
+    later. A condition that clears and comes back starts a new notice, which a warning
+    names unless one already running covers it (a score flickering at a line while
+    another rule's cut is on notice brings no warning a flicker)."""
+    running = [g for g in waiting if s.announced.get(g.tier.key) == s.pending[g.tier.key]]
+    return all(any(g.tier.rank >= f.tier.rank and g.effective_at <= f.effective_at
+                   and (g.tier.rank > 2 or (g.tier.limit_factor or 1.0)
+                        <= (f.tier.limit_factor or 1.0))
+                   for g in running)
+               for f in acting)
 
 
 def _decide(policy: Policy, s: UserState, action: str, status_after: str, t: float,
@@ -607,8 +613,7 @@ def _restore(policy: Policy, s: UserState, t: float, trigger: str | None, reason
     d = _decide(policy, s, "restore", "active", t, trigger, (reason,), 1.0,
                 supersedes=supersedes)
     s.limit_factor = 1.0
-    s.warned_rank = 0
-    s.warned_keys = []
+    s.announced = {}
     s.pending.clear()
     s.clear_since = None
     s.adverse_id = None

@@ -62,8 +62,8 @@ class UserState:
     bureau_at: dict[str, float] = field(default_factory=dict)  # field -> occurred_at
     scores: list[tuple[float, int]] = field(default_factory=list)  # rolling-max candidates
     pending: dict[str, float] = field(default_factory=dict)  # tier key -> condition since
-    warned_rank: int = 0  # strongest pending action the user has been warned of
-    warned_keys: list[str] = field(default_factory=list)  # tiers a warning named, since restored
+    # Notices a warning named: tier key -> the time that notice started (its `pending`).
+    announced: dict[str, float] = field(default_factory=dict)
     clear_since: float | None = None  # no adverse condition since (cooling-off)
     adverse_id: str | None = None  # the decision that set the status: what a restore supersedes
     adverse_codes: tuple[str, ...] = ()  # its reasons and those of warnings since, same status
@@ -121,8 +121,7 @@ def dump(state: UserState) -> bytes:
             "b": [[k, state.bureau[k], state.bureau_at[k]] for k in state.bureau],
             "S": state.scores,
             "p": state.pending,
-            "w": state.warned_rank,
-            "W": state.warned_keys,
+            "W": state.announced,
             "k": state.clear_since,
             "A": [state.adverse_id, list(state.adverse_codes)],
             "D": state.deadline,
@@ -148,9 +147,8 @@ def load(data: bytes) -> UserState:
         bureau_at={k: at for k, _, at in d["b"] if k in BUREAU_FIELDS},
         scores=[(t, s) for t, s in d["S"]],
         pending=d["p"],
-        warned_rank=d["w"],
         # A state stored before "W" existed: its pending notices count as announced.
-        warned_keys=d["W"] if "W" in d else list(d["p"]),
+        announced=d["W"] if "W" in d else dict(d["p"]),
         clear_since=d["k"],
         adverse_id=adverse_id,
         adverse_codes=tuple(adverse_codes),

@@ -226,16 +226,15 @@ def test_a_warning_is_effective_when_its_first_action_would_be_taken():
 
 
 def test_no_action_without_a_warning_that_named_its_reason():
-    # Warned of an EXTERNAL_DELINQUENCY downgrade (day 14); at day 5 a low score starts a
-    # SCORE_BELOW_MIN downgrade's notice (day 19); at day 10 the delinquency clears. The
-    # score's downgrade is announced when its notice starts, not sprung on day 19 (the
-    # warning, of both, is effective with the first of them, day 14).
+    # Warned of an EXTERNAL_DELINQUENCY cut to 0.6 (day 14); at day 5 a low score starts
+    # a SCORE_BELOW_MIN cut to 0.6 (day 19), which the warning already given covers (the
+    # same cut, sooner); at day 10 the delinquency clears, and the score's cut, now
+    # covered by nothing, is announced that day rather than sprung on day 19.
     _, ds = run([report(0, delinquent_accounts=1), report(5, credit_score=510),
                  report(10, delinquent_accounts=0), 40])
     assert [(d.action, [r.code for r in d.reasons]) for d in ds[:2]] == [
-        ("warn", ["EXTERNAL_DELINQUENCY"]),
-        ("warn", ["SCORE_BELOW_MIN", "EXTERNAL_DELINQUENCY"])]
-    assert ds[1].event_time == day(5) and ds[1].effective_at == day(14)
+        ("warn", ["EXTERNAL_DELINQUENCY"]), ("warn", ["SCORE_BELOW_MIN"])]
+    assert ds[1].event_time == day(10) and ds[1].effective_at == day(19)
     assert actions(ds[2:]) == [("downgrade", "SCORE_BELOW_MIN")]
     assert ds[2].event_time == day(19)
 
@@ -438,16 +437,16 @@ def test_state_round_trips_mid_stream():
     assert direct  # the restore happened
 
 
-def test_a_state_stored_before_warned_keys_counts_its_notices_as_announced():
+def test_a_state_stored_before_announced_counts_its_notices_as_announced():
     s, ds = run([report(0, delinquent_accounts=1), report(5, credit_score=510)])
-    assert s is not None and len(ds) == 2
-    assert s.warned_keys == ["EXTERNAL_DELINQUENCY/0", "SCORE_BELOW_MIN/1"]
-    assert load(dump(s)).warned_keys == s.warned_keys
+    assert s is not None and len(ds) == 1
+    assert s.announced == {"EXTERNAL_DELINQUENCY/0": day(0)}
+    assert load(dump(s)).announced == s.announced
     older = orjson.loads(dump(s))
     del older["W"]  # as a changelog written before the field holds it
     restored = load(orjson.dumps(older))
-    assert sorted(restored.warned_keys) == sorted(s.pending)
-    _, ds = run([20], state=restored)  # no second warning of what was pending
+    assert restored.announced == s.pending
+    _, ds = run([20], state=restored)  # no warning of what was pending
     assert actions(ds) == [("downgrade", "EXTERNAL_DELINQUENCY")]
 
 
