@@ -460,6 +460,16 @@ def test_a_flickering_condition_is_not_announced_again():
     assert [r.code for r in ds[0].reasons] == ["SCORE_BELOW_MIN", "MULTI_LENDER"]
 
 
+def test_a_condition_that_clears_and_comes_back_is_announced_again():
+    # A close announced for day 30 lapses (day 20: two accounts overdue elsewhere, not
+    # three); it comes back on day 25 with a new notice: a new warning, for day 55.
+    _, ds = run([report(0, delinquent_accounts=3), 15, report(20, delinquent_accounts=2),
+                 report(25, delinquent_accounts=4), 60])
+    assert [(d.action, d.event_time) for d in ds] == [
+        ("warn", day(0)), ("downgrade", day(14)), ("warn", day(25)), ("close", day(55))]
+    assert ds[2].effective_at == day(55) and ds[2].status_after == "downgraded"
+
+
 def test_a_tier_starting_at_the_time_of_the_last_warning_is_announced():
     # Two reports at the same time, or the second applied late at the user's clock: the
     # APPLICATION_BURST cut (7 days' notice) gets its own warning before it acts.
