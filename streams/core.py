@@ -441,7 +441,6 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         return []
     crossed = _crossed_now(policy, s, t, memo.counts, fresh or {})
     due, waiting = _classify(s, crossed, t)
-    memo.wake = min([f.effective_at for f in waiting]) if waiting else INF
     out: list[Decision] = []
     rank = STATUS_RANK[s.status]
 
@@ -463,9 +462,9 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
             s.announced = {k: v for k, v in announced.items() if pending.get(k) == v}
             if len(s.pending) < len(pending):
                 due, waiting = _classify(s, crossed, t)
-                memo.wake = min([f.effective_at for f in waiting]) if waiting else INF
             rank = 0
 
+    memo.wake = min([f.effective_at for f in waiting]) if waiting else INF
     target, factor = _level(due)
     if (target, -factor) > (rank, -s.limit_factor):
         action = ACTION_OF_RANK[target]

@@ -19,6 +19,7 @@ from streams.events import BUREAU_FIELDS
 LEDGER_CAP = 64
 APPLICATIONS_CAP = 64
 SCORES_CAP = 32
+STATUS_RANK = {"active": 0, "warned": 1, "downgraded": 2, "closed": 3}
 
 
 def capped_scores(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
@@ -28,7 +29,6 @@ def capped_scores(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
     if len(points) <= SCORES_CAP:
         return points
     return [points[0], *points[len(points) - SCORES_CAP + 1:]]
-STATUS_RANK = {"active": 0, "warned": 1, "downgraded": 2, "closed": 3}
 
 
 @dataclass(slots=True)
