@@ -1,18 +1,28 @@
-# Everything runs from a project-local virtualenv, created on first use.
+# Everything runs from a project-local virtualenv, created on first use. The engine
+# (engine/, Rust) is built into it by maturin, so a Rust toolchain is needed.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+ENGINE_SOURCES := engine/Cargo.toml engine/Cargo.lock $(wildcard engine/src/*.rs)
 
-.PHONY: dev test lint bench install
+.PHONY: dev test lint engine-test bench install fuzz rust
 .DEFAULT_GOAL := dev
 
-$(BIN)/closure-monitor: pyproject.toml
+rust:
+	@command -v cargo >/dev/null || { echo "closure-monitor needs a Rust toolchain (cargo) to build its engine: install it from https://rustup.rs"; exit 2; }
+
+$(BIN)/closure-monitor: pyproject.toml | rust
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,rocksdb]'
 	touch $@
 
-install: $(BIN)/closure-monitor
+# The editable install does not rebuild the extension when the Rust code changes.
+streams/.engine-built: $(BIN)/closure-monitor $(ENGINE_SOURCES) | rust
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(BIN)/closure-monitor streams/.engine-built
 
 dev: install
 	$(BIN)/closure-monitor dev
@@ -20,8 +30,12 @@ dev: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	cd engine && cargo clippy --all-targets --locked -- -D warnings
 
-test: lint
+engine-test: rust
+	cd engine && cargo test --locked --quiet
+
+test: lint engine-test
 	$(BIN)/pytest -q
 
 bench: install

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from streams.errors import PolicyError
@@ -102,6 +103,17 @@ class Policy:
 
     def rule(self, code: str) -> Rule | None:
         return self.by_code.get(code)
+
+    def engine_json(self) -> bytes:
+        """The compiled policy as the engine (`streams._engine.Policy`) takes it."""
+        return orjson.dumps({
+            "version": self.version, "cooling_off": self.cooling_off,
+            "late_after_days": self.late_after_days, "dedupe_ids": self.dedupe_ids,
+            "rules": [{"code": r.code, "window": r.window,
+                       "tiers": [{"threshold": t.threshold, "action": t.action,
+                                  "notice": t.notice, "limit_factor": t.limit_factor}
+                                 for t in r.tiers]}
+                      for r in self.rules]})
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -1,0 +1,100 @@
+//! Input events, schema v1, as typed values (DESIGN.md "Input events").
+//!
+//! Times are f64 seconds since the Unix epoch (UTC); dates are the epoch second of
+//! their 00:00 UTC, exactly as the Python engine holds them.
+
+pub const DAY: f64 = 86_400.0;
+
+pub const PRODUCTS: [&str; 2] = ["cash_loan", "pay_later"];
+pub const APPLICATION_KINDS: [&str; 2] = ["drawdown", "limit_increase"];
+pub const EVENT_TYPES: [&str; 3] = ["repayment", "application", "credit_report"];
+
+/// One change of an installment in the lender's ledger.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Repayment {
+    pub event_id: String,
+    pub user_id: String,
+    pub occurred_at: f64,
+    pub loan_id: String,
+    pub installment: i64,
+    pub product: &'static str,
+    /// 00:00 UTC of the due date.
+    pub due_date: f64,
+    pub amount_due: f64,
+    pub amount_paid: f64,
+    pub paid_at: Option<f64>,
+}
+
+/// A request to borrow from the line or to raise it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Application {
+    pub event_id: String,
+    pub user_id: String,
+    pub occurred_at: f64,
+    pub application_id: String,
+    pub product: &'static str,
+    pub kind: &'static str,
+    pub requested_amount: f64,
+    pub channel: Option<String>,
+}
+
+/// A change in the user's bureau file: only the changed fields are set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreditReport {
+    pub event_id: String,
+    pub user_id: String,
+    pub occurred_at: f64,
+    pub bureau: String,
+    pub credit_score: Option<i64>,
+    pub open_lenders: Option<i64>,
+    pub hard_inquiries_30d: Option<i64>,
+    pub delinquent_accounts: Option<i64>,
+    pub total_debt: Option<f64>,
+    pub monthly_income: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Repayment(Repayment),
+    Application(Application),
+    CreditReport(CreditReport),
+}
+
+impl Event {
+    pub fn event_id(&self) -> &str {
+        match self {
+            Event::Repayment(e) => &e.event_id,
+            Event::Application(e) => &e.event_id,
+            Event::CreditReport(e) => &e.event_id,
+        }
+    }
+
+    pub fn user_id(&self) -> &str {
+        match self {
+            Event::Repayment(e) => &e.user_id,
+            Event::Application(e) => &e.user_id,
+            Event::CreditReport(e) => &e.user_id,
+        }
+    }
+
+    pub fn occurred_at(&self) -> f64 {
+        match self {
+            Event::Repayment(e) => e.occurred_at,
+            Event::Application(e) => e.occurred_at,
+            Event::CreditReport(e) => e.occurred_at,
+        }
+    }
+
+    /// Index into EVENT_TYPES.
+    pub fn kind(&self) -> usize {
+        match self {
+            Event::Repayment(_) => 0,
+            Event::Application(_) => 1,
+            Event::CreditReport(_) => 2,
+        }
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        EVENT_TYPES[self.kind()]
+    }
+}

@@ -1,0 +1,300 @@
+//! One partition's loop around the core: reorder, apply, fire deadlines, count (the
+//! port of `streams/engine.py`). The live worker runs one per Kafka partition; replay
+//! runs one per policy, so both decide identically.
+
+use crate::codec::Rejection;
+use crate::core::{fire, step_new};
+use crate::decisions::Decision;
+use crate::events::Event;
+use crate::policy::Policy;
+use crate::reorder::ReorderBuffer;
+use crate::state::UserState;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+/// What happened to every input record: applied, duplicate or rejected (and late).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub read: u64,
+    /// By event_type index (events::EVENT_TYPES).
+    pub applied: [u64; 3],
+    pub duplicates: [u64; 3],
+    pub late: [u64; 3],
+    /// By rejection reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// By (action, first reason code).
+    pub decisions: BTreeMap<(&'static str, &'static str), u64>,
+    /// By event_type or "unknown".
+    pub rejected_types: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    pub fn count_decision(&mut self, d: &Decision) {
+        let code = d.reasons.first().map_or("", |r| r.code);
+        *self.decisions.entry((d.action, code)).or_default() += 1;
+    }
+
+    pub fn count_rejection(&mut self, r: &Rejection) {
+        *self.rejected.entry(r.reason).or_default() += 1;
+        *self.rejected_types.entry(r.event_type.unwrap_or("unknown")).or_default() += 1;
+    }
+
+    /// Count another tally's records here too (partitions of one run).
+    pub fn add(&mut self, other: &Tally) {
+        self.read += other.read;
+        for i in 0..3 {
+            self.applied[i] += other.applied[i];
+            self.duplicates[i] += other.duplicates[i];
+            self.late[i] += other.late[i];
+        }
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.rejected_types {
+            *self.rejected_types.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.decisions {
+            *self.decisions.entry(*k).or_default() += v;
+        }
+    }
+}
+
+/// A deadline entry: (time, user), earliest first, then by user id.
+#[derive(PartialEq)]
+struct Due(f64, Arc<str>);
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.partial_cmp(&other.0).unwrap_or(Ordering::Equal).then_with(|| self.1.cmp(&other.1))
+    }
+}
+
+/// Where a decision came in a partition's order of emission: for the n-th decision an
+/// applied event led to, (0, occurred_at, event_id, handle, n); for one a fired deadline
+/// led to, (1, deadline, user_id, 0, n). Partitions fed the same inputs (the shards of
+/// one replay) merge their decisions back into one order by it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Place {
+    pub phase: u8,
+    pub at: f64,
+    pub name: Arc<str>,
+    pub handle: u64,
+    pub n: u32,
+}
+
+impl Place {
+    pub fn order(&self, other: &Place) -> Ordering {
+        self.phase
+            .cmp(&other.phase)
+            .then_with(|| self.at.partial_cmp(&other.at).unwrap_or(Ordering::Equal))
+            .then_with(|| self.name.cmp(&other.name))
+            .then_with(|| self.handle.cmp(&other.handle))
+            .then_with(|| self.n.cmp(&other.n))
+    }
+}
+
+pub type H = u64;
+
+pub struct Partition {
+    pub policy: Arc<Policy>,
+    pub states: HashMap<Arc<str>, UserState>,
+    pub buffer: ReorderBuffer<H>,
+    pub tally: Tally,
+    /// Decisions made, drained by the caller.
+    pub decisions: Vec<Decision>,
+    /// Users whose state changed since the caller last took them.
+    pub dirty: Vec<Arc<str>>,
+    scheduled: HashMap<Arc<str>, f64>,
+    heap: BinaryHeap<Reverse<Due>>,
+    /// With `places` on: for each decision made, its `Place` (drained with it).
+    pub places: Option<Vec<Place>>,
+    place: (u8, f64, Option<Arc<str>>, u64),
+}
+
+impl Partition {
+    pub fn new(policy: Arc<Policy>, lateness: f64) -> Self {
+        Partition {
+            policy,
+            states: HashMap::new(),
+            buffer: ReorderBuffer::new(lateness),
+            tally: Tally::default(),
+            decisions: Vec::new(),
+            dirty: Vec::new(),
+            scheduled: HashMap::new(),
+            heap: BinaryHeap::new(),
+            places: None,
+            place: (0, 0.0, None, 0),
+        }
+    }
+
+    pub fn pending_deadlines(&self) -> usize {
+        self.scheduled.len()
+    }
+
+    pub fn add_input(&mut self, source: u32) {
+        self.buffer.add_input(source);
+    }
+
+    /// Buffer an event; apply whatever the watermark releases; their handles are
+    /// appended to `handles`.
+    pub fn offer(&mut self, source: u32, event: Event, handle: H, handles: &mut Vec<H>) {
+        let kind = event.kind();
+        if self.buffer.push(source, event, handle) {
+            if let Some(n) = self.tally.late.get_mut(kind) {
+                *n += 1;
+            }
+        }
+        self.release(handles);
+    }
+
+    pub fn set_idle(&mut self, source: u32, idle: bool, handles: &mut Vec<H>) {
+        self.buffer.set_idle(source, idle);
+        self.release(handles);
+    }
+
+    pub fn remove_input(&mut self, source: u32, handles: &mut Vec<H>) {
+        self.buffer.remove_input(source);
+        self.release(handles);
+    }
+
+    /// Another partition's event at t from `source`: moves the watermark only.
+    pub fn observe(&mut self, source: u32, t: f64, handles: &mut Vec<H>) {
+        self.buffer.observe(source, t);
+        self.release(handles);
+    }
+
+    /// Apply the released events in event-time order, then fire due deadlines.
+    pub fn release(&mut self, handles: &mut Vec<H>) {
+        let mark = self.buffer.watermark;
+        if self.buffer.ready() {
+            let mut released = Vec::new();
+            self.buffer.release(&mut released);
+            let keep = self.places.is_some();
+            for (event, handle) in released {
+                if keep {
+                    self.place = (0, event.occurred_at(), Some(Arc::from(event.event_id())), handle);
+                }
+                self.apply(&event);
+                handles.push(handle);
+            }
+        }
+        if self.heap.peek().is_some_and(|Reverse(d)| d.0 <= mark) {
+            self.tick();
+        }
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        let kind = event.kind();
+        let uid = event.user_id();
+        let start = self.decisions.len();
+        let key: Arc<str> = match self.states.get_key_value(uid) {
+            Some((k, s)) => {
+                if s.has_seen(event.event_id()) {
+                    if let Some(n) = self.tally.duplicates.get_mut(kind) {
+                        *n += 1;
+                    }
+                    return;
+                }
+                k.clone()
+            }
+            None => {
+                let key: Arc<str> = Arc::from(uid);
+                self.states.insert(key.clone(), UserState::new(uid, event.occurred_at()));
+                key
+            }
+        };
+        let deadline = match self.states.get_mut(&key) {
+            Some(state) => {
+                step_new(&self.policy, state, event, &mut self.decisions);
+                state.deadline
+            }
+            None => None,
+        };
+        if let Some(n) = self.tally.applied.get_mut(kind) {
+            *n += 1;
+        }
+        self.counted(start);
+        self.dirty.push(key.clone());
+        self.schedule(key, deadline);
+    }
+
+    /// Fire the deadlines of users the watermark has passed.
+    pub fn tick(&mut self) {
+        let mark = self.buffer.watermark;
+        while self.heap.peek().is_some_and(|Reverse(d)| d.0 <= mark) {
+            let Some(Reverse(Due(deadline, uid))) = self.heap.pop() else { break };
+            if self.scheduled.get(&uid) != Some(&deadline) {
+                continue; // superseded entry
+            }
+            self.scheduled.remove(&uid);
+            if self.places.is_some() {
+                self.place = (1, deadline, Some(uid.clone()), 0);
+            }
+            let start = self.decisions.len();
+            let next = match self.states.get_mut(&uid) {
+                Some(state) => {
+                    fire(&self.policy, state, mark, &mut self.decisions);
+                    state.deadline
+                }
+                None => continue,
+            };
+            self.counted(start);
+            self.dirty.push(uid.clone());
+            self.schedule(uid, next);
+        }
+    }
+
+    /// Index the deadlines of every state held (after states are loaded).
+    pub fn schedule_all(&mut self) {
+        let users: Vec<(Arc<str>, Option<f64>)> =
+            self.states.iter().map(|(k, s)| (k.clone(), s.deadline)).collect();
+        for (uid, deadline) in users {
+            self.schedule(uid, deadline);
+        }
+    }
+
+    fn counted(&mut self, start: usize) {
+        let Partition { decisions, tally, places, place, .. } = self;
+        for d in decisions.iter().skip(start) {
+            tally.count_decision(d);
+        }
+        if let Some(places) = places {
+            let name = place.2.clone().unwrap_or_else(|| Arc::from(""));
+            for n in 0..decisions.len().saturating_sub(start) {
+                places.push(Place {
+                    phase: place.0,
+                    at: place.1,
+                    name: name.clone(),
+                    handle: place.3,
+                    n: n as u32,
+                });
+            }
+        }
+    }
+
+    fn schedule(&mut self, uid: Arc<str>, deadline: Option<f64>) {
+        let Some(deadline) = deadline else {
+            self.scheduled.remove(&uid);
+            return;
+        };
+        if self.scheduled.get(&uid) == Some(&deadline) {
+            return;
+        }
+        self.scheduled.insert(uid.clone(), deadline);
+        self.heap.push(Reverse(Due(deadline, uid)));
+        if self.heap.len() > 2 * self.scheduled.len() + 4096 {
+            // drop superseded entries
+            self.heap = self
+                .scheduled
+                .iter()
+                .map(|(u, d)| Reverse(Due(*d, u.clone())))
+                .collect();
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The Python face: `streams._engine`.
+//!
+//! Records cross as bytes and come back as bytes (decision JSON, stored states): no
+//! Python object is built per event. A panic inside the engine is caught here and
+//! raised as `EngineError` naming the record it was handling, never an abort.
+
+use crate::codec::{decode, Rejection};
+use crate::events::{Event, EVENT_TYPES};
+use crate::partition::{Partition as Core, Tally};
+use crate::policy::Policy as CorePolicy;
+use crate::state::UserState;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+create_exception!(_engine, EngineError, PyException, "The engine failed on a record.");
+
+fn guarded<T>(place: impl FnOnce() -> String, f: impl FnOnce() -> T) -> PyResult<T> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        EngineError::new_err(format!("engine failed on {}: {what}", place()))
+    })
+}
+
+/// A validated policy (`streams.policy.Policy.engine_json()`), compiled once.
+#[pyclass(frozen, module = "streams._engine")]
+pub struct Policy {
+    inner: Arc<CorePolicy>,
+}
+
+#[pymethods]
+impl Policy {
+    #[new]
+    fn new(data: &[u8]) -> PyResult<Self> {
+        let inner = CorePolicy::from_json(data).map_err(PyValueError::new_err)?;
+        Ok(Policy { inner: Arc::new(inner) })
+    }
+
+    #[getter]
+    fn version(&self) -> &str {
+        &self.inner.version
+    }
+}
+
+fn rejection_tuple<'py>(py: Python<'py>, r: &Rejection) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(py, [r.reason.into_pyobject(py)?.into_any(), r.detail.as_str().into_pyobject(py)?.into_any(), r.event_type.into_pyobject(py)?.into_any()])
+}
+
+/// One record decoded: the event's fields in the order of the Python dataclass, led by
+/// its event_type, or ("rejected", reason, detail, event_type).
+#[pyfunction]
+fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+    let decoded = guarded(|| "a record".to_owned(), || decode(raw))?;
+    match decoded {
+        Err(r) => {
+            let rest = rejection_tuple(py, &r)?;
+            let mut items: Vec<Bound<'py, PyAny>> = vec!["rejected".into_pyobject(py)?.into_any()];
+            items.extend(rest.iter());
+            PyTuple::new(py, items)
+        }
+        Ok(Event::Repayment(e)) => (
+            "repayment", e.event_id, e.user_id, e.occurred_at, e.loan_id, e.installment,
+            e.product, e.due_date, e.amount_due, e.amount_paid, e.paid_at,
+        )
+            .into_pyobject(py),
+        Ok(Event::Application(e)) => (
+            "application", e.event_id, e.user_id, e.occurred_at, e.application_id, e.product,
+            e.kind, e.requested_amount, e.channel,
+        )
+            .into_pyobject(py),
+        Ok(Event::CreditReport(e)) => {
+            let head = ("credit_report", e.event_id, e.user_id, e.occurred_at, e.bureau);
+            let tail = (
+                e.credit_score, e.open_lenders, e.hard_inquiries_30d, e.delinquent_accounts,
+                e.total_debt, e.monthly_income,
+            );
+            let mut items: Vec<Bound<'py, PyAny>> = head.into_pyobject(py)?.iter().collect();
+            items.extend(tail.into_pyobject(py)?.iter());
+            PyTuple::new(py, items)
+        }
+    }
+}
+
+/// A stored state read and written again (the loader's check, and the fuzz target's).
+#[pyfunction]
+fn reload_state<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let state = guarded(|| "a stored state".to_owned(), || UserState::load(data))?
+        .map_err(PyValueError::new_err)?;
+    Ok(PyBytes::new(py, &state.dump()))
+}
+
+fn tally_dict<'py>(py: Python<'py>, t: &Tally) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("read", t.read)?;
+    let by_type = |counts: &[u64; 3]| -> PyResult<Bound<'py, PyDict>> {
+        let m = PyDict::new(py);
+        for (name, n) in EVENT_TYPES.iter().zip(counts.iter()) {
+            if *n > 0 {
+                m.set_item(*name, *n)?;
+            }
+        }
+        Ok(m)
+    };
+    d.set_item("applied", by_type(&t.applied)?)?;
+    d.set_item("duplicates", by_type(&t.duplicates)?)?;
+    d.set_item("late", by_type(&t.late)?)?;
+    let rejected = PyDict::new(py);
+    for (k, v) in &t.rejected {
+        rejected.set_item(*k, *v)?;
+    }
+    d.set_item("rejected", rejected)?;
+    let types = PyDict::new(py);
+    for (k, v) in &t.rejected_types {
+        types.set_item(*k, *v)?;
+    }
+    d.set_item("rejected_types", types)?;
+    let decisions = PyDict::new(py);
+    for ((action, code), v) in &t.decisions {
+        decisions.set_item((*action, *code), *v)?;
+    }
+    d.set_item("decisions", decisions)?;
+    Ok(d)
+}
+
+/// One partition of the engine: records in (bytes, with an integer handle each),
+/// decisions, states, released handles and counts out.
+#[pyclass(module = "streams._engine")]
+pub struct Partition {
+    core: Core,
+    handles: Vec<u64>,
+}
+
+#[pymethods]
+impl Partition {
+    #[new]
+    fn new(policy: &Policy, lateness: f64) -> Self {
+        Partition { core: Core::new(policy.inner.clone(), lateness), handles: Vec::new() }
+    }
+
+    fn add_input(&mut self, source: u32) {
+        self.core.add_input(source);
+    }
+
+    fn remove_input(&mut self, source: u32) -> PyResult<()> {
+        let Partition { core, handles } = self;
+        guarded(|| format!("removing input {source}"), || core.remove_input(source, handles))
+    }
+
+    fn set_idle(&mut self, source: u32, idle: bool) -> PyResult<()> {
+        let Partition { core, handles } = self;
+        guarded(|| format!("input {source} going idle"), || core.set_idle(source, idle, handles))
+    }
+
+    /// Another partition's event at t from `source`: moves the watermark only.
+    fn observe(&mut self, source: u32, t: f64) -> PyResult<()> {
+        let Partition { core, handles } = self;
+        guarded(|| format!("input {source} at {t}"), || core.observe(source, t, handles))
+    }
+
+    /// Decode one record and buffer it; apply what the watermark releases. Returns None,
+    /// or for a rejected record (reason, detail, event_type); it is counted either way.
+    fn offer<'py>(
+        &mut self,
+        py: Python<'py>,
+        source: u32,
+        raw: &[u8],
+        handle: u64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Partition { core, handles } = self;
+        let rejected = guarded(
+            || format!("record {handle} of input {source}"),
+            || {
+                core.tally.read += 1;
+                match decode(raw) {
+                    Ok(event) => {
+                        core.offer(source, event, handle, handles);
+                        None
+                    }
+                    Err(r) => {
+                        core.tally.count_rejection(&r);
+                        Some(r)
+                    }
+                }
+            },
+        )?;
+        rejected.map(|r| rejection_tuple(py, &r)).transpose()
+    }
+
+    /// Decisions made since the last call, as JSON bytes, in order.
+    fn take_decisions<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let version = self.core.policy.version.clone();
+        let out: Vec<Bound<'py, PyBytes>> = self
+            .core
+            .decisions
+            .drain(..)
+            .map(|d| PyBytes::new(py, d.to_json(&version).as_bytes()))
+            .collect();
+        PyList::new(py, out)
+    }
+
+    /// Handles of the records applied (or found duplicate) since the last call.
+    fn take_handles(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.handles)
+    }
+
+    fn tally<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        tally_dict(py, &self.core.tally)
+    }
+
+    #[getter]
+    fn watermark(&self) -> f64 {
+        self.core.buffer.watermark
+    }
+
+    #[getter]
+    fn pending_deadlines(&self) -> usize {
+        self.core.pending_deadlines()
+    }
+
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.core.buffer.len()
+    }
+
+    fn __len__(&self) -> usize {
+        self.core.states.len()
+    }
+
+    /// A user's stored state, or None.
+    fn state<'py>(&self, py: Python<'py>, user_id: &str) -> Option<Bound<'py, PyBytes>> {
+        self.core.states.get(user_id).map(|s| PyBytes::new(py, &s.dump()))
+    }
+
+    /// Every user's stored state, sorted by user id.
+    fn states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut users: Vec<_> = self.core.states.iter().collect();
+        users.sort_by(|a, b| a.0.cmp(b.0));
+        let items: Vec<(String, Bound<'py, PyBytes>)> = users
+            .into_iter()
+            .map(|(k, s)| (k.to_string(), PyBytes::new(py, &s.dump())))
+            .collect();
+        PyList::new(py, items)
+    }
+
+    /// Load a stored state (from the table) for a user; `schedule_all` indexes deadlines.
+    fn put_state(&mut self, user_id: &str, data: &[u8]) -> PyResult<()> {
+        let state = guarded(|| format!("the stored state of {user_id:?}"), || UserState::load(data))?
+            .map_err(|e| PyValueError::new_err(format!("{user_id:?}: {e}")))?;
+        self.core.states.insert(Arc::from(user_id), state);
+        Ok(())
+    }
+
+    fn schedule_all(&mut self) {
+        self.core.schedule_all();
+    }
+
+    /// The users whose state changed since the last call, with their stored states.
+    fn take_dirty<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut users = std::mem::take(&mut self.core.dirty);
+        users.sort();
+        users.dedup();
+        let items: Vec<(String, Bound<'py, PyBytes>)> = users
+            .into_iter()
+            .filter_map(|u| self.core.states.get(&u).map(|s| (u.to_string(), PyBytes::new(py, &s.dump()))))
+            .collect();
+        PyList::new(py, items)
+    }
+}
+
+/// One step of the core for one user, state in and out as stored bytes: a record's
+/// bytes (then `tick` is None) or a watermark tick at `tick` (then `raw` is None).
+/// Returns (state, decisions as JSON bytes, rejection or None); a redelivered event
+/// returns the state unchanged.
+#[pyfunction]
+#[pyo3(signature = (policy, state, raw=None, tick=None))]
+#[allow(clippy::type_complexity)]
+fn step<'py>(
+    py: Python<'py>,
+    policy: &Policy,
+    state: Option<&[u8]>,
+    raw: Option<&[u8]>,
+    tick: Option<f64>,
+) -> PyResult<(Option<Bound<'py, PyBytes>>, Vec<Bound<'py, PyBytes>>, Option<Bound<'py, PyTuple>>)> {
+    let mut current = match state {
+        Some(data) => Some(
+            guarded(|| "a stored state".to_owned(), || UserState::load(data))?
+                .map_err(PyValueError::new_err)?,
+        ),
+        None => None,
+    };
+    let p = &policy.inner;
+    let mut decisions = Vec::new();
+    let mut rejected = None;
+    guarded(
+        || "a step".to_owned(),
+        || match (raw, tick) {
+            (Some(raw), _) => match decode(raw) {
+                Err(r) => rejected = Some(r),
+                Ok(event) => {
+                    let s = current.get_or_insert_with(|| {
+                        UserState::new(event.user_id(), event.occurred_at())
+                    });
+                    if !s.has_seen(event.event_id()) {
+                        crate::core::step_new(p, s, &event, &mut decisions);
+                    }
+                }
+            },
+            (None, Some(at)) => {
+                if let Some(s) = current.as_mut() {
+                    crate::core::fire(p, s, at, &mut decisions);
+                }
+            }
+            (None, None) => {}
+        },
+    )?;
+    let out: Vec<Bound<'py, PyBytes>> = decisions
+        .iter()
+        .map(|d| PyBytes::new(py, d.to_json(&p.version).as_bytes()))
+        .collect();
+    let rejected = rejected.map(|r| rejection_tuple(py, &r)).transpose()?;
+    Ok((current.map(|s| PyBytes::new(py, &s.dump())), out, rejected))
+}
+
+/// Hands a replay's output to Python callables, in batches, holding the GIL only then.
+struct PySink {
+    on_decisions: Py<PyAny>,
+    on_reject: Option<Py<PyAny>>,
+    progress: Option<Py<PyAny>>,
+    rejected: Vec<String>,
+    error: Option<PyErr>,
+}
+
+impl PySink {
+    fn call(&mut self, f: impl FnOnce(Python<'_>) -> PyResult<()>) -> Result<(), String> {
+        Python::attach(f).map_err(|e| {
+            self.error = Some(e);
+            "a callback failed".to_owned()
+        })
+    }
+
+    fn flush_rejected(&mut self) -> Result<(), String> {
+        if self.rejected.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.rejected);
+        let Some(on_reject) = self.on_reject.as_ref().map(|f| Python::attach(|py| f.clone_ref(py)))
+        else {
+            return Ok(());
+        };
+        self.call(|py| {
+            let items: Vec<Bound<'_, PyBytes>> =
+                lines.iter().map(|l| PyBytes::new(py, l.as_bytes())).collect();
+            on_reject.call1(py, (PyList::new(py, items)?,)).map(|_| ())
+        })
+    }
+}
+
+impl crate::replay::Sink for PySink {
+    fn decisions(&mut self, which: usize, lines: &[String]) -> Result<(), String> {
+        let f = Python::attach(|py| self.on_decisions.clone_ref(py));
+        self.call(|py| {
+            let items: Vec<Bound<'_, PyBytes>> =
+                lines.iter().map(|l| PyBytes::new(py, l.as_bytes())).collect();
+            f.call1(py, (which, PyList::new(py, items)?)).map(|_| ())
+        })
+    }
+
+    fn rejected(&mut self, record: String) -> Result<(), String> {
+        self.rejected.push(record);
+        if self.rejected.len() >= 1024 {
+            self.flush_rejected()?;
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, lines: u64) -> Result<(), String> {
+        self.flush_rejected()?;
+        match self.progress.as_ref().map(|f| Python::attach(|py| f.clone_ref(py))) {
+            Some(f) => self.call(|py| f.call1(py, (lines,)).map(|_| ())),
+            None => Ok(()),
+        }
+    }
+
+    fn wants_rejected(&self) -> bool {
+        self.on_reject.is_some()
+    }
+}
+
+/// Replay logs under each policy, the whole loop in the engine (see replay.rs).
+/// `on_decisions(which, [json bytes])` gets policy `which`'s decisions in order, in
+/// batches; `on_reject([record bytes])` the rejected lines' dead-letter records;
+/// `progress(lines)` every 65,536 lines. Returns one tally (a dict) per policy. A log
+/// that cannot be read raises `streams.errors.LogError` with one line.
+#[pyfunction]
+#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn replay<'py>(
+    py: Python<'py>,
+    policies: Vec<PyRef<'py, Policy>>,
+    paths: Vec<String>,
+    lateness: f64,
+    jobs: usize,
+    on_decisions: Py<PyAny>,
+    on_reject: Option<Py<PyAny>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let compiled: Vec<Arc<CorePolicy>> = policies.iter().map(|p| p.inner.clone()).collect();
+    let mut sink = PySink { on_decisions, on_reject, progress, rejected: Vec::new(), error: None };
+    let result = py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let r = crate::replay::replay(&compiled, &paths, lateness, jobs, &mut sink);
+            let flushed = sink.flush_rejected().err();
+            (r, flushed)
+        }))
+    });
+    let (result, flushed) = match result {
+        Ok(r) => r,
+        Err(_) => return Err(EngineError::new_err("engine failed during replay")),
+    };
+    if let Some(e) = sink.error.take() {
+        return Err(e);
+    }
+    if let Some(e) = flushed {
+        return Err(EngineError::new_err(e));
+    }
+    match result {
+        Ok(tallies) => tallies.iter().map(|t| tally_dict(py, t)).collect(),
+        Err(crate::replay::ReplayError::Log(msg)) => {
+            let cls = py.import("streams.errors")?.getattr("LogError")?;
+            Err(PyErr::from_value(cls.call1((msg,))?))
+        }
+        Err(crate::replay::ReplayError::Sink(msg)) => Err(EngineError::new_err(msg)),
+    }
+}
+
+#[pymodule]
+fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("EngineError", m.py().get_type::<EngineError>())?;
+    m.add_class::<Policy>()?;
+    m.add_class::<Partition>()?;
+    m.add_function(wrap_pyfunction!(decode_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(reload_state, m)?)?;
+    m.add_function(wrap_pyfunction!(step, m)?)?;
+    m.add_function(wrap_pyfunction!(replay, m)?)?;
+    Ok(())
+}

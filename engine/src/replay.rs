@@ -1,0 +1,494 @@
+//! Replay recorded logs through the partition loop, the whole loop in the engine: read
+//! the files (gzip too, stdin), merge them by event time, decode, decide, and hand the
+//! decisions and rejected lines out in order (the port of `streams/replay.py`).
+//!
+//! Several files are read as several inputs, like the three topics live: the next
+//! line always comes from the file that is furthest behind in event time, and a
+//! finished file stops holding the watermark back. With `jobs` > 1 the users are split
+//! over that many threads: one thread reads and decodes every line once, every shard
+//! sees every event's time (so every shard's watermark moves exactly as one
+//! partition's would) and applies the events of its own users; their decisions are
+//! merged back by their place in the order of emission, so the output is the same
+//! for any number of jobs.
+
+use crate::codec::{decode, Rejection};
+use crate::events::Event;
+use crate::partition::{Partition, Place, Tally};
+use crate::policy::Policy;
+use base64::Engine as _;
+use flate2::read::MultiGzDecoder;
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread;
+
+/// What a run hands out, in order.
+pub trait Sink {
+    /// Decisions of policy `which`, as JSON lines (no newline), in order.
+    fn decisions(&mut self, which: usize, lines: &[String]) -> Result<(), String>;
+    /// A rejected line's dead-letter record (JSON).
+    fn rejected(&mut self, record: String) -> Result<(), String>;
+    /// Lines read so far (every 65,536).
+    fn progress(&mut self, lines: u64) -> Result<(), String>;
+    /// Whether rejected lines are wanted at all.
+    fn wants_rejected(&self) -> bool;
+}
+
+/// Why a run stopped: a file could not be read (one line naming it), or the sink
+/// failed (its own message).
+#[derive(Debug)]
+pub enum ReplayError {
+    Log(String),
+    Sink(String),
+}
+
+/// A log file, gzipped or not (by its magic bytes), or stdin for "-".
+pub fn open_log(path: &str) -> Result<Box<dyn BufRead + Send>, String> {
+    let raw: Box<dyn Read + Send> = if path == "-" {
+        Box::new(io::stdin())
+    } else {
+        match File::open(path) {
+            Ok(f) => Box::new(f),
+            Err(e) => return Err(format!("{path}: cannot read: {}", io_text(&e))),
+        }
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, raw);
+    // Look at the first two bytes. A pipe may hand over one byte first: that one is
+    // taken out of the buffer, and put back in front of the rest.
+    let mut taken: Vec<u8> = Vec::with_capacity(2);
+    let head: Vec<u8> = loop {
+        let buf = reader.fill_buf().map_err(|e| format!("{path}: cannot read: {}", io_text(&e)))?;
+        if buf.is_empty() || taken.len() + buf.len() >= 2 {
+            let mut head = taken.clone();
+            head.extend(buf.iter().take(2 - taken.len()));
+            break head;
+        }
+        taken.extend_from_slice(buf);
+        let n = buf.len();
+        reader.consume(n);
+    };
+    let rejoined: Box<dyn Read + Send> = if taken.is_empty() {
+        Box::new(reader)
+    } else {
+        Box::new(io::Cursor::new(taken).chain(reader))
+    };
+    if head == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(rejoined))))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(1 << 16, rejoined)))
+    }
+}
+
+fn io_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    // "No such file or directory (os error 2)" -> as Python's strerror
+    match text.find(" (os error") {
+        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+        None => text,
+    }
+}
+
+/// A rejected line's dead-letter record, as `replay.RejectedLine.to_json` writes it.
+pub fn rejected_json(source: &str, line: u64, r: &Rejection, raw: &[u8]) -> String {
+    use crate::pyfmt::write_json_str;
+    let mut o = String::with_capacity(raw.len() + 128);
+    o.push_str("{\"source\":");
+    write_json_str(source, &mut o);
+    o.push_str(&format!(",\"line\":{line},\"reason\":"));
+    write_json_str(r.reason, &mut o);
+    o.push_str(",\"detail\":");
+    write_json_str(&r.detail, &mut o);
+    match std::str::from_utf8(raw) {
+        Ok(text) => {
+            o.push_str(",\"raw\":");
+            write_json_str(text, &mut o);
+        }
+        Err(_) => {
+            o.push_str(",\"raw_base64\":\"");
+            o.push_str(&base64::engine::general_purpose::STANDARD.encode(raw));
+            o.push('"');
+        }
+    }
+    o.push('}');
+    o
+}
+
+/// Which of n shards owns a user (FNV-1a; any stable split gives the same output).
+pub fn shard_of(user_id: &str, n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in user_id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n.max(1) as u64) as usize
+}
+
+/// One step of the merged input, as every shard sees it.
+enum Item {
+    Event { source: u32, step: u64, event: Event },
+    Done { source: u32, step: u64 },
+}
+
+/// What a shard applies and what it only observes.
+struct Shard {
+    k: usize,
+    n: usize,
+    parts: Vec<Partition>,
+    handles: Vec<u64>,
+}
+
+/// A decision on its way out: its place in the order of emission, and its JSON.
+struct Out {
+    step: u64,
+    which: usize,
+    place: Option<Place>,
+    json: String,
+}
+
+impl Shard {
+    fn new(policies: &[Arc<Policy>], lateness: f64, sources: u32, k: usize, n: usize) -> Shard {
+        let mut parts: Vec<Partition> = policies
+            .iter()
+            .map(|p| {
+                let mut part = Partition::new(p.clone(), lateness);
+                if n > 1 {
+                    part.places = Some(Vec::new());
+                }
+                for s in 0..sources {
+                    part.add_input(s);
+                }
+                part
+            })
+            .collect();
+        parts.shrink_to_fit();
+        Shard { k, n, parts, handles: Vec::new() }
+    }
+
+    fn process(&mut self, item: &Item, out: &mut Vec<Out>) {
+        let step = match item {
+            Item::Event { source, step, event } => {
+                let mine = self.n == 1 || shard_of(event.user_id(), self.n) == self.k;
+                for part in &mut self.parts {
+                    if mine {
+                        part.offer(*source, event.clone(), *step, &mut self.handles);
+                    } else {
+                        part.observe(*source, event.occurred_at(), &mut self.handles);
+                    }
+                }
+                *step
+            }
+            Item::Done { source, step } => {
+                for part in &mut self.parts {
+                    part.remove_input(*source, &mut self.handles);
+                }
+                *step
+            }
+        };
+        self.handles.clear();
+        for (which, part) in self.parts.iter_mut().enumerate() {
+            if part.decisions.is_empty() {
+                continue;
+            }
+            let version = part.policy.version.clone();
+            let places = part.places.as_mut().map(std::mem::take);
+            let mut places = places.map(|p| p.into_iter());
+            for d in part.decisions.drain(..) {
+                let place = places.as_mut().and_then(|p| p.next());
+                out.push(Out { step, which, place, json: d.to_json(&version) });
+            }
+        }
+    }
+}
+
+fn out_cmp(a: &Out, b: &Out) -> Ordering {
+    a.step.cmp(&b.step).then_with(|| a.which.cmp(&b.which)).then_with(|| match (&a.place, &b.place) {
+        (Some(x), Some(y)) => x.order(y),
+        _ => Ordering::Equal,
+    })
+}
+
+/// Where the shards' work goes: inline (one job), or to threads.
+enum Workers {
+    Inline(Shard),
+    Threads {
+        to: Vec<SyncSender<Arc<Vec<Item>>>>,
+        from: Vec<Receiver<Vec<Out>>>,
+        handles: Vec<thread::JoinHandle<Vec<Tally>>>,
+        in_flight: usize,
+    },
+}
+
+const CHUNK: usize = 4096;
+const IN_FLIGHT: usize = 4;
+const BATCH: usize = 4096;
+
+struct Emitter<'a> {
+    sink: &'a mut dyn Sink,
+    pending: Vec<Vec<String>>,
+}
+
+impl Emitter<'_> {
+    fn push(&mut self, outs: Vec<Out>) -> Result<(), ReplayError> {
+        for o in outs {
+            if let Some(list) = self.pending.get_mut(o.which) {
+                list.push(o.json);
+                if list.len() >= BATCH {
+                    let lines = std::mem::take(list);
+                    self.sink.decisions(o.which, &lines).map_err(ReplayError::Sink)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ReplayError> {
+        for (which, list) in self.pending.iter_mut().enumerate() {
+            if !list.is_empty() {
+                let lines = std::mem::take(list);
+                self.sink.decisions(which, &lines).map_err(ReplayError::Sink)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Workers {
+    fn start(policies: &[Arc<Policy>], lateness: f64, sources: u32, jobs: usize) -> Workers {
+        if jobs <= 1 {
+            return Workers::Inline(Shard::new(policies, lateness, sources, 0, 1));
+        }
+        let mut to = Vec::new();
+        let mut from = Vec::new();
+        let mut handles = Vec::new();
+        for k in 0..jobs {
+            let (send_items, items) = sync_channel::<Arc<Vec<Item>>>(IN_FLIGHT + 1);
+            let (send_out, outs) = sync_channel::<Vec<Out>>(IN_FLIGHT + 1);
+            let mut shard = Shard::new(policies, lateness, sources, k, jobs);
+            handles.push(thread::spawn(move || {
+                for chunk in items {
+                    let mut out = Vec::new();
+                    for item in chunk.iter() {
+                        shard.process(item, &mut out);
+                    }
+                    if send_out.send(out).is_err() {
+                        break;
+                    }
+                }
+                shard.parts.into_iter().map(|p| p.tally).collect()
+            }));
+            to.push(send_items);
+            from.push(outs);
+        }
+        Workers::Threads { to, from, handles, in_flight: 0 }
+    }
+
+    /// Hand a chunk of items over; decisions that are ready go to the emitter.
+    fn feed(&mut self, chunk: Vec<Item>, emit: &mut Emitter) -> Result<(), ReplayError> {
+        match self {
+            Workers::Inline(shard) => {
+                let mut out = Vec::new();
+                for item in &chunk {
+                    shard.process(item, &mut out);
+                }
+                emit.push(out)
+            }
+            Workers::Threads { to, in_flight, .. } => {
+                let chunk = Arc::new(chunk);
+                for send in to.iter() {
+                    send.send(chunk.clone())
+                        .map_err(|_| ReplayError::Sink("a replay thread ended early".into()))?;
+                }
+                *in_flight += 1;
+                if *in_flight > IN_FLIGHT {
+                    self.collect_one(emit)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn collect_one(&mut self, emit: &mut Emitter) -> Result<(), ReplayError> {
+        if let Workers::Threads { from, in_flight, .. } = self {
+            let mut all: Vec<Out> = Vec::new();
+            for r in from.iter() {
+                let part = r
+                    .recv()
+                    .map_err(|_| ReplayError::Sink("a replay thread ended early".into()))?;
+                all.extend(part);
+            }
+            *in_flight -= 1;
+            all.sort_by(out_cmp);
+            emit.push(all)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Tally>, ReplayError> {
+        if let Workers::Threads { in_flight, .. } = &self {
+            for _ in 0..*in_flight {
+                self.collect_one(emit)?;
+            }
+        }
+        match self {
+            Workers::Inline(shard) => Ok(shard.parts.into_iter().map(|p| p.tally).collect()),
+            Workers::Threads { to, handles, .. } => {
+                drop(to);
+                let mut tallies: Vec<Tally> = Vec::new();
+                for h in handles {
+                    let theirs = h
+                        .join()
+                        .map_err(|_| ReplayError::Sink("a replay thread failed".into()))?;
+                    if tallies.is_empty() {
+                        tallies = theirs;
+                    } else {
+                        for (mine, other) in tallies.iter_mut().zip(theirs.iter()) {
+                            mine.add(other);
+                        }
+                    }
+                }
+                Ok(tallies)
+            }
+        }
+    }
+}
+
+/// Decide over the logs under each policy; returns one tally per policy. Rejected lines
+/// are counted in every tally and reported once.
+pub fn replay(
+    policies: &[Arc<Policy>],
+    paths: &[String],
+    lateness: f64,
+    jobs: usize,
+    sink: &mut dyn Sink,
+) -> Result<Vec<Tally>, ReplayError> {
+    let mut handles = Vec::with_capacity(paths.len());
+    for p in paths {
+        handles.push(open_log(p).map_err(ReplayError::Log)?);
+    }
+    let sources = paths.len() as u32;
+    let mut workers = Workers::start(policies, lateness, sources, jobs.max(1));
+    let mut emit = Emitter { sink, pending: vec![Vec::new(); policies.len()] };
+    let mut counts = Tally::default(); // read and rejected, the same for every policy
+    let mut behind = vec![f64::NEG_INFINITY; handles.len()];
+    let mut line_no = vec![0u64; handles.len()];
+    let mut live: Vec<usize> = (0..handles.len()).collect();
+    let mut lines: u64 = 0;
+    let mut step: u64 = 0;
+    let mut chunk: Vec<Item> = Vec::with_capacity(CHUNK);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let wants_rejected = emit.sink.wants_rejected();
+    while !live.is_empty() {
+        let i = if live.len() == 1 {
+            live.first().copied().unwrap_or(0)
+        } else {
+            live.iter()
+                .copied()
+                .min_by(|a, b| {
+                    let ta = behind.get(*a).copied().unwrap_or(f64::INFINITY);
+                    let tb = behind.get(*b).copied().unwrap_or(f64::INFINITY);
+                    ta.partial_cmp(&tb).unwrap_or(Ordering::Equal)
+                })
+                .unwrap_or(0)
+        };
+        // Read file i while it is the one furthest behind: it stays so until its time
+        // moves on (then another may be behind it), or for good when alone.
+        let alone = live.len() == 1;
+        let mut at = behind.get(i).copied().unwrap_or(f64::NEG_INFINITY);
+        let mut number = line_no.get(i).copied().unwrap_or(0);
+        let mut done = true;
+        let name = paths.get(i).map(String::as_str).unwrap_or("");
+        let Some(reader) = handles.get_mut(i) else { break };
+        loop {
+            buf.clear();
+            let n = match reader.read_until(b'\n', &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    // What came before is applied and written; the run stops with one
+                    // line naming the file and place.
+                    let outs = workers.finish(&mut emit);
+                    emit.flush()?;
+                    outs?;
+                    return Err(ReplayError::Log(format!(
+                        "{name}: unreadable after line {}: {}",
+                        thousands(number),
+                        io_text(&e)
+                    )));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            let mut end = buf.len();
+            while end > 0 && matches!(buf.get(end - 1), Some(b'\r' | b'\n')) {
+                end -= 1;
+            }
+            let raw = buf.get(..end).unwrap_or_default();
+            if raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)) {
+                continue; // blank line: nothing to count
+            }
+            lines += 1;
+            if lines.is_multiple_of(65_536) {
+                emit.sink.progress(lines).map_err(ReplayError::Sink)?;
+            }
+            match decode(raw) {
+                Err(r) => {
+                    counts.read += 1;
+                    counts.count_rejection(&r);
+                    if wants_rejected {
+                        emit.sink.rejected(rejected_json(name, number, &r, raw)).map_err(ReplayError::Sink)?;
+                    }
+                }
+                Ok(event) => {
+                    let t = event.occurred_at();
+                    step += 1;
+                    counts.read += 1;
+                    chunk.push(Item::Event { source: i as u32, step, event });
+                    if chunk.len() >= CHUNK {
+                        workers.feed(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)), &mut emit)?;
+                    }
+                    if t > at {
+                        at = t;
+                        if !alone {
+                            done = false;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(slot) = behind.get_mut(i) {
+            *slot = at;
+        }
+        if let Some(slot) = line_no.get_mut(i) {
+            *slot = number;
+        }
+        if done {
+            live.retain(|x| *x != i);
+            step += 1;
+            chunk.push(Item::Done { source: i as u32, step });
+        }
+    }
+    workers.feed(chunk, &mut emit)?;
+    let mut tallies = workers.finish(&mut emit)?;
+    emit.flush()?;
+    for t in &mut tallies {
+        t.add(&counts);
+    }
+    Ok(tallies)
+}
+
+/// 1234567 -> "1,234,567" (Python's `{:,}`).
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
