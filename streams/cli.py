@@ -16,7 +16,7 @@ import orjson
 
 from streams.errors import ConfigError, MonitorError
 from streams.policy import load_policy
-from streams.replay import DEFAULT_LATENESS, replay, summary_lines
+from streams.replay import DEFAULT_LATENESS, compiled, replay, summary_lines
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -209,11 +209,19 @@ def _replay(args: argparse.Namespace) -> int:
     put_dead = _writer(dead, args.dead_letter) if dead is not None else None
     started = time.monotonic()
     try:
-        tally = replay(policy, args.logs, lateness=args.lateness,
-                       on_decision=lambda d: write(d.to_json()),
-                       on_reject=(lambda r: put_dead(r.to_json())) if put_dead else None,
-                       progress=progress_meter("replay"), metrics=metrics,
-                       jobs=args.jobs, state_cache=args.state_cache)
+        if metrics is None and args.state_cache is None:
+            write_all = _writer_of_batches(out, args.output or "stdout")
+            put_all = (_writer_of_batches(dead, args.dead_letter)
+                       if dead is not None and args.dead_letter else None)
+            tally = compiled([policy], args.logs, lateness=args.lateness,
+                             on_decisions=[write_all], on_reject=put_all,
+                             progress=progress_meter("replay"), jobs=args.jobs)[0]
+        else:
+            tally = replay(policy, args.logs, lateness=args.lateness,
+                           on_decision=lambda d: write(d.to_json()),
+                           on_reject=(lambda r: put_dead(r.to_json())) if put_dead else None,
+                           progress=progress_meter("replay"), metrics=metrics,
+                           jobs=args.jobs, state_cache=args.state_cache)
     finally:
         _close(out, args.output or "stdout")
         if dead is not None:
@@ -261,6 +269,17 @@ def _writer(handle: IO[bytes], name: str) -> Callable[[bytes], None]:
     def put(record: bytes) -> None:
         with _writing(name):
             write(record + b"\n")
+
+    return put
+
+
+def _writer_of_batches(handle: IO[bytes], name: str) -> Callable[[list[bytes]], None]:
+    """Records, each with its newline, to `handle`, a batch at a time."""
+    write = handle.write
+
+    def put(records: list[bytes]) -> None:
+        with _writing(name):
+            write(b"\n".join(records) + b"\n")
 
     return put
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -85,17 +86,31 @@ def _decode_checked(obj: dict[str, Any]) -> Event | Rejection:
     kind = obj.get("event_type")
     builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
-        shown = repr(kind)[:60]
+        shown = _repr(kind)[:60]
         return Rejection("unknown_type",
                          f"event_type {shown} is not one of {', '.join(EVENT_TYPES)}")
     version = obj.get("schema_version", 1)
     if version != 1 or isinstance(version, bool):
-        return Rejection("unsupported_version", f"schema_version {version!r}: only 1 is known",
-                         kind)
+        return Rejection("unsupported_version",
+                         f"schema_version {_repr(version)}: only 1 is known", kind)
     try:
         return builder(obj)
     except _Invalid as exc:
         return Rejection("schema", str(exc), kind)
+
+
+def _repr(value: Any) -> str:
+    """`repr`, also of a value nested as deep as orjson reads (1,024 levels), which
+    Python's own recursion limit would refuse."""
+    try:
+        return repr(value)
+    except RecursionError:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + 2_100)
+        try:
+            return repr(value)
+        finally:
+            sys.setrecursionlimit(limit)
 
 
 def _text(obj: dict[str, Any], name: str, limit: int) -> str:
@@ -227,7 +242,9 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
 
 # --- the fast path ----------------------------------------------------------------------
 # Records as producers write them are parsed and checked by msgspec, in C, straight from
-# the bytes into the structs below, which say what the schemas say; then the times are
+# the bytes into the structs below, which say what the schemas say (a record with a field
+# they do not name goes through the full checks: msgspec does not check what it skips,
+# such as bytes that are not UTF-8 or a number beyond a double); then the times are
 # read: the common "YYYY-MM-DDTHH:MM:SSZ" form by lookup (each date and hour validated
 # once by `datetime.fromisoformat`, then cached), any other form as `_time` reads it. A
 # record msgspec refuses, or an invalid time, goes through the checks above, which decide
@@ -241,7 +258,8 @@ _Count = Annotated[int, Meta(ge=0, le=10_000)]
 _Product = Literal["cash_loan", "pay_later"]  # PRODUCTS (a test checks they agree)
 
 
-class _RepaymentRecord(Struct, tag="repayment", tag_field="event_type", gc=False):
+class _RepaymentRecord(Struct, forbid_unknown_fields=True, tag="repayment",
+                       tag_field="event_type", gc=False):
     event_id: _Id
     user_id: _ShortId
     occurred_at: str
@@ -268,7 +286,8 @@ class _RepaymentRecord(Struct, tag="repayment", tag_field="event_type", gc=False
                          self.product, due, self.amount_due, self.amount_paid, paid_at)
 
 
-class _ApplicationRecord(Struct, tag="application", tag_field="event_type", gc=False):
+class _ApplicationRecord(Struct, forbid_unknown_fields=True, tag="application",
+                         tag_field="event_type", gc=False):
     event_id: _Id
     user_id: _ShortId
     occurred_at: str
@@ -287,7 +306,8 @@ class _ApplicationRecord(Struct, tag="application", tag_field="event_type", gc=F
                            self.kind, self.requested_amount, self.channel)
 
 
-class _CreditReportRecord(Struct, tag="credit_report", tag_field="event_type", gc=False):
+class _CreditReportRecord(Struct, forbid_unknown_fields=True, tag="credit_report",
+                          tag_field="event_type", gc=False):
     # Every bureau field is optional but not nullable: UNSET when absent, and an explicit
     # null is refused (and then rejected by the checks above).
     event_id: _Id

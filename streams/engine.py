@@ -81,6 +81,15 @@ class Tally:
             mine.update(theirs)
         self.decisions.update(other.decisions)
 
+    @classmethod
+    def from_engine(cls, counts: dict[str, Any]) -> Tally:
+        """A tally from the compiled engine's counts (`streams._engine`)."""
+        return cls(read=counts["read"], applied=Counter(counts["applied"]),
+                   duplicates=Counter(counts["duplicates"]), late=Counter(counts["late"]),
+                   rejected=Counter(counts["rejected"]),
+                   decisions=Counter(counts["decisions"]),
+                   rejected_types=Counter(counts["rejected_types"]))
+
     @property
     def accounted(self) -> int:
         return (sum(self.applied.values()) + sum(self.duplicates.values())

@@ -93,6 +93,35 @@ class _Rejoined(io.RawIOBase):
         return len(data)
 
 
+def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
+             lateness: float = DEFAULT_LATENESS,
+             on_decisions: Sequence[Callable[[list[bytes]], None]],
+             on_reject: Callable[[list[bytes]], None] | None = None,
+             progress: Callable[[int], None] | None = None, jobs: int = 1) -> list[Tally]:
+    """`replay_each` in the compiled engine, its whole loop there: the logs are read,
+    merged, decoded and decided in `streams._engine`, once for every policy, with
+    `jobs` threads over one decode (the output is the same for any number).
+
+    `on_decisions[i]` gets policy i's decisions as JSON lines (bytes, no newline) in
+    batches, in order; `on_reject` the rejected lines' dead-letter records
+    (`RejectedLine.to_json`); `progress` the lines read, every 65,536. A log that
+    cannot be read to its end raises `LogError` after the decisions before it are
+    handed out.
+    """
+    from streams import _engine
+
+    engines = [_engine.Policy(p.engine_json()) for p in policies]
+    if len(on_decisions) != len(engines):
+        raise ValueError("one on_decisions callback per policy")
+
+    def decisions(which: int, batch: list[bytes]) -> None:
+        on_decisions[which](batch)
+
+    tallies = _engine.replay(engines, list(paths), lateness, jobs, decisions, on_reject,
+                             progress)
+    return [Tally.from_engine(t) for t in tallies]
+
+
 def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LATENESS,
            on_decision: Callable[[Decision], None],
            on_reject: Callable[[RejectedLine], None] | None = None,

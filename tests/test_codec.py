@@ -509,3 +509,30 @@ def test_fast_path_choices_are_the_events_choices() -> None:
     for record in (_RepaymentRecord, _ApplicationRecord):
         assert get_args(get_type_hints(record)["product"]) == PRODUCTS
     assert get_args(get_type_hints(_ApplicationRecord)["kind"]) == APPLICATION_KINDS
+
+
+def test_fields_the_schema_does_not_name_are_checked_as_strictly_as_the_rest() -> None:
+    """msgspec does not check what it skips: a record with an unknown field goes through
+    the full checks, so bytes that are not UTF-8 or a number beyond a double there are
+    rejected as anywhere else (they were accepted, the field quietly dropped)."""
+    plain = (b'{"event_type":"application","event_id":"a","user_id":"u",'
+             b'"occurred_at":"2026-01-01T00:00:00Z","application_id":"x",'
+             b'"product":"cash_loan","kind":"drawdown","requested_amount":5')
+    assert isinstance(decode(plain + b',"note":"ok"}'), Application)
+    bad_utf8 = decode(plain + b',"note":"\xff"}')
+    assert isinstance(bad_utf8, Rejection) and bad_utf8.reason == "not_utf8"
+    # One damaged byte in a known key's name makes it unknown, and the record invalid.
+    damaged = decode(plain.replace(b'"kind"', b'"ki\xc3nd"') + b"}")
+    assert isinstance(damaged, Rejection) and damaged.reason == "not_utf8"
+    huge = decode(plain + b',"note":1e400}')
+    assert isinstance(huge, Rejection) and huge.reason == "not_json"
+
+
+def test_an_event_type_nested_as_deep_as_json_allows_is_named_not_raised() -> None:
+    raw = b'{"event_type":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    result = decode(raw)
+    assert isinstance(result, Rejection) and result.reason == "unknown_type"
+    assert result.detail.startswith("event_type " + "[" * 40)
+    version = decode(b'{"event_type":"application","schema_version":' + b"[" * 1000
+                     + b"]" * 1000 + b"}")
+    assert isinstance(version, Rejection) and version.reason == "unsupported_version"
