@@ -378,8 +378,11 @@ fn tier(policy: &Policy, rule: usize, tier: usize) -> Option<&Tier> {
     policy.rules.get(rule).and_then(|r| r.tiers.get(tier))
 }
 
-fn find_time(items: &[(Arc<str>, f64)], key: &str) -> Option<f64> {
-    items.iter().find(|(k, _)| &**k == key).map(|(_, v)| *v)
+fn find_time(items: &[(Arc<str>, f64)], key: &Arc<str>) -> Option<f64> {
+    items
+        .iter()
+        .find(|(k, _)| Arc::ptr_eq(k, key) || **k == **key)
+        .map(|(_, v)| *v)
 }
 
 /// Split crossed tiers into due ones and ones waiting out their notice.

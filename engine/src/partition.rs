@@ -9,8 +9,9 @@ use crate::events::Event;
 use crate::policy::Policy;
 use crate::reorder::ReorderBuffer;
 use crate::state::UserState;
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use rustc_hash::FxHashMap;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What happened to every input record: applied, duplicate or rejected (and late).
@@ -60,18 +61,42 @@ impl Tally {
     }
 }
 
-/// A deadline entry: (time, user), earliest first, then by user id.
-#[derive(PartialEq)]
-struct Due(f64, Arc<str>);
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// Users' deadlines, fired earliest first, then by user id (the order of Python's heap
+/// of (deadline, user) pairs), kept as buckets of users by deadline: most deadlines
+/// fall on a few instants (a due date's midnight), where a heap would compare user ids
+/// at every step. An entry superseded since (the user's deadline moved) is skipped.
+#[derive(Default)]
+struct Deadlines {
+    buckets: BTreeMap<u64, Vec<Arc<str>>>,
+    entries: usize,
 }
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.partial_cmp(&other.0).unwrap_or(Ordering::Equal).then_with(|| self.1.cmp(&other.1))
+
+/// f64 -> u64 whose order is the floats' order (for finite and infinite values).
+fn ordered(t: f64) -> u64 {
+    let bits = t.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+}
+
+fn unordered(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+impl Deadlines {
+    fn push(&mut self, t: f64, uid: Arc<str>) {
+        self.buckets.entry(ordered(t)).or_default().push(uid);
+        self.entries += 1;
+    }
+
+    fn first(&self) -> Option<f64> {
+        self.buckets.keys().next().map(|k| unordered(*k))
+    }
+
+    /// The earliest bucket, its users sorted by id.
+    fn pop(&mut self) -> Option<(f64, Vec<Arc<str>>)> {
+        let (k, mut users) = self.buckets.pop_first()?;
+        self.entries -= users.len();
+        users.sort_unstable();
+        Some((unordered(k), users))
     }
 }
 
@@ -103,15 +128,17 @@ pub type H = u64;
 
 pub struct Partition {
     pub policy: Arc<Policy>,
-    pub states: HashMap<Arc<str>, UserState>,
+    pub states: FxHashMap<Arc<str>, UserState>,
     pub buffer: ReorderBuffer<H>,
     pub tally: Tally,
     /// Decisions made, drained by the caller.
     pub decisions: Vec<Decision>,
-    /// Users whose state changed since the caller last took them.
+    /// Users whose state changed since the caller last took them (kept only with
+    /// `track_dirty` on: the worker writes them to its table; replay has no table).
     pub dirty: Vec<Arc<str>>,
-    scheduled: HashMap<Arc<str>, f64>,
-    heap: BinaryHeap<Reverse<Due>>,
+    pub track_dirty: bool,
+    scheduled: FxHashMap<Arc<str>, f64>,
+    deadlines: Deadlines,
     /// With `places` on: for each decision made, its `Place` (drained with it).
     pub places: Option<Vec<Place>>,
     place: (u8, f64, Option<Arc<str>>, u64),
@@ -121,13 +148,14 @@ impl Partition {
     pub fn new(policy: Arc<Policy>, lateness: f64) -> Self {
         Partition {
             policy,
-            states: HashMap::new(),
+            states: FxHashMap::default(),
             buffer: ReorderBuffer::new(lateness),
             tally: Tally::default(),
             decisions: Vec::new(),
             dirty: Vec::new(),
-            scheduled: HashMap::new(),
-            heap: BinaryHeap::new(),
+            track_dirty: false,
+            scheduled: FxHashMap::default(),
+            deadlines: Deadlines::default(),
             places: None,
             place: (0, 0.0, None, 0),
         }
@@ -184,7 +212,7 @@ impl Partition {
                 handles.push(handle);
             }
         }
-        if self.heap.peek().is_some_and(|Reverse(d)| d.0 <= mark) {
+        if self.deadlines.first().is_some_and(|d| d <= mark) {
             self.tick();
         }
     }
@@ -220,33 +248,39 @@ impl Partition {
             *n += 1;
         }
         self.counted(start);
-        self.dirty.push(key.clone());
+        if self.track_dirty {
+            self.dirty.push(key.clone());
+        }
         self.schedule(key, deadline);
     }
 
     /// Fire the deadlines of users the watermark has passed.
     pub fn tick(&mut self) {
         let mark = self.buffer.watermark;
-        while self.heap.peek().is_some_and(|Reverse(d)| d.0 <= mark) {
-            let Some(Reverse(Due(deadline, uid))) = self.heap.pop() else { break };
-            if self.scheduled.get(&uid) != Some(&deadline) {
-                continue; // superseded entry
-            }
-            self.scheduled.remove(&uid);
-            if self.places.is_some() {
-                self.place = (1, deadline, Some(uid.clone()), 0);
-            }
-            let start = self.decisions.len();
-            let next = match self.states.get_mut(&uid) {
-                Some(state) => {
-                    fire(&self.policy, state, mark, &mut self.decisions);
-                    state.deadline
+        while self.deadlines.first().is_some_and(|d| d <= mark) {
+            let Some((deadline, users)) = self.deadlines.pop() else { break };
+            for uid in users {
+                if self.scheduled.get(&uid) != Some(&deadline) {
+                    continue; // superseded entry (or the same one twice)
                 }
-                None => continue,
-            };
-            self.counted(start);
-            self.dirty.push(uid.clone());
-            self.schedule(uid, next);
+                self.scheduled.remove(&uid);
+                if self.places.is_some() {
+                    self.place = (1, deadline, Some(uid.clone()), 0);
+                }
+                let start = self.decisions.len();
+                let next = match self.states.get_mut(&uid) {
+                    Some(state) => {
+                        fire(&self.policy, state, mark, &mut self.decisions);
+                        state.deadline
+                    }
+                    None => continue,
+                };
+                self.counted(start);
+                if self.track_dirty {
+                    self.dirty.push(uid.clone());
+                }
+                self.schedule(uid, next);
+            }
         }
     }
 
@@ -287,14 +321,14 @@ impl Partition {
             return;
         }
         self.scheduled.insert(uid.clone(), deadline);
-        self.heap.push(Reverse(Due(deadline, uid)));
-        if self.heap.len() > 2 * self.scheduled.len() + 4096 {
+        self.deadlines.push(deadline, uid);
+        if self.deadlines.entries > 2 * self.scheduled.len() + 4096 {
             // drop superseded entries
-            self.heap = self
-                .scheduled
-                .iter()
-                .map(|(u, d)| Reverse(Due(*d, u.clone())))
-                .collect();
+            let mut fresh = Deadlines::default();
+            for (u, d) in &self.scheduled {
+                fresh.push(*d, u.clone());
+            }
+            self.deadlines = fresh;
         }
     }
 }

@@ -159,11 +159,12 @@ impl Policy {
     }
 
     /// The notice of an enabled tier by its key (None for a key of no enabled tier).
-    pub fn notice_of(&self, key: &str) -> Option<f64> {
-        self.rules
-            .iter()
-            .flat_map(|r| r.tiers.iter())
-            .find(|t| &*t.key == key)
+    /// A key taken from the policy's own tiers is found by address first.
+    pub fn notice_of(&self, key: &Arc<str>) -> Option<f64> {
+        let tiers = || self.rules.iter().flat_map(|r| r.tiers.iter());
+        tiers()
+            .find(|t| Arc::ptr_eq(&t.key, key))
+            .or_else(|| tiers().find(|t| *t.key == **key))
             .map(|t| t.notice)
     }
 

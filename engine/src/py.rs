@@ -141,7 +141,9 @@ pub struct Partition {
 impl Partition {
     #[new]
     fn new(policy: &Policy, lateness: f64) -> Self {
-        Partition { core: Core::new(policy.inner.clone(), lateness), handles: Vec::new() }
+        let mut core = Core::new(policy.inner.clone(), lateness);
+        core.track_dirty = true;
+        Partition { core, handles: Vec::new() }
     }
 
     fn add_input(&mut self, source: u32) {

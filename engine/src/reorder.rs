@@ -16,8 +16,8 @@ use std::collections::BinaryHeap;
 struct Held<H> {
     t: f64,
     seq: u64,
-    event: Event,
-    handle: H,
+    /// Boxed: the heap moves its entries at every step.
+    item: Box<(Event, H)>,
 }
 
 impl<H> Held<H> {
@@ -25,7 +25,7 @@ impl<H> Held<H> {
         self.t
             .partial_cmp(&other.t)
             .unwrap_or(Ordering::Equal)
-            .then_with(|| self.event.event_id().cmp(other.event.event_id()))
+            .then_with(|| self.item.0.event_id().cmp(other.item.0.event_id()))
             .then_with(|| self.seq.cmp(&other.seq))
     }
 }
@@ -115,7 +115,7 @@ impl<H> ReorderBuffer<H> {
         let t = event.occurred_at();
         let late = t <= self.watermark;
         self.seq += 1;
-        self.heap.push(Held { t, seq: self.seq, event, handle });
+        self.heap.push(Held { t, seq: self.seq, item: Box::new((event, handle)) });
         self.observe(source, t);
         late
     }
@@ -169,7 +169,7 @@ impl<H> ReorderBuffer<H> {
     pub fn release(&mut self, out: &mut Vec<(Event, H)>) {
         while self.heap.peek().is_some_and(|h| h.t <= self.watermark) {
             if let Some(h) = self.heap.pop() {
-                out.push((h.event, h.handle));
+                out.push(*h.item);
             }
         }
     }

@@ -186,6 +186,34 @@ impl Shard {
                 *step
             }
         };
+        self.drained(step, out);
+    }
+
+    /// `process` for an item this shard alone sees (one job): the event is moved in.
+    fn process_owned(&mut self, item: Item, out: &mut Vec<Out>) {
+        let step = match item {
+            Item::Event { source, step, event } => {
+                match self.parts.as_mut_slice() {
+                    [part] => part.offer(source, event, step, &mut self.handles),
+                    parts => {
+                        for part in parts {
+                            part.offer(source, event.clone(), step, &mut self.handles);
+                        }
+                    }
+                }
+                step
+            }
+            Item::Done { source, step } => {
+                for part in &mut self.parts {
+                    part.remove_input(source, &mut self.handles);
+                }
+                step
+            }
+        };
+        self.drained(step, out);
+    }
+
+    fn drained(&mut self, step: u64, out: &mut Vec<Out>) {
         self.handles.clear();
         for (which, part) in self.parts.iter_mut().enumerate() {
             if part.decisions.is_empty() {
@@ -289,8 +317,8 @@ impl Workers {
         match self {
             Workers::Inline(shard) => {
                 let mut out = Vec::new();
-                for item in &chunk {
-                    shard.process(item, &mut out);
+                for item in chunk {
+                    shard.process_owned(item, &mut out);
                 }
                 emit.push(out)
             }
