@@ -206,6 +206,8 @@ def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: 
     assert got == want
     assert released_theirs == released_ours
     assert theirs.tally() == _python_tally(ours.tally)
+    assert theirs.pending_deadlines == ours.pending_deadlines
+    assert theirs.watermark == ours.buffer.watermark
     assert theirs.states() == sorted((uid, dump(s)) for uid, s in ours.states.items())
 
 

@@ -6,9 +6,9 @@
 //! numbers beyond the i64/u64 range read as floats, an infinite one refused;
 //! duplicate keys: the last wins), then `_decode_checked` and its builders, every
 //! check in Python's order with Python's detail text. Only `not_json` details
-//! differ: they name the fault in the spirit of orjson's messages, not in its
-//! words. Python's msgspec fast path is a speed-up of those checks and is not
-//! reproduced as such (see `decode`).
+//! may differ: they name the fault as orjson's messages do, in its words for a
+//! record cut short, in their own for a wrong byte inside one. Python's msgspec
+//! fast path is a speed-up of those checks and is not reproduced as such.
 //!
 //! The JSON is read by a parser written for the purpose: one pass over the bytes,
 //! strings borrowed unless they hold escapes, the fields the checks need kept by
@@ -70,14 +70,9 @@ impl fmt::Display for Rejection {
 
 /// One record's bytes to an event, or the reason it is not a valid v1 event.
 ///
-/// Python tries msgspec first and falls back to orjson and the full checks when
-/// msgspec refuses a record; msgspec accepts what the full checks accept, with
-/// the same values, with two exceptions this port does not copy: msgspec neither
-/// checks the UTF-8 of strings inside fields it skips (unknown fields, at any
-/// depth, keys included) nor the range of numbers there (`1e400`). Python then
-/// accepts a record that is otherwise valid as msgspec reads it; here such a
-/// record is `not_utf8` or `not_json`, as orjson and the full checks have it
-/// (and as Python's own tests say every non-UTF-8 record is).
+/// Python tries msgspec first (on records with no field the schema does not name)
+/// and falls back to orjson and the full checks when msgspec refuses a record;
+/// both accept the same records with the same values, and this is the full checks.
 pub fn decode(raw: &[u8]) -> Result<Event, Rejection> {
     if raw.len() > MAX_RECORD_BYTES {
         return Err(Rejection::new(

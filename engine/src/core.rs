@@ -47,10 +47,7 @@ pub fn step_new(policy: &Policy, s: &mut UserState, event: &Event, out: &mut Vec
     fire(policy, s, t, out);
     let now = if s.clock > t { s.clock } else { t };
     let correction = apply(s, event, now, policy);
-    s.seen.push_back(event.event_id().to_owned());
-    while s.seen.len() > policy.dedupe_ids {
-        s.seen.pop_front();
-    }
+    s.seen.push(event.event_id(), policy.dedupe_ids);
     evaluate(policy, s, now, Some(event.event_id()), correction, out);
 }
 

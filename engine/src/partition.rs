@@ -128,7 +128,8 @@ pub type H = u64;
 
 pub struct Partition {
     pub policy: Arc<Policy>,
-    pub states: FxHashMap<Arc<str>, UserState>,
+    /// Boxed: the table moves its entries when it grows.
+    pub states: FxHashMap<Arc<str>, Box<UserState>>,
     pub buffer: ReorderBuffer<H>,
     pub tally: Tally,
     /// Decisions made, drained by the caller.
@@ -137,7 +138,8 @@ pub struct Partition {
     /// `track_dirty` on: the worker writes them to its table; replay has no table).
     pub dirty: Vec<Arc<str>>,
     pub track_dirty: bool,
-    scheduled: FxHashMap<Arc<str>, f64>,
+    /// Users in the deadline index (each state's `indexed` says under which deadline).
+    scheduled: usize,
     deadlines: Deadlines,
     /// With `places` on: for each decision made, its `Place` (drained with it).
     pub places: Option<Vec<Place>>,
@@ -154,7 +156,7 @@ impl Partition {
             decisions: Vec::new(),
             dirty: Vec::new(),
             track_dirty: false,
-            scheduled: FxHashMap::default(),
+            scheduled: 0,
             deadlines: Deadlines::default(),
             places: None,
             place: (0, 0.0, None, 0),
@@ -162,7 +164,7 @@ impl Partition {
     }
 
     pub fn pending_deadlines(&self) -> usize {
-        self.scheduled.len()
+        self.scheduled
     }
 
     pub fn add_input(&mut self, source: u32) {
@@ -233,17 +235,15 @@ impl Partition {
             }
             None => {
                 let key: Arc<str> = Arc::from(uid);
-                self.states.insert(key.clone(), UserState::new(uid, event.occurred_at()));
+                let state = Box::new(UserState::new(uid, event.occurred_at()));
+                self.states.insert(key.clone(), state);
                 key
             }
         };
-        let deadline = match self.states.get_mut(&key) {
-            Some(state) => {
-                step_new(&self.policy, state, event, &mut self.decisions);
-                state.deadline
-            }
-            None => None,
-        };
+        let Partition { states, policy, decisions, .. } = self;
+        if let Some(state) = states.get_mut(&key) {
+            step_new(policy, state, event, decisions);
+        }
         if let Some(n) = self.tally.applied.get_mut(kind) {
             *n += 1;
         }
@@ -251,7 +251,7 @@ impl Partition {
         if self.track_dirty {
             self.dirty.push(key.clone());
         }
-        self.schedule(key, deadline);
+        self.schedule(key);
     }
 
     /// Fire the deadlines of users the watermark has passed.
@@ -260,36 +260,40 @@ impl Partition {
         while self.deadlines.first().is_some_and(|d| d <= mark) {
             let Some((deadline, users)) = self.deadlines.pop() else { break };
             for uid in users {
-                if self.scheduled.get(&uid) != Some(&deadline) {
+                let Partition { states, policy, decisions, .. } = self;
+                let Some(state) = states.get_mut(&uid) else { continue };
+                if state.indexed != Some(deadline) {
                     continue; // superseded entry (or the same one twice)
                 }
-                self.scheduled.remove(&uid);
+                state.indexed = None;
+                self.scheduled -= 1;
+                let start = decisions.len();
                 if self.places.is_some() {
                     self.place = (1, deadline, Some(uid.clone()), 0);
                 }
-                let start = self.decisions.len();
-                let next = match self.states.get_mut(&uid) {
-                    Some(state) => {
-                        fire(&self.policy, state, mark, &mut self.decisions);
-                        state.deadline
-                    }
-                    None => continue,
-                };
+                fire(policy, state, mark, decisions);
                 self.counted(start);
                 if self.track_dirty {
                     self.dirty.push(uid.clone());
                 }
-                self.schedule(uid, next);
+                self.schedule(uid);
             }
+        }
+    }
+
+    /// Hold a user's state (loaded from the table); `schedule_all` indexes its deadline.
+    pub fn put_state(&mut self, uid: &str, state: UserState) {
+        let old = self.states.insert(Arc::from(uid), Box::new(state));
+        if old.is_some_and(|s| s.indexed.is_some()) {
+            self.scheduled -= 1; // its index entries are superseded
         }
     }
 
     /// Index the deadlines of every state held (after states are loaded).
     pub fn schedule_all(&mut self) {
-        let users: Vec<(Arc<str>, Option<f64>)> =
-            self.states.iter().map(|(k, s)| (k.clone(), s.deadline)).collect();
-        for (uid, deadline) in users {
-            self.schedule(uid, deadline);
+        let users: Vec<Arc<str>> = self.states.keys().cloned().collect();
+        for uid in users {
+            self.schedule(uid);
         }
     }
 
@@ -312,21 +316,31 @@ impl Partition {
         }
     }
 
-    fn schedule(&mut self, uid: Arc<str>, deadline: Option<f64>) {
-        let Some(deadline) = deadline else {
-            self.scheduled.remove(&uid);
+    /// Index a user under its state's deadline (Python's `_schedule`: `indexed` is its
+    /// `_scheduled[uid]`).
+    fn schedule(&mut self, uid: Arc<str>) {
+        let Some(state) = self.states.get_mut(&uid) else { return };
+        let Some(deadline) = state.deadline else {
+            if state.indexed.take().is_some() {
+                self.scheduled -= 1;
+            }
             return;
         };
-        if self.scheduled.get(&uid) == Some(&deadline) {
+        if state.indexed == Some(deadline) {
             return;
         }
-        self.scheduled.insert(uid.clone(), deadline);
+        if state.indexed.is_none() {
+            self.scheduled += 1;
+        }
+        state.indexed = Some(deadline);
         self.deadlines.push(deadline, uid);
-        if self.deadlines.entries > 2 * self.scheduled.len() + 4096 {
+        if self.deadlines.entries > 2 * self.scheduled + 4096 {
             // drop superseded entries
             let mut fresh = Deadlines::default();
-            for (u, d) in &self.scheduled {
-                fresh.push(*d, u.clone());
+            for (u, s) in &self.states {
+                if let Some(d) = s.indexed {
+                    fresh.push(d, u.clone());
+                }
             }
             self.deadlines = fresh;
         }

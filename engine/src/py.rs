@@ -255,7 +255,7 @@ impl Partition {
     fn put_state(&mut self, user_id: &str, data: &[u8]) -> PyResult<()> {
         let state = guarded(|| format!("the stored state of {user_id:?}"), || UserState::load(data))?
             .map_err(|e| PyValueError::new_err(format!("{user_id:?}: {e}")))?;
-        self.core.states.insert(Arc::from(user_id), state);
+        self.core.put_state(user_id, state);
         Ok(())
     }
 

@@ -7,7 +7,6 @@ use crate::policy::ADVERSE_CODES;
 use crate::pyfmt::{write_json_float, write_json_str};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use std::collections::VecDeque;
 use std::fmt;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -114,7 +113,69 @@ pub struct UserState {
     /// Next event time at which the decision may change.
     pub deadline: Option<f64>,
     /// Recent event ids, oldest first.
-    pub seen: VecDeque<String>,
+    pub seen: Seen,
+    /// Not stored: the deadline under which the partition's index holds this user.
+    pub indexed: Option<f64>,
+}
+
+/// The recent event ids of a user, oldest first, packed in one buffer (each id its
+/// length in two bytes, then its bytes): one allocation instead of one per id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Seen {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Seen {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> SeenIter<'_> {
+        SeenIter { rest: &self.buf }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.iter().any(|s| s == id)
+    }
+
+    /// Append an id; the oldest goes when there are then more than `keep` (one only, as
+    /// the Python engine does: a state stored under a larger `dedupe_ids` keeps its ids).
+    pub fn push(&mut self, id: &str, keep: usize) {
+        let bytes = id.as_bytes();
+        let n = bytes.len().min(usize::from(u16::MAX));
+        self.buf.extend_from_slice(&(n as u16).to_le_bytes());
+        self.buf.extend_from_slice(bytes.get(..n).unwrap_or_default());
+        self.len += 1;
+        if self.len > keep {
+            if let Some(&[a, b]) = self.buf.get(..2) {
+                let cut = (2 + usize::from(u16::from_le_bytes([a, b]))).min(self.buf.len());
+                self.buf.drain(..cut);
+                self.len -= 1;
+            }
+        }
+    }
+}
+
+pub struct SeenIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for SeenIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let (head, rest) = self.rest.split_first_chunk::<2>()?;
+        let n = usize::from(u16::from_le_bytes(*head));
+        let (id, rest) = rest.split_at_checked(n)?;
+        self.rest = rest;
+        // Only whole `str`s are pushed, so this holds; an empty id otherwise.
+        Some(std::str::from_utf8(id).unwrap_or(""))
+    }
 }
 
 impl UserState {
@@ -137,7 +198,8 @@ impl UserState {
             adverse_id: None,
             adverse_codes: Vec::new(),
             deadline: None,
-            seen: VecDeque::new(),
+            seen: Seen::default(),
+            indexed: None,
         }
     }
 
@@ -150,7 +212,7 @@ impl UserState {
     }
 
     pub fn has_seen(&self, event_id: &str) -> bool {
-        self.seen.iter().any(|e| e == event_id)
+        self.seen.contains(event_id)
     }
 
     /// The compact JSON for the table, byte for byte as `streams.state.dump` writes it.
@@ -310,7 +372,14 @@ impl UserState {
             adverse_id,
             adverse_codes,
             deadline: d.d_,
-            seen: d.e.into(),
+            seen: {
+                let mut seen = Seen::default();
+                for id in &d.e {
+                    seen.push(id, usize::MAX);
+                }
+                seen
+            },
+            indexed: None,
         })
     }
 }
