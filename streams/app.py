@@ -40,11 +40,12 @@ from faust.streams import _current_event  # the context Faust routes table write
 from faust.types import TP, Message
 
 from streams.codec import Rejection, decode
+from streams.compiled import CompiledPartition
 from streams.engine import Partition, Tally
 from streams.events import EVENT_TYPES
 from streams.fetch import MonitorApp
 from streams.kafka import Topics, partition_for
-from streams.metrics import Metrics, TimedPartition
+from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
 from streams.policy import Policy
 from streams.state import UserState, load
 from streams.states import DEFAULT_STATE_CACHE, TableStates
@@ -140,6 +141,11 @@ class _Pending:
 # The table key of partition p's progress record (`Progress`): 0xFF never starts a
 # UTF-8 string, so no user id is ever this key.
 PROGRESS_KEY = b"\xffprogress:"
+
+
+# A partition as the shell drives it: the compiled engine's (the worker's), or the
+# Python engine's over a `TableStates` (the shell's unit tests).
+Part = CompiledPartition["_Pending"] | Partition["_Pending"]
 
 
 def progress_key(p: int) -> bytes:
@@ -300,7 +306,7 @@ class Shell:
         # completed any more (the worker is restarting).
         self.failed: set[int] = set()
         self.topics = settings.topics
-        self.parts: dict[int, Partition[_Pending]] = {}
+        self.parts: dict[int, Part] = {}
         self.inputs: dict[TP, _Input] = {}
         self.last_message: dict[int, Message] = {}  # by partition: routes table writes
         self.outboxes: dict[int, deque[_Group]] = {}  # by partition, as self.parts
@@ -311,7 +317,7 @@ class Shell:
 
     # -- partitions --------------------------------------------------------------
 
-    async def part(self, p: int, generation: int) -> Partition[_Pending] | None:
+    async def part(self, p: int, generation: int) -> Part | None:
         """Partition p's engine, made on its first record; None when a rebalance
         began meanwhile (the partition may no longer be this worker's)."""
         part = self.parts.get(p)
@@ -321,11 +327,8 @@ class Shell:
             if not self._current(generation):
                 return None
             metrics = self.metrics
-            capacity = max(1, self.settings.state_cache // self.settings.partitions)
-            part = TimedPartition(self.policy, TableStates(self.table, capacity),
-                                  self.settings.lateness, Tally(),
-                                  observe_step=metrics.observe_step,
-                                  observe_lag=metrics.observe_lag)
+            part = CompiledPartition(self.policy, self.settings.lateness,
+                                     step_bounds=STEP_BUCKETS, lag_bounds=LAG_BUCKETS)
             progress = self._progress_restored(p)
             for tp, start in zip(tps, starts, strict=True):
                 part.add_input(tp)
@@ -356,9 +359,23 @@ class Shell:
         earliest = await consumer.earliest_offsets(tp)
         return int(earliest.get(tp) or 0)
 
-    def _restore(self, p: int, part: Partition[_Pending]) -> None:
+    def _restore(self, p: int, part: Part) -> None:
         """Index the deadlines of the users this partition holds (after recovery)."""
         n = self.settings.partitions
+        if isinstance(part, CompiledPartition):
+            def stored() -> Iterator[tuple[str, bytes]]:
+                for key, raw in self.table.data.items():
+                    if isinstance(key, bytes) and key.startswith(PROGRESS_KEY):
+                        continue
+                    uid = key if isinstance(key, str) else key.decode()
+                    if raw is not None and partition_for(uid.encode(), n) == p:
+                        yield uid, raw
+
+            users = part.restore(stored())
+            if users:
+                log.info("partition %d: %d users restored, %d deadlines pending", p,
+                         users, part.pending_deadlines)
+            return
         states = _table_states(part)
 
         def held() -> Iterator[tuple[str, UserState]]:
@@ -417,7 +434,7 @@ class Shell:
         generation = self.app.consumer_generation_id
         consumer: Any = self.app.consumer
         ticks = self.settings.ticks_topic
-        touched: dict[int, tuple[Partition[_Pending], list[_Pending]]] = {}
+        touched: dict[int, tuple[Part, list[_Pending]]] = {}
         sent: dict[int, list[Any]] = {}
         tick_parts: dict[int, None] = {}
         arrived: dict[TP, _Input] = {}  # inputs that delivered records in this batch
@@ -462,6 +479,22 @@ class Shell:
                     inp.skip = None
             pending = _Pending(msg)
             inp.pending.append(pending)
+            if isinstance(part, CompiledPartition):
+                # Decoded, checked (key, home partition) and buffered in the engine.
+                let_go, rejection, elsewhere = part.take(tp, raw, msg.key, pending,
+                                                         self.settings.partitions, p)
+                released += let_go
+                if rejection is not None:
+                    diverted = await self._dead_letter(None, msg, rejection)
+                elif elsewhere is not None:
+                    self.rerouted += 1
+                    user, home = elsewhere
+                    diverted = await self._send(msg.topic, user, raw, home)
+                else:
+                    continue
+                sent.setdefault(p, []).append(diverted)
+                released.append(pending)
+                continue
             decoded = decode(raw)
             # A record that is not applied here is sent on (dead letter or its user's
             # partition) and done once that is delivered.
@@ -500,7 +533,7 @@ class Shell:
             if self._current(generation):
                 await self.on_tick(p, generation)
 
-    def _skip(self, part: Partition[_Pending], inp: _Input, msg: Message, raw: bytes,
+    def _skip(self, part: Part, inp: _Input, msg: Message, raw: bytes,
               released: list[_Pending]) -> None:
         """A record the partition's previous owner finished (`Progress`): acked with the
         records around it, not applied or counted again; its event time still counts
@@ -513,6 +546,10 @@ class Shell:
         assert inp.skip is not None
         if msg.offset + 1 >= inp.skip.until:
             inp.skip = None  # past everything the previous owner finished
+        if isinstance(part, CompiledPartition):
+            released += part.skip(msg.tp, raw, msg.key, self.settings.partitions,
+                                  msg.partition)
+            return
         decoded = decode(raw)
         if isinstance(decoded, Rejection):
             return
@@ -562,7 +599,7 @@ class Shell:
             self._flow(p, part)
         self._gauges(p)
 
-    def _wake(self, p: int, part: Partition[_Pending]) -> None:
+    def _wake(self, p: int, part: Part) -> None:
         """Idle inputs of partition p that the broker has records for again hold the
         watermark back again, from now, before a batch's records are offered: an
         input is idle only while it has nothing left to fetch (a tick finds the
@@ -581,7 +618,7 @@ class Shell:
             if hw is not None and hw > inp.idle_at:
                 _awake(part, tp, inp)
 
-    def _flow(self, p: int, part: Partition[_Pending]) -> None:
+    def _flow(self, p: int, part: Part) -> None:
         """Back-pressure on partition p's inputs (Kafka Streams' per-partition buffer).
 
         An input holding more than `input_buffer` records not yet acked pauses while
@@ -622,7 +659,7 @@ class Shell:
                 self.metrics.set_consumer_lag(name, p, max(hw - inp.next_offset, 0))
         self.metrics.set_users(sum(_table_states(part).users for part in self.parts.values()))
 
-    async def _settle(self, p: int, part: Partition[_Pending], released: list[_Pending],
+    async def _settle(self, p: int, part: Part, released: list[_Pending],
                       sent: Iterable[Any], generation: int) -> None:
         """Send what the released events decided; once delivered (with whatever else
         these records sent), store the states they changed (`_complete`); once the
@@ -640,9 +677,16 @@ class Shell:
         # _restore loads only its own), and every topic the worker uses has the same
         # partition count: p is where the default partitioner puts the decision's key.
         futures = []
-        for d in part.drain():
-            futures.append(await self._send(self.topics.decisions, d.user_id.encode(),
-                                            d.to_json(), p))
+        if isinstance(part, CompiledPartition):
+            for key, decision in part.drain_keyed():
+                futures.append(await self._send(self.topics.decisions, key, decision, p))
+            timings = part.take_timings()
+            if timings is not None:
+                self.metrics.add_timings(*timings)
+        else:
+            for d in part.drain():
+                futures.append(await self._send(self.topics.decisions, d.user_id.encode(),
+                                                d.to_json(), p))
         futures += sent
         writes = states.take_dirty()
         counted, part.tally = part.tally, Tally()  # what this settle's records came to
@@ -820,8 +864,12 @@ class Shell:
         """Hand a record to the producer; the future is done when it is delivered."""
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _dead_letter(self, tally: Tally, msg: Message, rejection: Rejection) -> Any:
-        tally.count_rejection(rejection)
+    async def _dead_letter(self, tally: Tally | None, msg: Message, rejection: Rejection
+                           ) -> Any:
+        """Send a record to the dead-letter topic with its reason, counting it in `tally`
+        (None: the engine counted it)."""
+        if tally is not None:
+            tally.count_rejection(rejection)
         record: dict[str, Any] = {
             "reason": rejection.reason, "detail": rejection.detail,
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
@@ -850,18 +898,17 @@ class Shell:
         return sum(len(part.buffer) for part in self.parts.values())
 
 
-def _awake(part: Partition[Any], tp: TP, inp: _Input) -> None:
+def _awake(part: Part, tp: TP, inp: _Input) -> None:
     """An idle input holds the watermark back again (which releases nothing: the
     watermark never goes back) and counts its idle time afresh."""
     inp.idle_at = inp.caught_up_since = None
     part.buffer.set_idle(tp, False)
 
 
-def _table_states(part: Partition[Any]) -> TableStates:
-    """A shell partition's states (the shell gives each a TableStates)."""
-    states = part.states
-    assert isinstance(states, TableStates)
-    return states
+def _table_states(part: Part) -> Any:
+    """A shell partition's states, as the shell stores them: `take_dirty`, `stored`,
+    `users` (a `TableStates`, or the compiled partition's `States`)."""
+    return part.states
 
 
 async def store_partition(app: faust.App, table: Any, msg: Message,

@@ -100,7 +100,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._followed: dict[int, tuple[Tally, int]] = {}  # id -> (tally, times followed)
         self._retired: dict[str, Counter[Any]] = {k: Counter() for k in _TALLY_COUNTS}
-        self._watched: dict[str, Partition[Any]] = {}
+        self._watched: dict[str, Any] = {}  # a Partition, or a CompiledPartition
         self._tallies: dict[str, Tally] = {}  # the tally followed for a watched partition
         self._lag = _Histogram(LAG_BUCKETS)
         self._step = _Histogram(STEP_BUCKETS)
@@ -151,6 +151,18 @@ class Metrics:
         """Wall time taken to apply one event (see `TimedPartition`)."""
         self._step.observe(seconds)
 
+    def add_timings(self, step: Sequence[int], step_sum: float, lag: Sequence[int],
+                    lag_sum: float) -> None:
+        """Histogram counts taken elsewhere (the compiled engine's, per bucket of
+        STEP_BUCKETS and LAG_BUCKETS, with +Inf last) added to the step and lag
+        histograms."""
+        for histogram, counts, total in ((self._step, step, step_sum), (self._lag, lag, lag_sum)):
+            if len(counts) != len(histogram.counts):
+                raise ValueError("bucket counts do not match the histogram's buckets")
+            for i, n in enumerate(counts):
+                histogram.counts[i] += n
+            histogram.total += total
+
     def count_pause(self, event_type: str) -> None:
         """A partition of `event_type`'s input topic stopped being fetched (back-pressure)."""
         self._pauses[event_type] += 1
@@ -165,7 +177,7 @@ class Metrics:
         """Users with state in this process's tables (all its partitions)."""
         self._users = users
 
-    def watch(self, partition: int | str, part: Partition[Any], *, follow: bool = True) -> None:
+    def watch(self, partition: int | str, part: Any, *, follow: bool = True) -> None:
         """Export `part`'s watermark, buffered events and pending deadlines under the
         label `partition`, read at each collection, and follow its tally (unless
         `follow` is false: the worker counts a record once it is final, in a tally of

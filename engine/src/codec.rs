@@ -1260,7 +1260,7 @@ fn push_repr(value: &Json<'_>, out: &mut String) {
 /// `repr(s)` of a `str`: single quotes unless it holds `'` and no `"`; `\\`, the
 /// quote, `\t`, `\n`, `\r` escaped; other characters that are not printable
 /// (`str.isprintable`) as `\xhh`, `\uhhhh` or `\Uhhhhhhhh`.
-fn push_str_repr(s: &str, out: &mut String) {
+pub fn push_str_repr(s: &str, out: &mut String) {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {

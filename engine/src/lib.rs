@@ -16,6 +16,7 @@ pub mod policy;
 pub mod pyfmt;
 pub mod reorder;
 pub mod replay;
+pub mod route;
 pub mod state;
 
 #[cfg(feature = "python")]

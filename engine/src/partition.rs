@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What happened to every input record: applied, duplicate or rejected (and late).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -126,6 +127,40 @@ impl Place {
 
 pub type H = u64;
 
+/// Bucket counts of the time each applied event took and of its lag behind the wall
+/// clock (the worker's `step_seconds` and `event_lag_seconds` histograms), taken by the
+/// caller now and then. `le` is inclusive, as Prometheus has it.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    pub step_bounds: Vec<f64>,
+    pub step: Vec<u64>,
+    pub step_sum: f64,
+    pub lag_bounds: Vec<f64>,
+    pub lag: Vec<u64>,
+    pub lag_sum: f64,
+}
+
+impl Timings {
+    pub fn new(step_bounds: Vec<f64>, lag_bounds: Vec<f64>) -> Timings {
+        let step = vec![0; step_bounds.len() + 1];
+        let lag = vec![0; lag_bounds.len() + 1];
+        Timings { step_bounds, step, step_sum: 0.0, lag_bounds, lag, lag_sum: 0.0 }
+    }
+
+    fn observe(bounds: &[f64], counts: &mut [u64], value: f64) {
+        let at = bounds.partition_point(|b| *b < value);
+        if let Some(n) = counts.get_mut(at) {
+            *n += 1;
+        }
+    }
+
+    /// The counts so far, and zero from now.
+    pub fn take(&mut self) -> Timings {
+        let fresh = Timings::new(self.step_bounds.clone(), self.lag_bounds.clone());
+        std::mem::replace(self, fresh)
+    }
+}
+
 pub struct Partition {
     pub policy: Arc<Policy>,
     /// Boxed: the table moves its entries when it grows.
@@ -144,6 +179,8 @@ pub struct Partition {
     /// With `places` on: for each decision made, its `Place` (drained with it).
     pub places: Option<Vec<Place>>,
     place: (u8, f64, Option<Arc<str>>, u64),
+    /// With timings on: every applied event's time and lag, counted.
+    pub timings: Option<Timings>,
 }
 
 impl Partition {
@@ -160,6 +197,7 @@ impl Partition {
             deadlines: Deadlines::default(),
             places: None,
             place: (0, 0.0, None, 0),
+            timings: None,
         }
     }
 
@@ -210,7 +248,11 @@ impl Partition {
                 if keep {
                     self.place = (0, event.occurred_at(), Some(Arc::from(event.event_id())), handle);
                 }
-                self.apply(&event);
+                if self.timings.is_some() {
+                    self.timed_apply(&event);
+                } else {
+                    self.apply(&event);
+                }
                 handles.push(handle);
             }
         }
@@ -252,6 +294,24 @@ impl Partition {
             self.dirty.push(key.clone());
         }
         self.schedule(key);
+    }
+
+    /// `apply`, counting how long it took and how far the event's time is behind the
+    /// wall clock (a negative lag, the producer's clock ahead, counts as 0).
+    fn timed_apply(&mut self, event: &Event) {
+        let started = Instant::now();
+        self.apply(event);
+        let took = started.elapsed().as_secs_f64();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let lag = (now - event.occurred_at()).max(0.0);
+        if let Some(t) = &mut self.timings {
+            Timings::observe(&t.step_bounds, &mut t.step, took);
+            t.step_sum += took;
+            Timings::observe(&t.lag_bounds, &mut t.lag, lag);
+            t.lag_sum += lag;
+        }
     }
 
     /// Fire the deadlines of users the watermark has passed.

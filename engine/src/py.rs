@@ -263,14 +263,165 @@ impl Partition {
         self.core.schedule_all();
     }
 
-    /// The users whose state changed since the last call, with their stored states.
+    // --- the live worker's hand-off -------------------------------------------------
+
+    /// One record fetched from input `source`, as the worker takes it: decoded and
+    /// checked here (its key is its user id; its user lives in partition `home` of
+    /// `partitions`, by Kafka's default partitioner), then buffered. Returns None when
+    /// buffered (the released handles are taken with `take_handles`), ("rejected",
+    /// reason, detail, event_type) for a dead letter, or ("elsewhere", user id bytes,
+    /// partition) for a record to send on to its user's partition. A rejected record is
+    /// counted here; one sent on is counted at its home.
+    #[pyo3(signature = (source, raw, handle, key, partitions, home))]
+    #[allow(clippy::too_many_arguments)]
+    fn offer_record<'py>(
+        &mut self,
+        py: Python<'py>,
+        source: u32,
+        raw: &[u8],
+        handle: u64,
+        key: Option<&[u8]>,
+        partitions: u32,
+        home: u32,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Partition { core, handles } = self;
+        let outcome = guarded(
+            || format!("record {handle} of input {source}"),
+            || -> Result<(), Result<Rejection, (String, u32)>> {
+                let event = decode(raw).map_err(Ok)?;
+                let uid = event.user_id();
+                if key.is_some_and(|k| k != uid.as_bytes()) {
+                    return Err(Ok(crate::route::key_mismatch(
+                        key.unwrap_or_default(),
+                        uid,
+                        event.event_type(),
+                    )));
+                }
+                let there = crate::route::partition_for(uid.as_bytes(), partitions);
+                if there != home {
+                    return Err(Err((uid.to_owned(), there)));
+                }
+                core.tally.read += 1;
+                core.offer(source, event, handle, handles);
+                Ok(())
+            },
+        )?;
+        match outcome {
+            Ok(()) => Ok(None),
+            Err(Ok(r)) => {
+                core.tally.read += 1;
+                core.tally.count_rejection(&r);
+                let tuple = (
+                    "rejected",
+                    r.reason,
+                    r.detail.as_str(),
+                    r.event_type,
+                )
+                    .into_pyobject(py)?;
+                Ok(Some(tuple))
+            }
+            Err(Err((uid, there))) => {
+                let tuple = ("elsewhere", PyBytes::new(py, uid.as_bytes()), there).into_pyobject(py)?;
+                Ok(Some(tuple))
+            }
+        }
+    }
+
+    /// A record the partition's previous owner finished: not applied or counted again,
+    /// but its event time moves the watermark, as it did for the previous owner (when
+    /// it was applied here: valid, keyed by its user, at its home).
+    #[pyo3(signature = (source, raw, key, partitions, home))]
+    fn skip_record(
+        &mut self,
+        source: u32,
+        raw: &[u8],
+        key: Option<&[u8]>,
+        partitions: u32,
+        home: u32,
+    ) -> PyResult<()> {
+        let Partition { core, handles } = self;
+        guarded(
+            || format!("a record of input {source} skipped"),
+            || {
+                let Ok(event) = decode(raw) else { return };
+                let uid = event.user_id().as_bytes();
+                if key.is_none_or(|k| k == uid)
+                    && crate::route::partition_for(uid, partitions) == home
+                {
+                    core.observe(source, event.occurred_at(), handles);
+                }
+            },
+        )
+    }
+
+    /// Apply whatever the watermark has released (and fire due deadlines).
+    fn release(&mut self) -> PyResult<()> {
+        let Partition { core, handles } = self;
+        guarded(|| "a release".to_owned(), || core.release(handles))
+    }
+
+    /// The least latest time over the inputs that are not idle (None if all are).
+    fn slowest(&self) -> Option<f64> {
+        self.core.buffer.slowest()
+    }
+
+    /// The latest event time input `source` has delivered (-inf before its first).
+    fn latest(&self, source: u32) -> f64 {
+        self.core.buffer.latest(source)
+    }
+
+    /// Mark input `source` idle or not without releasing (an input that has records
+    /// again holds the watermark back from now; the watermark never goes back).
+    fn mark_idle(&mut self, source: u32, idle: bool) {
+        self.core.buffer.set_idle(source, idle);
+    }
+
+    /// Decisions made since the last call: (user id bytes, JSON bytes), in order.
+    fn take_keyed_decisions<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let version = self.core.policy.version.clone();
+        let out: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> = self
+            .core
+            .decisions
+            .drain(..)
+            .map(|d| {
+                (PyBytes::new(py, d.user_id.as_bytes()), PyBytes::new(py, d.to_json(&version).as_bytes()))
+            })
+            .collect();
+        PyList::new(py, out)
+    }
+
+    /// The counts since the last call (a dict as `tally`), and zero from now.
+    fn take_tally<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let taken = std::mem::take(&mut self.core.tally);
+        tally_dict(py, &taken)
+    }
+
+    /// Count every applied event's time (bounds: seconds) and lag behind the wall
+    /// clock (bounds: seconds), as the worker's histograms have them.
+    fn time_steps(&mut self, step_bounds: Vec<f64>, lag_bounds: Vec<f64>) {
+        self.core.timings = Some(crate::partition::Timings::new(step_bounds, lag_bounds));
+    }
+
+    /// (step bucket counts, step sum, lag bucket counts, lag sum) since the last call;
+    /// each list has one count more than its bounds (the last for +Inf).
+    #[allow(clippy::type_complexity)]
+    fn take_timings(&mut self) -> Option<(Vec<u64>, f64, Vec<u64>, f64)> {
+        let t = self.core.timings.as_mut()?.take();
+        Some((t.step, t.step_sum, t.lag, t.lag_sum))
+    }
+
+    /// The users whose state changed since the last call, with their stored states:
+    /// (user id bytes, state bytes), the table's writes.
     fn take_dirty<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut users = std::mem::take(&mut self.core.dirty);
         users.sort();
         users.dedup();
-        let items: Vec<(String, Bound<'py, PyBytes>)> = users
+        let items: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> = users
             .into_iter()
-            .filter_map(|u| self.core.states.get(&u).map(|s| (u.to_string(), PyBytes::new(py, &s.dump()))))
+            .filter_map(|u| {
+                let s = self.core.states.get(&u)?;
+                Some((PyBytes::new(py, u.as_bytes()), PyBytes::new(py, &s.dump())))
+            })
             .collect();
         PyList::new(py, items)
     }
