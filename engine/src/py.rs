@@ -593,6 +593,12 @@ fn replay<'py>(
     }
 }
 
+/// Kafka's default partitioner (murmur2), as the worker computes a user's home.
+#[pyfunction]
+fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    crate::route::partition_for(key, partitions)
+}
+
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -603,5 +609,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reload_state, m)?)?;
     m.add_function(wrap_pyfunction!(step, m)?)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;
+    m.add_function(wrap_pyfunction!(partition_for, m)?)?;
     Ok(())
 }
