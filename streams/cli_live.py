@@ -36,6 +36,13 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
     w = sub.add_parser("worker", help="the Faust worker: decide live on Kafka")
     _broker_flag(w)
     policy_flags(w)
+    # Live, an event waits for no lateness unless told (app.DEFAULT_LATENESS).
+    w.set_defaults(lateness=None)
+    for action in w._actions:
+        if action.dest == "lateness":
+            action.help = ("allowed lateness in seconds of event time (default 0: an event "
+                           "waits only for the other inputs to reach its time; 600 with "
+                           "--strict-order)")
     w.add_argument("--store", choices=("memory", "rocksdb"), default=_env("STORE", "memory"),
                    help="state store (env CLOSURE_MONITOR_STORE; default memory)")
     w.add_argument("--data-dir", default=_env("DATA_DIR", "closure-monitor-data"),
@@ -54,8 +61,15 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
     _prefix_flag(w)
     w.add_argument("--idle-timeout", type=seconds, default=None,
                    help="seconds an input must be caught up with the broker before it "
-                        "stops holding the watermark (default 2; 0, Kafka Streams' "
-                        "max.task.idle.ms default, never waits for a silent input)")
+                        "stops holding the watermark (default 0, Kafka Streams' "
+                        "max.task.idle.ms default: never wait for a silent input; 2 "
+                        "with --strict-order)")
+    w.add_argument("--strict-order", action="store_true",
+                   default=_env("STRICT_ORDER", "") not in ("", "0"),
+                   help="event-time order as replay has it: a lateness of 600 s and an "
+                        "idle timeout of 2 s unless set, so that live equals replay for "
+                        "any disorder within the lateness; events then wait that long "
+                        "for their decisions (env CLOSURE_MONITOR_STRICT_ORDER)")
     w.add_argument("--fetch-max-wait", type=float, default=None,
                    help="longest a fetch waits for records, seconds (default 0.5, "
                         "Kafka's; 0.05 with --tansu)")
@@ -132,7 +146,10 @@ def _settings(args: argparse.Namespace) -> Any:
         DEFAULT_FETCH_MAX_WAIT,
         DEFAULT_IDLE_TIMEOUT,
         DEFAULT_INPUT_BUFFER,
+        DEFAULT_LATENESS,
         DEFAULT_STATE_CACHE,
+        STRICT_IDLE_TIMEOUT,
+        STRICT_LATENESS,
         TANSU_FETCH_MAX_WAIT,
         Settings,
     )
@@ -155,9 +172,12 @@ def _settings(args: argparse.Namespace) -> Any:
                     web_host=args.web_host, web_port=web_port, partitions=partitions,
                     replication_factor=replication,
                     app_id=args.app_id, topic_prefix=args.topic_prefix,
-                    lateness=args.lateness,
-                    idle_timeout=(DEFAULT_IDLE_TIMEOUT if args.idle_timeout is None
-                                  else args.idle_timeout),
+                    lateness=(args.lateness if args.lateness is not None
+                              else STRICT_LATENESS if args.strict_order
+                              else DEFAULT_LATENESS),
+                    idle_timeout=(args.idle_timeout if args.idle_timeout is not None
+                                  else STRICT_IDLE_TIMEOUT if args.strict_order
+                                  else DEFAULT_IDLE_TIMEOUT),
                     fetch_max_wait=fetch_max_wait, state_cache=state_cache,
                     input_buffer=input_buffer,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,

@@ -116,16 +116,19 @@ class Live:
     def ticks_topic(self) -> str:
         return f"{self.app_id}-ticks"
 
-    def start_worker(self, *extra: str, store: str = "memory", tansu: bool = True) -> Worker:
+    def start_worker(self, *extra: str, store: str = "memory", tansu: bool = True,
+                     strict: bool = True) -> Worker:
         """A worker on this test's topics; with tansu=False, production settings
-        (Apache Kafka's: no Tansu workaround) but short group timeouts."""
+        (Apache Kafka's: no Tansu workaround) but short group timeouts; with strict
+        (the default here: the tests compare live with replay), `--strict-order`."""
         port = free_port()
         log = self.tmp / f"worker-{len(self.workers)}.log"
         cmd = [*CLI, "worker", "--broker", self.broker.url, "--partitions",
                str(self.partitions), "--topic-prefix", self.prefix, "--app-id", self.app_id,
                "--web-port", str(port), "--store", store,
                "--data-dir", str(self.tmp / f"data-{len(self.workers)}"),
-               "--tansu" if tansu else "--fast-rebalance", "--loglevel", "info", *extra]
+               "--tansu" if tansu else "--fast-rebalance", "--loglevel", "info",
+               *(["--strict-order"] if strict else []), *extra]
         with open(log, "wb") as out:
             process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=self.tmp, env={**os.environ, "PYTHONUNBUFFERED": "1"})

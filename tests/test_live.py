@@ -500,3 +500,64 @@ async def test_the_fetch_wait_reaches_the_kafka_consumer(flags: list[str], wait_
         assert consumer._fetch_max_wait_ms == wait_ms
     finally:
         await consumer.stop()
+
+
+async def test_live_order_decides_an_event_once_every_input_reaches_its_time(
+        live: Live) -> None:
+    """The worker's default order (no lateness, no idle timeout, as Kafka Streams'
+    max.task.idle.ms = 0): a report's decision goes out while another input of its
+    partition keeps delivering later events, which under --strict-order would hold
+    it back for the 600 s of lateness (in event time) the whole while."""
+    from aiokafka import AIOKafkaProducer
+
+    await live.create_topics()
+    worker = live.start_worker(strict=False)
+    await live.wait_web(worker)
+    topics = live.topics
+    flagged, busy = "u-flagged", "u-busy"
+    home = partition_for(flagged.encode(), live.partitions)
+    busy = next(f"u-busy-{i}" for i in range(1000)
+                if partition_for(f"u-busy-{i}".encode(), live.partitions) == home)
+    t0 = 1_772_360_000  # 2026-03-01T10:13:20Z
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    producer = AIOKafkaProducer(bootstrap_servers=live.broker.bootstrap, linger_ms=0)
+    await producer.start()
+    stop = asyncio.Event()
+
+    async def keep_applying() -> int:
+        """`busy` applies for credit every 0.1 s of wall time, a second of event time
+        apart, from just after the report, until told to stop (at most 120 s)."""
+        n = 0
+        while not stop.is_set() and n < 1200:
+            n += 1
+            await producer.send_and_wait(topics.applications, orjson.dumps({
+                "event_id": f"a-{n}", "event_type": "application", "user_id": busy,
+                "occurred_at": stamp(t0 + n), "application_id": f"app-{n}",
+                "product": "cash_loan", "kind": "limit_increase",
+                "requested_amount": 1000}), key=busy.encode(), partition=home)
+            await asyncio.sleep(0.1)
+        return n
+
+    try:
+        applying = asyncio.create_task(keep_applying())
+        await producer.send_and_wait(topics.report_changes, orjson.dumps({
+            "event_id": "r-1", "event_type": "credit_report", "user_id": flagged,
+            "bureau": "pboc", "occurred_at": stamp(t0), "delinquent_accounts": 3}),
+            key=flagged.encode(), partition=home)
+        async with TopicReader(live.broker, topics.decisions) as reader:
+            await reader.until(
+                lambda: any(v["user_id"] == flagged for v in reader.values(topics.decisions)),
+                60, "the flagged user's decision")
+            assert not applying.done()  # the other input was still delivering
+            decision = next(v for v in reader.values(topics.decisions)
+                            if v["user_id"] == flagged)
+            assert decision["trigger_event_id"] == "r-1"
+            assert decision["reasons"][0]["code"] == "EXTERNAL_DELINQUENCY"
+        stop.set()
+        sent = await applying
+    finally:
+        stop.set()
+        await producer.stop()
+    assert worker.stop() == 0
+    summary = worker.summary()
+    assert summary["read"] == summary["applied"] == sent + 1

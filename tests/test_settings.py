@@ -26,7 +26,18 @@ def settings(*argv: str):  # type: ignore[no-untyped-def]
 def test_defaults() -> None:
     s = settings()
     assert (s.idle_timeout, s.lateness, s.partitions, s.web_port) == (
-        DEFAULT_IDLE_TIMEOUT, 600.0, 8, 6066)
+        DEFAULT_IDLE_TIMEOUT, 0.0, 8, 6066)
+    assert DEFAULT_IDLE_TIMEOUT == 0.0  # Kafka Streams' max.task.idle.ms default
+
+
+def test_strict_order_waits_as_replay_does_unless_told_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    strict = settings("--strict-order")
+    assert (strict.lateness, strict.idle_timeout) == (600.0, 2.0)
+    assert settings("--strict-order", "--lateness", "60").lateness == 60.0
+    assert settings("--strict-order", "--idle-timeout", "0.5").idle_timeout == 0.5
+    monkeypatch.setenv("CLOSURE_MONITOR_STRICT_ORDER", "1")
+    assert _settings(_parser().parse_args(["worker"])).lateness == 600.0
 
 
 def test_the_replication_factor_reaches_every_topic_the_worker_creates(

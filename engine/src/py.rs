@@ -139,10 +139,13 @@ pub struct Partition {
 
 #[pymethods]
 impl Partition {
+    /// `track_dirty`: keep the users whose state changed, for `take_dirty` (a caller
+    /// with no table to write them to says False).
     #[new]
-    fn new(policy: &Policy, lateness: f64) -> Self {
+    #[pyo3(signature = (policy, lateness, track_dirty=true))]
+    fn new(policy: &Policy, lateness: f64, track_dirty: bool) -> Self {
         let mut core = Core::new(policy.inner.clone(), lateness);
-        core.track_dirty = true;
+        core.track_dirty = track_dirty;
         Partition { core, handles: Vec::new() }
     }
 
