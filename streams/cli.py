@@ -86,7 +86,7 @@ def _policy_flags(p: argparse.ArgumentParser) -> None:
 
 
 def default_jobs() -> int:
-    """One process per available core, at most 8 (every process decodes every line)."""
+    """One per available core, at most 8."""
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
@@ -109,8 +109,9 @@ def _at_least_one(text: str) -> int:
 
 def _jobs_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=_at_least_one, default=default_jobs(), metavar="N",
-                   help="processes to split the users over; the output is the same for any "
-                        "N (default: one per core, at most 8; stdin is read by one)")
+                   help="threads to split the users over (processes with --metrics or "
+                        "--state-cache); the output is the same for any N (default: one "
+                        "per core, at most 8)")
 
 
 def _state_cache_flag(p: argparse.ArgumentParser) -> None:
