@@ -56,11 +56,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.replay import ensure_log, machine  # noqa: E402
-from streams.app import (  # noqa: E402
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LATENESS,
-    TANSU_FETCH_MAX_WAIT,
-)
 from streams.codec import Rejection, decode  # noqa: E402
 from streams.events import format_time  # noqa: E402
 from streams.kafka import (  # noqa: E402
@@ -74,6 +69,11 @@ from streams.kafka import (  # noqa: E402
 from streams.policy import load_policy  # noqa: E402
 from streams.reorder import ReorderBuffer  # noqa: E402
 from streams.replay import replay  # noqa: E402
+from streams.settings import (  # noqa: E402
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LATENESS,
+    TANSU_FETCH_MAX_WAIT,
+)
 from streams.transfer import route  # noqa: E402
 
 CLI = [sys.executable, "-m", "streams.cli"]
@@ -105,7 +105,7 @@ async def read(stream):
 
 async def handle(messages):
     # Per partition, the worker's own state write (store plus changelog); then acks.
-    from streams.app import store_partition
+    from streams.store import store_partition
     by_partition = {}
     for m in messages:
         by_partition.setdefault(m.partition, []).append(m)

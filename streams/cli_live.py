@@ -142,17 +142,17 @@ def _count(value: int | None, flag: str, env: str, default: int) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from streams.app import (
+    from streams.settings import (
         DEFAULT_FETCH_MAX_WAIT,
         DEFAULT_IDLE_TIMEOUT,
         DEFAULT_INPUT_BUFFER,
         DEFAULT_LATENESS,
-        DEFAULT_STATE_CACHE,
         STRICT_IDLE_TIMEOUT,
         STRICT_LATENESS,
         TANSU_FETCH_MAX_WAIT,
         Settings,
     )
+    from streams.states import DEFAULT_STATE_CACHE
 
     partitions = _count(args.partitions, "--partitions", "PARTITIONS", 8)
     replication = _count(args.replication_factor, "--replication-factor",
@@ -306,8 +306,8 @@ async def _dev_loop(url: str, topics: Any, log_path: str, rate: float,
     import orjson
     from aiokafka import AIOKafkaConsumer
 
-    from streams.app import TANSU_AIOKAFKA_PRODUCER
     from streams.kafka import bootstrap
+    from streams.settings import TANSU_AIOKAFKA_PRODUCER
     from streams.transfer import log_lines, produce
 
     stop = asyncio.Event()

@@ -1,4 +1,4 @@
-"""A partition of the compiled engine as the worker's shell (`streams.app.Shell`) uses it.
+"""A partition of the compiled engine as the worker's shell (`streams.shell.Shell`) uses it.
 
 The shell hands each input record over as it was fetched (`take`): bytes, its key
 and a handle (`_Pending`); the engine (`streams._engine.Partition`) decodes and

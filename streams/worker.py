@@ -6,12 +6,13 @@ import asyncio
 import socket
 import sys
 
-from streams.app import TICKS_TOPIC_CONFIG, Settings, build_app
+from streams.app import build_app
 from streams.engine import rare_full_collections
 from streams.errors import PortInUseError
 from streams.kafka import check_broker, ensure_topics
 from streams.policy import Policy
 from streams.replay import summary_lines
+from streams.settings import TICKS_TOPIC_CONFIG, Settings
 
 
 def check_port(host: str, port: int) -> None:

@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.app import TANSU_AIOKAFKA_PRODUCER
 from streams.kafka import EmbeddedBroker, Topics, ensure_topics, free_port, port_open
 from streams.policy import load_policy
 from streams.replay import replay
+from streams.settings import TANSU_AIOKAFKA_PRODUCER
 from streams.transfer import ProduceSummary, log_lines, produce, route
 
 CLI = [sys.executable, "-m", "streams.cli"]

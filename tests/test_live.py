@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.app import PROGRESS_KEY, decode_progress, progress_key
 from streams.kafka import Topics, free_port, partition_for, port_open
 from streams.policy import load_policy
+from streams.progress import PROGRESS_KEY, decode_progress, progress_key
 from streams.replay import replay
 from streams.state import UserState, dump
 from tests.live import CLI, Expected, Live, TopicReader, Worker, wait_for
@@ -393,7 +393,7 @@ async def test_worker_creates_its_tick_topic_with_a_short_retention(live: Live) 
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    from streams.app import TICKS_TOPIC_CONFIG, Settings
+    from streams.settings import TICKS_TOPIC_CONFIG, Settings
     from streams.worker import prepare
 
     settings = Settings(broker=live.broker.url, topic_prefix=live.prefix, app_id=live.app_id,

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from streams.app import DEFAULT_IDLE_TIMEOUT
 from streams.cli import _parser, main
 from streams.cli_live import _settings
 from streams.errors import ConfigError
+from streams.settings import DEFAULT_IDLE_TIMEOUT
 
 
 @pytest.fixture(autouse=True)

@@ -154,8 +154,9 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import Settings, Shell
     from streams.metrics import Metrics
+    from streams.settings import Settings
+    from streams.shell import Shell
     from tests.factories import repayment
 
     loop = asyncio.get_running_loop()
@@ -205,7 +206,7 @@ async def test_changelog_batches_split_at_the_batch_size_and_persist_each_last_o
     from aiokafka.record.default_records import DefaultRecordBatch
     from faust.types import TP
 
-    from streams.app import changelog_batches
+    from streams.store import changelog_batches
 
     loop = asyncio.get_running_loop()
     sent: list[tuple[list[int], str, int, asyncio.Future[Any]]] = []
@@ -250,8 +251,10 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
 
     from faust.types import TP
 
-    from streams.app import Settings, Shell, _Input, _Pending
     from streams.metrics import Metrics
+    from streams.progress import Input, Pending
+    from streams.settings import Settings
+    from streams.shell import Shell
 
     paused: set[TP] = set()
     consumer = SimpleNamespace(flow_active=True, pause_later=paused.update,
@@ -263,12 +266,12 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     slow, fast, other = (TP(name, 0) for name in shell.topics.inputs)
     for tp in (slow, fast, other):
         part.add_input(tp)
-        shell.inputs[tp] = _Input()
+        shell.inputs[tp] = Input()
 
     def hold(tp: TP, n: int, at: float) -> None:
         inp = shell.inputs[tp]
         inp.pending.clear()
-        inp.pending.extend(_Pending(None) for _ in range(n))  # type: ignore[arg-type]
+        inp.pending.extend(Pending(None) for _ in range(n))  # type: ignore[arg-type]
         part.buffer.observe(tp, at)
 
     hold(slow, 9, 0)
@@ -300,7 +303,7 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
 def test_progress_round_trips_as_runs_and_refuses_anything_else() -> None:
     import pytest
 
-    from streams.app import Progress, decode_progress, encode_progress
+    from streams.progress import Progress, decode_progress, encode_progress
 
     done = Progress(10, {12, 13, 14, 20, 22, 23})
     assert done.runs() == [[12, 15], [20, 21], [22, 24]]
@@ -319,7 +322,7 @@ def test_progress_round_trips_as_runs_and_refuses_anything_else() -> None:
 def test_progress_names_at_most_so_many_done_offsets_ahead() -> None:
     """The lowest PROGRESS_AHEAD_MAX: what it leaves out is applied again by a later
     owner, never skipped unapplied."""
-    from streams.app import PROGRESS_AHEAD_MAX, Progress, decode_progress, encode_progress
+    from streams.progress import PROGRESS_AHEAD_MAX, Progress, decode_progress, encode_progress
 
     ahead = range(100, 100 + 4 * PROGRESS_AHEAD_MAX, 2)  # scattered: one run each
     done = decode_progress(encode_progress({"a": Progress(10, ahead)}))["a"]
@@ -336,13 +339,13 @@ def _message(offset: int) -> object:
 
 
 def test_an_input_reports_its_done_prefix_and_what_is_done_ahead_of_it() -> None:
-    """_Input: `finish` takes the done records at the head (to ack, in offset order);
+    """Input: `finish` takes the done records at the head (to ack, in offset order);
     `progress` is the first offset not done and the done offsets beyond it."""
-    from streams.app import _Input, _Pending
+    from streams.progress import Input, Pending
 
-    inp = _Input()
+    inp = Input()
     inp.next_offset = 100
-    pending = [_Pending(_message(o)) for o in range(100, 106)]  # type: ignore[arg-type]
+    pending = [Pending(_message(o)) for o in range(100, 106)]  # type: ignore[arg-type]
     inp.pending.extend(pending)
     inp.next_offset = 106
     for n in (1, 3, 4):  # released out of offset order: 101, 103 and 104 done first
@@ -368,16 +371,16 @@ def test_an_input_taken_over_keeps_what_the_previous_owner_finished() -> None:
     """After a takeover the input reads again from the committed offset: its progress
     still names what the previous owner finished and it has not read again, so a
     third owner skips that too (the progress never goes back)."""
-    from streams.app import Progress, _Input, _Pending
+    from streams.progress import Input, Pending, Progress
 
-    inp = _Input()
+    inp = Input()
     inp.next_offset = 50  # the committed offset
     inp.skip = Progress(60, {62, 63})
     progress = inp.progress()
     assert (progress.below, progress.ahead) == (60, {62, 63})
     # Read again: 50..59 skipped (done), 60 and 61 not done, 62 skipped, 64 applied.
     for o in range(50, 65):
-        inp.pending.append(_Pending(_message(o), done=inp.skip.done(o)))  # type: ignore[arg-type]
+        inp.pending.append(Pending(_message(o), done=inp.skip.done(o)))  # type: ignore[arg-type]
         if inp.skip.done(o):
             inp.done_ahead.add(o)
     inp.next_offset = 65
@@ -399,7 +402,7 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
 
     from faust.types import TP
 
-    from streams.app import _Input, _Pending, decode_progress, progress_key
+    from streams.progress import Input, Pending, decode_progress, progress_key
     from tests.factories import repayment
 
     loop = asyncio.get_running_loop()
@@ -421,11 +424,11 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
     shell.parts[0] = part
     shell.outboxes[0] = deque()
     shell.last_message[0] = None
-    inp = shell.inputs[tp] = _Input()
+    inp = shell.inputs[tp] = Input()
     released = []
     for offset, event in enumerate([repayment(0, due=10, user="u1"),
                                     repayment(200, due=10, user="u2")]):
-        pending = _Pending(SimpleNamespace(tp=tp, offset=offset))  # type: ignore[arg-type]
+        pending = Pending(SimpleNamespace(tp=tp, offset=offset))  # type: ignore[arg-type]
         inp.pending.append(pending)
         inp.next_offset = offset + 1
         released += part.offer(tp, event, pending)
@@ -487,16 +490,16 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
 
     from faust.types import TP
 
-    from streams.app import _Group, _Input, _Pending
     from streams.engine import Tally
+    from streams.progress import Group, Input, Pending
 
     loop = asyncio.get_running_loop()
     shell = _with_changelog(_bare_shell(table, acked), table)
     tp = shell.tp = TP(shell.topics.inputs[0], 0)
     shell.parts[0] = Partition(POLICY, TableStates(table, capacity=10), 0.0)
     shell.last_message[0] = None
-    inp = shell.inputs[tp] = _Input()
-    records = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1, 2)]
+    inp = shell.inputs[tp] = Input()
+    records = [Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1, 2)]
     inp.pending.extend(records)
     inp.next_offset = 3
     delivered = loop.create_future()
@@ -505,7 +508,7 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
     for n, record in enumerate(records):
         tally = Tally()
         tally.read = tally.applied["repayment"] = 1
-        groups.append(_Group([delivered], [(f"u{n}".encode(), b"{}")], [record], tally))
+        groups.append(Group([delivered], [(f"u{n}".encode(), b"{}")], [record], tally))
     shell.outboxes[0] = deque(groups)
     return shell
 
@@ -518,7 +521,7 @@ async def test_a_failed_changelog_write_stops_its_partition_and_later_groups(
     settle raises, so the worker restarts."""
     import pytest
 
-    from streams.app import decode_progress, progress_key
+    from streams.progress import decode_progress, progress_key
 
     table, acked = FakeTable(), list[int]()
     shell = _changelog_shell(table, acked)
@@ -546,7 +549,7 @@ async def test_a_changelog_failure_first_seen_at_a_revoke_raises_after_the_progr
     worker, which restarts) instead of keeping a partition that completes nothing."""
     import pytest
 
-    from streams.app import decode_progress, progress_key
+    from streams.progress import decode_progress, progress_key
 
     table, acked = FakeTable(), list[int]()
     shell = _changelog_shell(table, acked)
@@ -565,7 +568,7 @@ async def test_a_group_confirmed_with_nothing_after_it_has_its_progress_written(
         ) -> None:
     """An idle partition does not leave its last groups unnamed until the stop: the
     settle that confirms them (a tick's) writes the progress on its own."""
-    from streams.app import decode_progress, progress_key
+    from streams.progress import decode_progress, progress_key
 
     table, acked = FakeTable(), list[int]()
     shell = _changelog_shell(table, acked)
@@ -586,8 +589,9 @@ def _bare_shell(table: FakeTable, acked: list[int]) -> Any:
     """A Shell on a fake app (no Kafka), its table stores and flushes at once."""
     from types import SimpleNamespace
 
-    from streams.app import Settings, Shell
     from streams.metrics import Metrics
+    from streams.settings import Settings
+    from streams.shell import Shell
 
     async def flush() -> None:
         return None
@@ -616,8 +620,8 @@ async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_prog
 
     from faust.types import TP
 
-    from streams.app import Progress, _Group, _Input, _Pending, decode_progress, progress_key
     from streams.engine import Tally
+    from streams.progress import Group, Input, Pending, Progress, decode_progress, progress_key
 
     table, acked = FakeTable(), list[int]()
     shell = _bare_shell(table, acked)
@@ -625,24 +629,24 @@ async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_prog
     states = TableStates(table, capacity=10)
     part: Partition[Any] = Partition(POLICY, states, 0.0)
     part.add_input(tp)
-    inp = shell.inputs[tp] = _Input()
+    inp = shell.inputs[tp] = Input()
     inp.skip = Progress(0, {2, 3})  # the previous owner finished 2 and 3 only
     shell.last_message[0] = None
-    first = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
+    first = [Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
     inp.pending.extend(first)
-    later: list[_Pending] = []
+    later: list[Pending] = []
     for o in (2, 3):
         shell._skip(part, inp, SimpleNamespace(tp=tp, offset=o, key=None), b"not json", later)
     inp.next_offset = 4
     assert inp.skip is None and shell.skipped == 2
     delivered = asyncio.get_running_loop().create_future()
     delivered.set_result(None)
-    await shell._complete(0, states, _Group([delivered], [], first, Tally()))
+    await shell._complete(0, states, Group([delivered], [], first, Tally()))
     shell._confirm(0)
     assert acked == [0, 1, 2, 3] and not inp.done_ahead  # the skipped ones went too
-    await shell._complete(0, states, _Group([], [], later, Tally()))
+    await shell._complete(0, states, Group([], [], later, Tally()))
     shell._confirm(0)
-    await shell._complete(0, states, _Group([], [], [], Tally()))  # writes the progress
+    await shell._complete(0, states, Group([], [], [], Tally()))  # writes the progress
     progress = decode_progress(table.data[progress_key(0)])[tp.topic]
     assert (progress.below, progress.ahead, progress.until) == (4, set(), 4)
     assert acked == [0, 1, 2, 3] and not inp.done_ahead
@@ -660,8 +664,8 @@ async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_comple
     import pytest
     from faust.types import TP
 
-    from streams.app import _Group, _Input, _Pending
     from streams.engine import Tally
+    from streams.progress import Group, Input, Pending
 
     loop = asyncio.get_running_loop()
     table, acked = FakeTable(), list[int]()
@@ -670,14 +674,14 @@ async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_comple
     states = TableStates(table, capacity=10)
     part: Partition[Any] = Partition(POLICY, states, 0.0)
     shell.parts[0] = part
-    inp = shell.inputs[tp] = _Input()
-    records = [_Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
+    inp = shell.inputs[tp] = Input()
+    records = [Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
     inp.pending.extend(records)
     failed, delivered = loop.create_future(), loop.create_future()
     failed.set_exception(OSError("broker gone"))
     delivered.set_result(None)
-    shell.outboxes[0] = deque([_Group([failed], [(b"u1", b"{}")], records[:1], Tally()),
-                               _Group([delivered], [(b"u1", b"{}")], records[1:], Tally())])
+    shell.outboxes[0] = deque([Group([failed], [(b"u1", b"{}")], records[:1], Tally()),
+                               Group([delivered], [(b"u1", b"{}")], records[1:], Tally())])
     with pytest.raises(OSError, match="broker gone"):
         await shell._settle(0, part, [], (), 1)
     await shell.quiesce()
@@ -693,10 +697,12 @@ def _idle_shell(**settings: Any) -> Any:
 
     from faust.types import TP
 
-    from streams.app import Settings, Shell, _Input
     from streams.codec import decode
     from streams.events import Event
     from streams.metrics import Metrics
+    from streams.progress import Input
+    from streams.settings import Settings
+    from streams.shell import Shell
 
     rc_line = (b'{"event_id":"c9","event_type":"credit_report","user_id":"u1",'
                b'"occurred_at":"2026-03-21T02:21:24Z","schema_version":1,'
@@ -727,7 +733,7 @@ def _idle_shell(**settings: Any) -> Any:
     shell.parts[0], shell.outboxes[0], shell.storing[0] = part, deque(), deque()
     for tp in (repayments, applications, reports):
         part.add_input(tp)
-        shell.inputs[tp] = _Input()
+        shell.inputs[tp] = Input()
     shell.before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
     for tp, caught_up_at in ((repayments, 5), (applications, 3)):
         part.buffer.observe(tp, shell.before)
