@@ -41,3 +41,20 @@ test: lint engine-test
 bench: install
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/live.py
+
+# Fuzzing the engine (engine/fuzz/README.md): each cargo-fuzz target for FUZZ_SECONDS,
+# from its seeds (engine/fuzz/seeds/<target>, read only) and the inputs earlier runs
+# kept (engine/fuzz/corpus/<target>), with its dictionary (engine/fuzz/dict); a crash
+# is written to engine/fuzz/artifacts/<target>/ and fails the run.
+# cargo-fuzz passes nightly flags, which the stable toolchain takes with
+# RUSTC_BOOTSTRAP=1. Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= decode state
+
+fuzz: rust
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+	cd engine/fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target corpus/$$target seeds/$$target -- \
+			-dict=dict/$$target.dict -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
