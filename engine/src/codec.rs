@@ -86,6 +86,12 @@ pub fn decode(raw: &[u8]) -> Result<Event, Rejection> {
             "record is not valid UTF-8".to_owned(),
         ));
     };
+    // What `simple_record` reads is borrowed or scalar: nothing in its record to free,
+    // so the record is not dropped (its 23 fields would each be looked at).
+    let mut simple = std::mem::ManuallyDrop::new(Record::new());
+    if simple_record(text, &mut simple).is_some() {
+        return checked(&simple);
+    }
     let mut record = Record::new();
     match Parser::new(text).document(&mut record) {
         Ok(None) => checked(&record),
@@ -98,6 +104,205 @@ pub fn decode(raw: &[u8]) -> Result<Event, Rejection> {
 }
 
 // --- JSON ---------------------------------------------------------------------------------
+
+/// The usual record read in one quick pass: an object whose values are strings with no
+/// escape, numbers, true, false or null. Its fields are those `Parser::document` would
+/// give; None for any other record (another value, any fault), which the full parser
+/// then reads, faults and all.
+fn simple_record<'a>(text: &'a str, record: &mut Record<'a>) -> Option<()> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key, after) = plain_string(text, i + 1)?;
+            i = skip_ws(b, after);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let (value, after) = simple_value(text, i)?;
+            if let Some(slot) = field_of(key).and_then(|f| record.fields.get_mut(f)) {
+                *slot = Some(value);
+            }
+            i = skip_ws(b, after);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(())
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string from just after its opening quote, if it has no escape or control
+/// character: the string and the offset after its closing quote.
+fn plain_string(text: &str, start: usize) -> Option<(&str, usize)> {
+    let end = start + special_at(text.as_bytes().get(start..)?);
+    match text.as_bytes().get(end) {
+        // `end` is at an ASCII byte: a char boundary.
+        Some(b'"') => Some((text.get(start..end)?, end + 1)),
+        _ => None,
+    }
+}
+
+/// A scalar value at `i` (not a container, not a string with an escape) and the
+/// offset after it, as `Parser::value` reads it.
+fn simple_value(text: &str, i: usize) -> Option<(Json<'_>, usize)> {
+    let b = text.as_bytes();
+    let word = |w: &[u8], value| (b.get(i..i + w.len()) == Some(w)).then_some((value, i + w.len()));
+    match b.get(i)? {
+        b'"' => plain_string(text, i + 1).map(|(s, end)| (Json::Str(Cow::Borrowed(s)), end)),
+        b'-' | b'0'..=b'9' => simple_number(text, i),
+        b't' => word(b"true", Json::Bool(true)),
+        b'f' => word(b"false", Json::Bool(false)),
+        b'n' => word(b"null", Json::Null),
+        _ => None,
+    }
+}
+
+/// 10^0 ..= 10^22, every one exact in a double.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A number at `i`, as `Parser::number` reads it, when it is well formed and its
+/// integer has at most 18 digits (None otherwise). A float of at most 15 significant
+/// digits and a power of ten within 10^±22 is m * 10^e or m / 10^-e, one IEEE operation
+/// on two exact values, hence correctly rounded (Clinger's fast path); any other is
+/// parsed as `Parser::number` does.
+fn simple_number(text: &str, start: usize) -> Option<(Json<'_>, usize)> {
+    let b = text.as_bytes();
+    let mut i = start;
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let int_start = i;
+    let mut mantissa: u64 = 0;
+    while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+        i += 1;
+    }
+    let int_digits = i - int_start;
+    if int_digits == 0 || int_digits > 18 || (int_digits > 1 && b.get(int_start) == Some(&b'0')) {
+        return None;
+    }
+    let mut digits = int_digits; // significant digits in `mantissa`, leading zeros too
+    let mut exponent: i64 = 0;
+    let mut integer = true;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if digits < 19 {
+                mantissa = mantissa * 10 + u64::from(d - b'0');
+                exponent -= 1;
+            }
+            digits += 1;
+            i += 1;
+        }
+        if i == frac_start {
+            return None;
+        }
+        integer = false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let sign = match b.get(i) {
+            Some(b'-') => {
+                i += 1;
+                -1
+            }
+            Some(b'+') => {
+                i += 1;
+                1
+            }
+            _ => 1,
+        };
+        let exp_start = i;
+        let mut e: i64 = 0;
+        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            e = (e * 10 + i64::from(d - b'0')).min(1 << 40);
+            i += 1;
+        }
+        if i == exp_start {
+            return None;
+        }
+        exponent += sign * e;
+        integer = false;
+    }
+    if integer {
+        let m = i128::from(mantissa);
+        return Some((Json::Int(if negative { -m } else { m }), i));
+    }
+    let sign = if negative { -1.0 } else { 1.0 };
+    let exact = digits <= 15 && mantissa < 1 << 53;
+    let x = match POW10.get(exponent.unsigned_abs() as usize) {
+        Some(&p) if exact && exponent >= 0 => sign * (mantissa as f64 * p),
+        Some(&p) if exact => sign * (mantissa as f64 / p),
+        _ => text.get(start..i)?.parse::<f64>().ok()?,
+    };
+    if !x.is_finite() {
+        return None;
+    }
+    Some((Json::Float(x), i))
+}
+
+/// The field a key names (`field_index` on bytes): a hash of its first two and last
+/// bytes, unique over FIELD_NAMES, then the name compared.
+fn field_of(key: &str) -> Option<usize> {
+    let b = key.as_bytes();
+    let (first, second, last) = (*b.first()?, *b.get(1)?, *b.last()?);
+    let slot = (usize::from(first) + 7 * usize::from(second) + usize::from(last)) % 32;
+    let field = usize::from(*FIELD_BY_HASH.get(slot)?);
+    let name = FIELD_NAMES.get(field)?.as_bytes();
+    if name.len() != b.len() {
+        return None;
+    }
+    // 8 to 16 bytes (most names): the first eight and the last eight, as two words.
+    let heads = (name.first_chunk::<8>(), b.first_chunk::<8>());
+    let tails = (name.last_chunk::<8>(), b.last_chunk::<8>());
+    let same = match (heads, tails) {
+        ((Some(x), Some(y)), (Some(z), Some(w))) if b.len() <= 16 => x == y && z == w,
+        _ => name == b,
+    };
+    same.then_some(field)
+}
+
+/// FIELD_NAMES by the hash of `field_of` (N_FIELDS where none).
+const FIELD_BY_HASH: [u8; 32] = {
+    let mut table = [N_FIELDS as u8; 32];
+    let mut i = 0;
+    while i < N_FIELDS {
+        let b = FIELD_NAMES[i].as_bytes();
+        let slot = (b[0] as usize + 7 * b[1] as usize + b[b.len() - 1] as usize) % 32;
+        assert!(table[slot] == N_FIELDS as u8, "two field names share a slot");
+        table[slot] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// A JSON value as orjson gives it to Python.
 #[derive(Debug)]
@@ -800,6 +1005,10 @@ fn text<'r>(record: &'r Record<'_>, field: usize, limit: usize) -> Checked<&'r s
     let name = name(field);
     match record.get(field) {
         Some(Json::Str(s)) => {
+            // Between 1 and `limit` bytes: as many characters at most, one at least.
+            if (1..=limit).contains(&s.len()) {
+                return Ok(s);
+            }
             let length = s.chars().count();
             if (1..=limit).contains(&length) {
                 Ok(s)
@@ -992,6 +1201,15 @@ fn credit_report(record: &Record<'_>) -> Checked<CreditReport> {
 /// `[1-8]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)`,
 /// `\d` being any Unicode decimal digit.
 fn timestamp_matches(value: &str) -> bool {
+    if value.is_ascii() {
+        ascii_timestamp_matches(value.as_bytes())
+    } else {
+        chars_timestamp_matches(value)
+    }
+}
+
+/// `timestamp_matches` of any string, a character at a time.
+fn chars_timestamp_matches(value: &str) -> bool {
     let mut s = Scan(value.chars());
     if !(s.range('1', '8')
         && s.digits(3)
@@ -1036,8 +1254,76 @@ fn timestamp_matches(value: &str) -> bool {
     }
 }
 
+/// `timestamp_matches` of an ASCII string, where `\d` can only be 0-9.
+fn ascii_timestamp_matches(b: &[u8]) -> bool {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let is = |i: usize, c: u8| b.get(i) == Some(&c);
+    let within = |i: usize, low: u8, high: u8| b.get(i).is_some_and(|c| (low..=high).contains(c));
+    if !(ascii_date_matches(b.get(..10).unwrap_or_default())
+        && is(10, b'T')
+        && digit(11)
+        && digit(12)
+        && is(13, b':')
+        && digit(14)
+        && digit(15)
+        && is(16, b':')
+        && digit(17)
+        && digit(18))
+    {
+        return false;
+    }
+    let mut i = 19;
+    if is(i, b'.') {
+        i += 1;
+        let start = i;
+        while digit(i) {
+            i += 1;
+        }
+        if !(1..=9).contains(&(i - start)) {
+            return false;
+        }
+    }
+    match b.get(i) {
+        Some(b'Z') => i + 1 == b.len(),
+        Some(b'+' | b'-') => {
+            let hour = match b.get(i + 1) {
+                Some(b'0' | b'1') => digit(i + 2),
+                Some(b'2') => within(i + 2, b'0', b'3'),
+                _ => false,
+            };
+            hour && is(i + 3, b':') && within(i + 4, b'0', b'5') && digit(i + 5) && i + 6 == b.len()
+        }
+        _ => false,
+    }
+}
+
+/// `date_matches` of an ASCII string.
+fn ascii_date_matches(b: &[u8]) -> bool {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    b.len() == 10
+        && matches!(b.first(), Some(b'1'..=b'8'))
+        && digit(1)
+        && digit(2)
+        && digit(3)
+        && b.get(4) == Some(&b'-')
+        && digit(5)
+        && digit(6)
+        && b.get(7) == Some(&b'-')
+        && digit(8)
+        && digit(9)
+}
+
 /// `_DATE.fullmatch(value)`: `[1-8]\d{3}-\d{2}-\d{2}`.
 fn date_matches(value: &str) -> bool {
+    if value.is_ascii() {
+        ascii_date_matches(value.as_bytes())
+    } else {
+        chars_date_matches(value)
+    }
+}
+
+/// `date_matches` of any string, a character at a time.
+fn chars_date_matches(value: &str) -> bool {
     let mut s = Scan(value.chars());
     s.range('1', '8')
         && s.digits(3)
@@ -1535,6 +1821,100 @@ mod tests {
                 .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
                 .unwrap_or(bytes.len());
             assert_eq!(special_at(&bytes), naive, "{bytes:?}");
+        }
+    }
+
+    /// Where the quick number reader answers, it reads as `Parser::number` does.
+    #[test]
+    fn simple_number_reads_as_the_parser() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces = [
+            "", "-", "0", "1", "9", "00", "12345", "99999999999999999", "18446744073709551615",
+            "9007199254740993", "123456789012345678901234",
+        ];
+        let fracs =
+            ["", ".", ".0", ".5", ".25", ".000001", ".1234567890123456789", ".95", ".999999999999999999999"];
+        let exps = [
+            "", "e", "e5", "E-5", "e+22", "e-22", "e23", "e-23", "e308", "e309", "e-324", "e-400",
+            "e99999999999999999999",
+        ];
+        let mut texts: Vec<String> = Vec::new();
+        for sign in ["", "-"] {
+            for a in pieces {
+                for f in fracs {
+                    for e in exps {
+                        texts.push(format!("{sign}{a}{f}{e}"));
+                    }
+                }
+            }
+        }
+        for _ in 0..200_000 {
+            let r = next();
+            let digits = (r % 19) as usize + 1;
+            let mut t = if r & 1 == 0 { String::new() } else { "-".to_owned() };
+            t.push_str(&format!("{}", next() % 10u64.pow(digits as u32)));
+            if r & 2 == 0 {
+                let width = (r >> 8) as usize % 4 + 1;
+                t.push_str(&format!(".{:0width$}", next() % 1000));
+            }
+            if r & 4 == 0 {
+                t.push_str(&format!("e{}", (next() % 700) as i64 - 350));
+            }
+            texts.push(t);
+        }
+        // A float by its bits, anything else by its Debug form.
+        let shown = |v: &Json<'_>| match v {
+            Json::Float(x) => format!("Float({})", x.to_bits()),
+            v => format!("{v:?}"),
+        };
+        let mut answered = 0;
+        for text in &texts {
+            let Some((value, end)) = simple_number(text, 0) else { continue };
+            answered += 1;
+            let mut parser = Parser::new(text);
+            let full = parser.number().map(|v| shown(&v)).unwrap_or_else(|e| e.message.to_owned());
+            assert_eq!((shown(&value), end), (full, parser.pos), "{text}");
+        }
+        assert!(answered > 100_000, "{answered}");
+    }
+
+    /// The ASCII readers of times and dates agree with the general ones.
+    #[test]
+    fn ascii_time_and_date_patterns() {
+        let good =
+            ["2026-01-01T01:00:01Z", "1999-12-31T23:59:59.123456789+23:59", "8999-02-03T04:05:06.7-00:00"];
+        let bytes = b"0123456789-T:.Z+- x";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..300_000 {
+            let mut v: Vec<u8> = good[(next() % 3) as usize].as_bytes().to_vec();
+            for _ in 0..(next() % 3) {
+                let at = (next() as usize) % (v.len() + 1);
+                match next() % 3 {
+                    0 if at < v.len() => v[at] = bytes[(next() as usize) % bytes.len()],
+                    1 => v.insert(at, bytes[(next() as usize) % bytes.len()]),
+                    _ if at < v.len() => {
+                        v.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let text = String::from_utf8(v).unwrap();
+            let quick = ascii_timestamp_matches(text.as_bytes());
+            assert_eq!(quick, chars_timestamp_matches(&text), "{text}");
+            let date = text.get(..10.min(text.len())).unwrap_or("");
+            assert_eq!(ascii_date_matches(date.as_bytes()), chars_date_matches(date), "{date}");
         }
     }
 

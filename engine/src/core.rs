@@ -13,9 +13,8 @@
 use crate::decisions::{decision_id, Decision, Num, Reason, STATUSES};
 use crate::events::{Event, DAY};
 use crate::policy::*;
-use crate::pyfmt::{py_g, py_round};
+use crate::pyfmt::{decimal, py_g, py_round, write_int};
 use crate::state::*;
-use std::fmt::Write;
 use std::sync::Arc;
 
 const LEDGER_RETENTION: f64 = 90.0 * DAY;
@@ -47,7 +46,7 @@ pub fn step_new(policy: &Policy, s: &mut UserState, event: &Event, out: &mut Vec
     fire(policy, s, t, out);
     let now = if s.clock > t { s.clock } else { t };
     let correction = apply(s, event, now, policy);
-    s.seen.push(event.event_id(), policy.dedupe_ids);
+    s.see(event.event_id(), policy.dedupe_ids);
     evaluate(policy, s, now, Some(event.event_id()), correction, out);
 }
 
@@ -65,9 +64,12 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
     match e {
         Event::Repayment(r) => {
             let t = r.occurred_at;
-            let key = format!("{}#{}", r.loan_id, r.installment);
-            let at = s.ledger.iter().position(|(k, _)| *k == key);
-            let old = at.and_then(|i| s.ledger.get(i)).map(|(_, inst)| inst.clone());
+            // The key, "loan#n", is only built when it is stored or named.
+            let mut digits = [0u8; 20];
+            let n = decimal(r.installment, &mut digits);
+            let key = || ShortStr::joined(&[&r.loan_id, "#", n]);
+            let at = s.ledger.iter().position(|(k, _)| is_ledger_key(k.as_bytes(), &r.loan_id, n));
+            let old = at.and_then(|i| s.ledger.get(i)).map(|(_, inst)| *inst);
             if let Some(old) = &old {
                 if t < old.recorded_at {
                     return None; // superseded by a later record of the same installment
@@ -77,26 +79,24 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
             if paid_at.is_none() && r.amount_paid >= r.amount_due {
                 paid_at = Some(t); // fully paid but no time given: paid when recorded
             }
-            let new = Installment {
-                recorded_at: t,
-                due: r.due_date,
-                amount_due: r.amount_due,
-                amount_paid: r.amount_paid,
-                paid_at,
-            };
+            let new = Installment::new(t, r.due_date, r.amount_due, r.amount_paid, paid_at);
             let (before, after) = (
                 old.as_ref().map(|o| o.days_past_due(now)),
                 new.days_past_due(now),
             );
             match at.and_then(|i| s.ledger.get_mut(i)) {
                 Some(slot) => slot.1 = new,
-                None => s.ledger.push((key.clone(), new)),
+                None => {
+                    reserve_tight(&mut s.ledger, 1);
+                    s.ledger.push((key(), new));
+                }
             }
             // A correction only when the new record puts the installment below a mark
             // (late, or an OVERDUE tier) the record it replaces had reached.
             if let Some(before) = before {
                 if policy.marks_reached(after) < policy.marks_reached(before) {
-                    return Some(Correction { installment: key, before, after });
+                    let installment = key().as_str().to_owned();
+                    return Some(Correction { installment, before, after });
                 }
             }
             None
@@ -104,9 +104,10 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
         Event::Application(a) => {
             let t = a.occurred_at;
             let at = s.applications.partition_point(|x| *x <= t); // bisect.insort
+            reserve_tight(&mut s.applications, 1);
             s.applications.insert(at, t);
-            if a.kind == "drawdown" && s.last_drawdown.is_none_or(|d| t > d) {
-                s.last_drawdown = Some(t);
+            if a.kind == "drawdown" && s.last_drawdown.get().is_none_or(|d| t > d) {
+                s.last_drawdown = OptTime::some(t);
             }
             None
         }
@@ -123,14 +124,8 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
             for (field, value) in values.iter().enumerate() {
                 let Some(value) = *value else { continue };
                 let field = field as u8;
-                match s.bureau.iter_mut().find(|b| b.0 == field) {
-                    Some(slot) => {
-                        if t >= slot.2 {
-                            slot.1 = value;
-                            slot.2 = t;
-                        }
-                    }
-                    None => s.bureau.push((field, value, t)),
+                if s.bureau.get(field).is_none_or(|(_, at)| t >= at) {
+                    s.bureau.set(field, value, t);
                 }
             }
             if let Some(score) = c.credit_score {
@@ -141,6 +136,14 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
     }
 }
 
+/// Whether a ledger key is `format!("{loan}#{n}")`.
+fn is_ledger_key(key: &[u8], loan: &str, n: &str) -> bool {
+    key.len() == loan.len() + 1 + n.len()
+        && key.starts_with(loan.as_bytes())
+        && key.ends_with(n.as_bytes())
+        && key.get(loan.len()) == Some(&b'#')
+}
+
 /// Keep only rolling-maximum candidates: no later point has a score as high.
 fn add_score(s: &mut UserState, t: f64, score: i64) {
     let points = &mut s.scores;
@@ -148,10 +151,12 @@ fn add_score(s: &mut UserState, t: f64, score: i64) {
         while points.last().is_some_and(|last| last.1 <= score) {
             points.pop();
         }
+        reserve_tight(points, 1);
         points.push((t, score));
     } else {
         // bisect.insort of (t, score): after every point that compares <= it.
         let at = points.partition_point(|p| p.0 < t || (p.0 == t && p.1 <= score));
+        reserve_tight(points, 1);
         points.insert(at, (t, score));
         let mut kept: Vec<(f64, i64)> = Vec::with_capacity(points.len());
         let mut best = -1i64;
@@ -178,24 +183,34 @@ fn capped_scores(points: &mut Vec<(f64, i64)>) {
 
 fn prune(policy: &Policy, s: &mut UserState, t: f64) {
     let keep_after = t - policy.lateness_window.unwrap_or(0.0) - LEDGER_RETENTION;
-    if s.ledger.len() > 8 || s.ledger.iter().any(|(_, i)| i.due < keep_after) {
-        let mut settled: Vec<(f64, &str)> = s
+    // Settled installments go: those due before keep_after, and past the cap, the
+    // earliest settled ones (by due date, then key).
+    let excess = s.ledger.len().saturating_sub(LEDGER_CAP);
+    if excess > 0 {
+        // (due, key, place in the ledger) of each settled installment
+        let mut settled: Vec<(f64, &[u8], usize)> = s
             .ledger
             .iter()
-            .filter(|(_, i)| i.paid_at.is_some())
-            .map(|(k, i)| (i.due, k.as_str()))
+            .enumerate()
+            .filter(|(_, (_, i))| i.is_paid())
+            .map(|(at, (k, i))| (i.due, k.as_bytes(), at))
             .collect();
         settled.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        let excess = s.ledger.len() as i64 - LEDGER_CAP as i64;
-        let gone: Vec<String> = settled
-            .iter()
-            .enumerate()
-            .filter(|(n, (due, _))| *due < keep_after || (*n as i64) < excess)
-            .map(|(_, (_, k))| (*k).to_owned())
-            .collect();
-        if !gone.is_empty() {
-            s.ledger.retain(|(k, _)| !gone.contains(k));
+        let mut gone = vec![false; s.ledger.len()];
+        for (n, (due, _, at)) in settled.iter().enumerate() {
+            if *due < keep_after || n < excess {
+                if let Some(g) = gone.get_mut(*at) {
+                    *g = true;
+                }
+            }
         }
+        let mut at = 0;
+        s.ledger.retain(|_| {
+            at += 1;
+            !gone.get(at - 1).copied().unwrap_or(false)
+        });
+    } else if s.ledger.iter().any(|(_, i)| i.is_paid() && i.due < keep_after) {
+        s.ledger.retain(|(_, i)| !(i.is_paid() && i.due < keep_after));
     }
     let horizon = t - policy.burst_window.unwrap_or(0.0);
     if let Some(first) = s.applications.first() {
@@ -235,7 +250,7 @@ fn observe(policy: &Policy, rule: &Rule, s: &UserState, t: f64) -> Option<Num> {
             let worst = s
                 .ledger
                 .iter()
-                .filter(|(_, i)| i.paid_at.is_none())
+                .filter(|(_, i)| !i.is_paid())
                 .map(|(_, i)| i.days_past_due(t))
                 .max()
                 .unwrap_or(0);
@@ -297,11 +312,11 @@ fn observe(policy: &Policy, rule: &Rule, s: &UserState, t: f64) -> Option<Num> {
         DORMANT => {
             if s.ledger
                 .iter()
-                .any(|(_, i)| i.paid_at.is_none() && i.amount_due > i.amount_paid)
+                .any(|(_, i)| !i.is_paid() && i.amount_due > i.amount_paid)
             {
                 return None; // something outstanding: not dormant
             }
-            let since = s.last_drawdown.unwrap_or(s.first_seen);
+            let since = s.last_drawdown.get().unwrap_or(s.first_seen);
             Some(Num::Int(py_int(crate::state::py_floordiv(t - since, DAY))))
         }
         _ => None,
@@ -317,7 +332,7 @@ fn next_change(policy: &Policy, s: &UserState, t: f64) -> Option<f64> {
         }
     };
     for (_, inst) in &s.ledger {
-        if inst.paid_at.is_none() {
+        if !inst.is_paid() {
             // days past due cross the next mark
             for days in &policy.day_marks {
                 let at = inst.due + *days as f64 * DAY;
@@ -345,7 +360,7 @@ fn next_change(policy: &Policy, s: &UserState, t: f64) -> Option<f64> {
         }
     }
     if let Some(rule) = policy.dormant.and_then(|i| policy.rules.get(i)) {
-        let since = s.last_drawdown.unwrap_or(s.first_seen);
+        let since = s.last_drawdown.get().unwrap_or(s.first_seen);
         for tier in &rule.tiers {
             consider(since + whole_days(tier.threshold) as f64 * DAY);
         }
@@ -399,10 +414,12 @@ fn classify(
             continue;
         }
         live.push(&tier.key);
-        let since = match find_time(&s.pending, &tier.key) {
+        let since = match find_time(&s.adverse().pending, &tier.key) {
             Some(since) => since,
             None => {
-                s.pending.push((tier.key.clone(), t));
+                let pending = &mut s.adverse_mut().pending;
+                reserve_tight(pending, 1);
+                pending.push((tier.key.clone(), t));
                 t
             }
         };
@@ -414,7 +431,9 @@ fn classify(
         }
     }
     // The conditions that cleared: their warnings lapse.
-    s.pending.retain(|(k, _)| live.iter().any(|l| ***l == **k));
+    if s.adverse().pending.len() > live.len() {
+        s.adverse_mut().pending.retain(|(k, _)| live.iter().any(|l| ***l == **k));
+    }
     (due, waiting)
 }
 
@@ -459,8 +478,8 @@ fn evaluate(
     let mut rank = s.status;
 
     if let Some(c) = correction {
-        if rank > 0 && s.adverse_codes.iter().any(|c| *c == "OVERDUE" || *c == "REPEATED_LATENESS")
-        {
+        let codes = &s.adverse().adverse_codes;
+        if rank > 0 && codes.iter().any(|c| *c == "OVERDUE" || *c == "REPEATED_LATENESS") {
             let (mut target, factor) = level(policy, &due);
             if target == 0 && !waiting.is_empty() {
                 target = 1;
@@ -475,24 +494,24 @@ fn evaluate(
                     observed: Num::Int(c.after),
                     threshold: Num::Int(c.before),
                 };
-                let pending = s.pending.clone(); // notices already served still count
-                let announced = s.announced.clone(); // and so do the warnings that named them
-                let supersedes = s.adverse_id.clone();
+                let pending = s.adverse().pending.clone(); // notices already served still count
+                let announced = s.adverse().announced.clone(); // and the warnings that named them
+                let supersedes = s.adverse().adverse_id.clone();
                 let d = restore(policy, s, t, trigger, reason, supersedes);
                 out.push(d);
                 // A tier no warning named (it waited while a stronger restriction held,
                 // so it would not have acted) starts its notice now, and is announced.
-                s.pending = pending
+                s.adverse_mut().pending = pending
                     .iter()
                     .filter(|(k, v)| find_time(&announced, k) == Some(*v))
                     .cloned()
                     .collect();
-                s.announced = announced
+                s.adverse_mut().announced = announced
                     .iter()
                     .filter(|(k, v)| find_time(&pending, k) == Some(*v))
                     .cloned()
                     .collect();
-                if s.pending.len() < pending.len() {
+                if s.adverse().pending.len() < pending.len() {
                     (due, waiting) = classify(policy, s, &crossed, t);
                 }
                 rank = 0;
@@ -557,7 +576,8 @@ fn evaluate(
         let d = restore(policy, s, t, trigger, reason, None);
         out.push(d);
     } else if rank >= 2 && crossed.is_empty() {
-        let since = *s.clear_since.get_or_insert(t);
+        let since = s.clear_since.get().unwrap_or(t);
+        s.clear_since = OptTime::some(since);
         if t - since >= policy.cooling_off {
             let days = py_round((t - since) / DAY, 2);
             let reason = Reason {
@@ -570,14 +590,15 @@ fn evaluate(
             out.push(d);
         }
     } else {
-        s.clear_since = None;
+        s.clear_since = OptTime::NONE;
     }
+    s.tidy();
     s.deadline = next_deadline(policy, s, t);
 }
 
 fn next_deadline(policy: &Policy, s: &UserState, t: f64) -> Option<f64> {
     let mut best = next_change(policy, s, t).unwrap_or(f64::INFINITY);
-    for (key, since) in &s.pending {
+    for (key, since) in &s.adverse().pending {
         if let Some(notice) = policy.notice_of(key) {
             let at = since + notice;
             if t < at && at < best {
@@ -585,7 +606,7 @@ fn next_deadline(policy: &Policy, s: &UserState, t: f64) -> Option<f64> {
             }
         }
     }
-    if let Some(since) = s.clear_since {
+    if let Some(since) = s.clear_since.get() {
         if s.status >= 2 {
             let at = since + policy.cooling_off;
             if t < at && at < best {
@@ -635,85 +656,95 @@ fn reason(policy: &Policy, f: &Finding) -> Option<Reason> {
 fn message(code: usize, observed: Num, threshold: Num, window: i64) -> String {
     let mut o = String::with_capacity(96);
     let s = if observed.as_f64() == 1.0 { "" } else { "s" };
-    let obs = |o: &mut String| observed.write_py(o);
-    let thr = |o: &mut String| threshold.write_py(o);
+    // The text is pieces: words, the observed value, and (by code) a plural "s" or
+    // the window in days.
+    let put = |pieces: &[&str], o: &mut String| pieces.iter().for_each(|p| o.push_str(p));
     match code {
         OVERDUE => {
             o.push_str("an installment is ");
-            obs(&mut o);
-            let _ = write!(o, " day{s} past due (limit ");
+            observed.write_py(&mut o);
+            put(&[" day", s, " past due (limit "], &mut o);
         }
         REPEATED_LATENESS => {
-            obs(&mut o);
-            let _ = write!(o, " late installment{s} in the last {} (limit ", days_int(window));
+            observed.write_py(&mut o);
+            put(&[" late installment", s, " in the last "], &mut o);
+            write_days(window as f64, &mut o);
+            o.push_str(" (limit ");
         }
         SCORE_BELOW_MIN => {
             o.push_str("credit score ");
-            obs(&mut o);
+            observed.write_py(&mut o);
             o.push_str(" is below ");
-            thr(&mut o);
+            threshold.write_py(&mut o);
             return o;
         }
         SCORE_DROP => {
             o.push_str("credit score fell ");
-            obs(&mut o);
-            let _ = write!(o, " point{s} from its {window}-day high (limit ");
+            observed.write_py(&mut o);
+            put(&[" point", s, " from its "], &mut o);
+            write_int(window, &mut o);
+            o.push_str("-day high (limit ");
         }
         MULTI_LENDER => {
             o.push_str("open credit at ");
-            obs(&mut o);
-            let _ = write!(o, " institution{s} (limit ");
+            observed.write_py(&mut o);
+            put(&[" institution", s, " (limit "], &mut o);
         }
         APPLICATION_BURST => {
-            let _ = write!(o, "credit applications and inquiries in {}: ", days_int(window));
-            obs(&mut o);
+            o.push_str("credit applications and inquiries in ");
+            write_days(window as f64, &mut o);
+            o.push_str(": ");
+            observed.write_py(&mut o);
             o.push_str(" (limit ");
         }
         EXTERNAL_DELINQUENCY => {
-            obs(&mut o);
-            let _ = write!(o, " overdue account{s} at other lenders (limit ");
+            observed.write_py(&mut o);
+            put(&[" overdue account", s, " at other lenders (limit "], &mut o);
         }
         OVER_LEVERAGE => {
             o.push_str("debt is ");
-            obs(&mut o);
+            observed.write_py(&mut o);
             o.push_str(" times annual income (limit ");
         }
         _ => {
             o.push_str("no drawdown for ");
-            obs(&mut o);
-            let _ = write!(o, " day{s} with nothing outstanding (limit ");
+            observed.write_py(&mut o);
+            put(&[" day", s, " with nothing outstanding (limit "], &mut o);
         }
     }
-    thr(&mut o);
+    threshold.write_py(&mut o);
     o.push(')');
     o
 }
 
-/// `rules.days` of an int: '1 day', '180 days'.
-fn days_int(n: i64) -> String {
-    format!("{} day{}", py_g(n as f64), if n == 1 { "" } else { "s" })
-}
-
-fn days_float(n: f64) -> String {
-    format!("{} day{}", py_g(n), if n == 1.0 { "" } else { "s" })
+/// `rules.days`: '1 day', '180 days', '2.5 days'.
+fn write_days(n: f64, o: &mut String) {
+    o.push_str(&py_g(n));
+    o.push_str(if n == 1.0 { " day" } else { " days" });
 }
 
 fn cured_message(clear_days: f64, cooling_off_days: f64) -> String {
-    format!(
-        "no adverse condition for {} (cooling-off {})",
-        days_float(clear_days),
-        days_float(cooling_off_days)
-    )
+    let mut o = String::with_capacity(64);
+    o.push_str("no adverse condition for ");
+    write_days(clear_days, &mut o);
+    o.push_str(" (cooling-off ");
+    write_days(cooling_off_days, &mut o);
+    o.push(')');
+    o
 }
 
 /// A warning names these tiers' notices (each by the time it started).
 fn announce(policy: &Policy, s: &mut UserState, waiting: &[Finding]) {
     for f in waiting {
         let Some(tier) = tier(policy, f.rule, f.tier) else { continue };
-        let Some(since) = find_time(&s.pending, &tier.key) else { continue };
-        match s.announced.iter_mut().find(|(k, _)| **k == *tier.key) {
+        let Some(since) = find_time(&s.adverse().pending, &tier.key) else { continue };
+        let announced = &mut s.adverse_mut().announced;
+        match announced.iter_mut().find(|(k, _)| **k == *tier.key) {
             Some(slot) => slot.1 = since,
-            None => s.announced.push((tier.key.clone(), since)),
+            None => {
+                reserve_tight(announced, 1);
+                announced.push((tier.key.clone(), since));
+            }
         }
     }
 }
@@ -725,8 +756,8 @@ fn covered(policy: &Policy, s: &UserState, acting: &[Finding], waiting: &[Findin
         .iter()
         .filter_map(|g| {
             let tier = tier(policy, g.rule, g.tier)?;
-            let pending = find_time(&s.pending, &tier.key);
-            (pending.is_some() && find_time(&s.announced, &tier.key) == pending)
+            let pending = find_time(&s.adverse().pending, &tier.key);
+            (pending.is_some() && find_time(&s.adverse().announced, &tier.key) == pending)
                 .then_some((tier, g.effective_at))
         })
         .collect();
@@ -753,20 +784,22 @@ fn decide(
     effective_at: Option<f64>,
     supersedes: Option<String>,
 ) -> Decision {
-    let id = decision_id(&policy.version, &s.user_id, s.seq, action, t);
+    let id = decision_id(&policy.version, s.user_id.as_str(), s.seq, action, t);
     let status_before = STATUSES.get(usize::from(s.status)).copied().unwrap_or("active");
     let after = STATUSES.iter().position(|x| *x == status_after).unwrap_or(0) as u8;
     s.seq += 1;
     if action != "restore" {
         // What a restore supersedes: the decision that set the current status; the codes
         // are its reasons and those of warnings given since in the same status.
-        if action != "warn" || after != s.status || s.adverse_id.is_none() {
-            s.adverse_id = Some(id.clone());
-            s.adverse_codes = reasons.iter().map(|r| r.code).collect();
+        let status = s.status;
+        let adverse = s.adverse_mut();
+        if action != "warn" || after != status || adverse.adverse_id.is_none() {
+            adverse.adverse_id = Some(id.clone());
+            adverse.adverse_codes = reasons.iter().map(|r| r.code).collect();
         } else {
             for r in &reasons {
-                if !s.adverse_codes.contains(&r.code) {
-                    s.adverse_codes.push(r.code);
+                if !adverse.adverse_codes.contains(&r.code) {
+                    adverse.adverse_codes.push(r.code);
                 }
             }
         }
@@ -774,7 +807,7 @@ fn decide(
     s.status = after;
     Decision {
         decision_id: id,
-        user_id: s.user_id.clone(),
+        user_id: s.user_id.as_str().to_owned(),
         action,
         status_before,
         status_after,
@@ -797,11 +830,23 @@ fn restore(
 ) -> Decision {
     let d = decide(policy, s, "restore", "active", t, trigger, vec![reason], Some(1.0), None, supersedes);
     s.limit_factor = 1.0;
-    s.announced.clear();
-    s.pending.clear();
-    s.clear_since = None;
-    s.adverse_id = None;
-    s.adverse_codes.clear();
+    s.clear_adverse();
+    s.clear_since = OptTime::NONE;
     s.status = STATUS_ACTIVE;
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_key_is_loan_hash_n() {
+        assert!(is_ledger_key(b"l1#2", "l1", "2"));
+        assert!(is_ledger_key(b"a#b#12", "a#b", "12"));
+        assert!(!is_ledger_key(b"l1#2", "l1", "12"));
+        assert!(!is_ledger_key(b"l1#12", "l1", "2"));
+        assert!(!is_ledger_key(b"l1x2", "l1", "2"));
+        assert!(!is_ledger_key(b"l2#2", "l1", "2"));
+    }
 }

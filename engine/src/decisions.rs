@@ -1,10 +1,9 @@
 //! Decisions, schema v1: the values the core returns and the JSON they travel as,
 //! written as the Python engine's `orjson.dumps(decision.as_dict())` writes them.
 
-use crate::pyfmt::{format_time, py_repr, write_json_float, write_json_str};
+use crate::pyfmt::{write_int, write_json_float, write_json_str, write_py_repr, write_time};
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
-use std::fmt::Write;
 
 /// A number as Python holds it: an int or a float (JSON writes `3` and `3.0`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,18 +23,14 @@ impl Num {
     /// `str()` of the value, as `str.format` writes it.
     pub fn write_py(self, out: &mut String) {
         match self {
-            Num::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Num::Float(f) => out.push_str(&py_repr(f)),
+            Num::Int(i) => write_int(i, out),
+            Num::Float(f) => write_py_repr(f, out),
         }
     }
 
     pub fn write_json(self, out: &mut String) {
         match self {
-            Num::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Num::Int(i) => write_int(i, out),
             Num::Float(f) => write_json_float(f, out),
         }
     }
@@ -114,12 +109,12 @@ impl Decision {
         out.push_str(",\"trigger_event_id\":");
         write_opt_str(self.trigger_event_id.as_deref(), out);
         out.push_str(",\"event_time\":\"");
-        out.push_str(&format_time(self.event_time));
+        write_time(self.event_time, out);
         out.push_str("\",\"effective_at\":");
         match self.effective_at {
             Some(t) => {
                 out.push('"');
-                out.push_str(&format_time(t));
+                write_time(t, out);
                 out.push('"');
             }
             None => out.push_str("null"),
@@ -139,7 +134,15 @@ impl Decision {
 /// `decisions.decision_id`: "d-" and the 10-byte BLAKE2b of the version, user, sequence
 /// number, action and time (Python's float repr), joined by U+001F.
 pub fn decision_id(policy_version: &str, user_id: &str, seq: i64, action: &str, at: f64) -> String {
-    let text = format!("{policy_version}\x1f{user_id}\x1f{seq}\x1f{action}\x1f{}", py_repr(at));
+    let mut text = String::with_capacity(policy_version.len() + user_id.len() + action.len() + 48);
+    for part in [policy_version, "\x1f", user_id, "\x1f"] {
+        text.push_str(part);
+    }
+    write_int(seq, &mut text);
+    for part in ["\x1f", action, "\x1f"] {
+        text.push_str(part);
+    }
+    write_py_repr(at, &mut text);
     let mut digest = [0u8; 10];
     if let Ok(mut hasher) = Blake2bVar::new(10) {
         hasher.update(text.as_bytes());
@@ -147,8 +150,10 @@ pub fn decision_id(policy_version: &str, user_id: &str, seq: i64, action: &str, 
     }
     let mut id = String::with_capacity(22);
     id.push_str("d-");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in digest {
-        let _ = write!(id, "{b:02x}");
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
     }
     id
 }

@@ -116,28 +116,72 @@ fn push_fixed(digits: &[u8], exp: i32, out: &mut String) {
 /// positional when the decimal exponent is in -4..16, else `d.ddde±XX` with at
 /// least two exponent digits; `inf`, `-inf`, `nan`, `-0.0`.
 pub fn py_repr(x: f64) -> String {
+    let mut out = String::with_capacity(24);
+    write_py_repr(x, &mut out);
+    out
+}
+
+/// `py_repr`, appended to `out`.
+pub fn write_py_repr(x: f64, out: &mut String) {
     if x.is_nan() {
-        return "nan".to_owned();
+        out.push_str("nan");
+        return;
     }
     if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_owned();
+        out.push_str(if x > 0.0 { "inf" } else { "-inf" });
+        return;
     }
-    let mut out = String::with_capacity(24);
     if x.is_sign_negative() {
         out.push('-');
     }
     if x == 0.0 {
         out.push_str("0.0");
-        return out;
+        return;
     }
     let s = shortest(x);
     if (-4..16).contains(&s.exp) {
-        push_fixed(s.digits(), s.exp, &mut out);
+        push_fixed(s.digits(), s.exp, out);
     } else {
-        push_mantissa(s.digits(), &mut out);
-        push_exponent(s.exp, 2, &mut out);
+        push_mantissa(s.digits(), out);
+        push_exponent(s.exp, 2, out);
     }
-    out
+}
+
+/// An integer in decimal (Python's `str(int)`), appended to `out`.
+pub fn write_int(n: i64, out: &mut String) {
+    out.push_str(decimal(n, &mut [0u8; 20]));
+}
+
+/// `n` in decimal, as Python's `str(int)`, written at the end of `buf`.
+pub fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        if let Some(slot) = buf.get_mut(at) {
+            *slot = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        if let Some(slot) = buf.get_mut(at) {
+            *slot = b'-';
+        }
+    }
+    // 19 digits and a sign at most: `at` stays in the buffer, and the bytes are ASCII.
+    std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default()
+}
+
+/// `n` (< 10^width) in `width` digits, zeros in front, appended to `out`.
+fn push_padded(n: u32, width: u32, out: &mut String) {
+    for place in (0..width).rev() {
+        let digit = n / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Python's `format(x, 'g')`: six significant digits correctly rounded (half
@@ -156,6 +200,12 @@ pub fn py_g(x: f64) -> String {
     }
     if x == 0.0 {
         out.push('0');
+        return out;
+    }
+    // A whole number below 10^6 is written as the integer it is (six significant
+    // digits hold it exactly, and 'g' drops the point).
+    if x.abs() < 1e6 && x == x.trunc() {
+        write_int(x.abs() as i64, &mut out);
         return out;
     }
     // Rust's exact formatting rounds half to even on the exact value, as dtoa.
@@ -195,6 +245,42 @@ pub fn py_g(x: f64) -> String {
 /// -308..=323 is handled as CPython does. Where Python raises OverflowError
 /// (a negative `ndigits` rounding past f64::MAX) this returns an infinity.
 pub fn py_round(x: f64, ndigits: i32) -> f64 {
+    match round_scaled(x, ndigits) {
+        Some(r) => r,
+        None => round_exact(x, ndigits),
+    }
+}
+
+/// 10^0 ..= 10^22, every one exact in a double.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `py_round` without formatting, for 0 <= `ndigits` <= 22 where `x * 10^ndigits` is
+/// below 2^52 and not within its rounding error of a tie (None otherwise): k, the
+/// integer nearest that product, is then the one nearest the exact `x * 10^ndigits`,
+/// so the decimal Python rounds to is `k * 10^-ndigits`, and `k / 10^ndigits` (one IEEE
+/// division of two exact values) is the double nearest it, which Python reads back.
+fn round_scaled(x: f64, ndigits: i32) -> Option<f64> {
+    let scale = *POW10.get(usize::try_from(ndigits).ok()?)?;
+    let p = x * scale;
+    // NaN and infinities are left to `round_exact`.
+    if p.is_nan() || p.abs() >= 4_503_599_627_370_496.0 {
+        return None;
+    }
+    let k = p.round_ties_even();
+    // The product is off the exact one by at most half an ulp of p: under |p| * 2^-53,
+    // or half the least subnormal. `p - k` is exact (Sterbenz).
+    let error = p.abs() * f64::EPSILON + f64::MIN_POSITIVE;
+    if (p - k).abs() + error >= 0.5 {
+        return None;
+    }
+    Some(k / scale)
+}
+
+/// `py_round` through exact decimal formatting, for every input.
+fn round_exact(x: f64, ndigits: i32) -> f64 {
     if !x.is_finite() || x == 0.0 {
         return x;
     }
@@ -395,20 +481,36 @@ pub fn utc_from_timestamp(t: f64) -> Option<UtcDateTime> {
 /// is not 0, else to the second. Where Python raises, returns
 /// `"<invalid time {repr}>"`.
 pub fn format_time(t: f64) -> String {
-    let Some(dt) = utc_from_timestamp(t) else {
-        return format!("<invalid time {}>", py_repr(t));
-    };
     let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second
-    );
+    write_time(t, &mut out);
+    out
+}
+
+/// `format_time`, appended to `out`.
+pub fn write_time(t: f64, out: &mut String) {
+    let Some(dt) = utc_from_timestamp(t) else {
+        out.push_str("<invalid time ");
+        write_py_repr(t, out);
+        out.push('>');
+        return;
+    };
+    // The year is within 1..=9999 (`utc_from_timestamp`).
+    push_padded(dt.year as u32, 4, out);
+    out.push('-');
+    push_padded(dt.month, 2, out);
+    out.push('-');
+    push_padded(dt.day, 2, out);
+    out.push('T');
+    push_padded(dt.hour, 2, out);
+    out.push(':');
+    push_padded(dt.minute, 2, out);
+    out.push(':');
+    push_padded(dt.second, 2, out);
     if dt.microsecond != 0 {
-        let _ = write!(out, ".{:03}", dt.microsecond / 1_000);
+        out.push('.');
+        push_padded(dt.microsecond / 1_000, 3, out);
     }
     out.push('Z');
-    out
 }
 
 /// `datetime.fromtimestamp(t, UTC).date().isoformat()` (`YYYY-MM-DD`). Where
@@ -417,5 +519,66 @@ pub fn format_date(t: f64) -> String {
     match utc_from_timestamp(t) {
         Some(dt) => format!("{:04}-{:02}-{:02}", dt.year, dt.month, dt.day),
         None => format!("<invalid time {}>", py_repr(t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_is_str_of_int() {
+        let mut buf = [0u8; 20];
+        for n in [0, 1, 9, 10, 12, 10_000, -1, -10, i64::MAX, i64::MIN, i64::MIN + 1] {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+            let mut out = String::from("x");
+            write_int(n, &mut out);
+            assert_eq!(out, format!("x{n}"));
+        }
+    }
+
+    /// The scaled path agrees with the exact one wherever it answers, near ties too.
+    #[test]
+    fn round_scaled_is_exact() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut answered = 0;
+        for i in 0..400_000u32 {
+            let r = next();
+            let nd = (r % 24) as i32 - 1;
+            let x = match i % 4 {
+                // any bits
+                0 => f64::from_bits(next()),
+                // a few decimals, as amounts and ratios are
+                1 => {
+                    let sign = if r & 1 == 0 { 1.0 } else { -1.0 };
+                    sign * (r >> 20) as f64 / POW10[(r % 8) as usize]
+                }
+                // ties and their neighbours: (k + 1/2) / 10^nd, a few ulps either way
+                2 => {
+                    let scale = POW10[(nd.max(0) as usize).min(22)];
+                    let tie = ((r >> 24) % 1_000_000) as f64 + 0.5;
+                    let bits = (tie / scale).to_bits();
+                    f64::from_bits(bits.wrapping_add(next() % 7).wrapping_sub(3))
+                }
+                // magnitudes around 2^52 / 10^nd
+                _ => {
+                    let scale = POW10[(nd.max(0) as usize).min(22)];
+                    4_503_599_627_370_496.0 / scale * (0.5 + (r >> 11) as f64 / (1u64 << 53) as f64)
+                }
+            };
+            let exact = round_exact(x, nd);
+            if let Some(fast) = round_scaled(x, nd) {
+                answered += 1;
+                assert_eq!(fast.to_bits(), exact.to_bits(), "round({x:?}, {nd})");
+            }
+            assert_eq!(py_round(x, nd).to_bits(), exact.to_bits(), "round({x:?}, {nd})");
+        }
+        assert!(answered > 100_000, "{answered}");
     }
 }

@@ -125,16 +125,32 @@ pub fn shard_of(user_id: &str, n: usize) -> usize {
     (h % n.max(1) as u64) as usize
 }
 
-/// One step of the merged input, as every shard sees it.
+/// One step of the merged input: an event, or the end of an input.
 enum Item {
     Event { source: u32, step: u64, event: Event },
     Done { source: u32, step: u64 },
 }
 
-/// What a shard applies and what it only observes.
+/// One step of the merged input as a shard of several takes it: an event of its own
+/// users (the next of its chunk's events), another shard's event by its time only (it
+/// moves the watermark, as every input's event does), or the end of an input.
+#[derive(Clone, Copy)]
+enum Step {
+    Event { source: u32, step: u64 },
+    Elsewhere { source: u32, step: u64, t: f64 },
+    Done { source: u32, step: u64 },
+}
+
+/// A run of steps for one shard, and the events of its own users among them, in order
+/// (kept apart: most steps are another shard's, and an event is large).
+#[derive(Default)]
+struct Chunk {
+    steps: Vec<Step>,
+    events: Vec<Event>,
+}
+
+/// A shard: a partition per policy, for some of the users (all with one job).
 struct Shard {
-    k: usize,
-    n: usize,
     parts: Vec<Partition>,
     handles: Vec<u64>,
 }
@@ -148,7 +164,8 @@ struct Out {
 }
 
 impl Shard {
-    fn new(policies: &[Arc<Policy>], lateness: f64, sources: u32, k: usize, n: usize) -> Shard {
+    /// A shard of `n`: with more than one, its partitions keep each decision's place.
+    fn new(policies: &[Arc<Policy>], lateness: f64, sources: u32, n: usize) -> Shard {
         let mut parts: Vec<Partition> = policies
             .iter()
             .map(|p| {
@@ -163,54 +180,52 @@ impl Shard {
             })
             .collect();
         parts.shrink_to_fit();
-        Shard { k, n, parts, handles: Vec::new() }
+        Shard { parts, handles: Vec::new() }
     }
 
-    fn process(&mut self, item: &Item, out: &mut Vec<Out>) {
-        let step = match item {
-            Item::Event { source, step, event } => {
-                let mine = self.n == 1 || shard_of(event.user_id(), self.n) == self.k;
-                for part in &mut self.parts {
-                    if mine {
-                        part.offer(*source, event.clone(), *step, &mut self.handles);
-                    } else {
-                        part.observe(*source, event.occurred_at(), &mut self.handles);
-                    }
+    /// Apply an event of this shard's users (offered to each policy's partition).
+    fn event(&mut self, source: u32, step: u64, event: Event, out: &mut Vec<Out>) {
+        match self.parts.as_mut_slice() {
+            [part] => part.offer(source, event, step, &mut self.handles),
+            parts => {
+                for part in parts {
+                    part.offer(source, event.clone(), step, &mut self.handles);
                 }
-                *step
             }
-            Item::Done { source, step } => {
-                for part in &mut self.parts {
-                    part.remove_input(*source, &mut self.handles);
-                }
-                *step
-            }
-        };
+        }
         self.drained(step, out);
     }
 
-    /// `process` for an item this shard alone sees (one job): the event is moved in.
-    fn process_owned(&mut self, item: Item, out: &mut Vec<Out>) {
-        let step = match item {
-            Item::Event { source, step, event } => {
-                match self.parts.as_mut_slice() {
-                    [part] => part.offer(source, event, step, &mut self.handles),
-                    parts => {
-                        for part in parts {
-                            part.offer(source, event.clone(), step, &mut self.handles);
-                        }
+    /// Another shard's event at t: the watermark moves.
+    fn elsewhere(&mut self, source: u32, step: u64, t: f64, out: &mut Vec<Out>) {
+        for part in &mut self.parts {
+            part.observe(source, t, &mut self.handles);
+        }
+        self.drained(step, out);
+    }
+
+    /// The end of an input.
+    fn done(&mut self, source: u32, step: u64, out: &mut Vec<Out>) {
+        for part in &mut self.parts {
+            part.remove_input(source, &mut self.handles);
+        }
+        self.drained(step, out);
+    }
+
+    /// Take a chunk's steps, leaving it empty.
+    fn chunk(&mut self, chunk: &mut Chunk, out: &mut Vec<Out>) {
+        let mut events = chunk.events.drain(..);
+        for step in chunk.steps.drain(..) {
+            match step {
+                Step::Event { source, step } => {
+                    if let Some(event) = events.next() {
+                        self.event(source, step, event, out);
                     }
                 }
-                step
+                Step::Elsewhere { source, step, t } => self.elsewhere(source, step, t, out),
+                Step::Done { source, step } => self.done(source, step, out),
             }
-            Item::Done { source, step } => {
-                for part in &mut self.parts {
-                    part.remove_input(source, &mut self.handles);
-                }
-                step
-            }
-        };
-        self.drained(step, out);
+        }
     }
 
     fn drained(&mut self, step: u64, out: &mut Vec<Out>) {
@@ -237,20 +252,31 @@ fn out_cmp(a: &Out, b: &Out) -> Ordering {
     })
 }
 
-/// Where the shards' work goes: inline (one job), or to threads.
+/// Where the shards' work goes: inline (one job, each item at once), or to threads, in
+/// chunks, one per shard (each event moved into its user's shard's chunk, its time
+/// into the others'). A thread sends its chunk back emptied with the decisions it led
+/// to, for the next chunk.
 enum Workers {
-    Inline(Shard),
+    Inline(Shard, Vec<Out>),
     Threads {
-        to: Vec<SyncSender<Arc<Vec<Item>>>>,
-        from: Vec<Receiver<Vec<Out>>>,
+        chunks: Vec<Chunk>,
+        spare: Vec<Chunk>,
+        to: Vec<SyncSender<Chunk>>,
+        from: Vec<Receiver<(Vec<Out>, Chunk)>>,
         handles: Vec<thread::JoinHandle<Vec<Tally>>>,
         in_flight: usize,
     },
 }
 
-const CHUNK: usize = 4096;
-const IN_FLIGHT: usize = 4;
-const BATCH: usize = 4096;
+/// Steps per chunk, and chunks a thread may be behind the reader: small chunks, many
+/// in flight (16,384 steps), so that a thread whose users had more to do in one chunk
+/// holds the others up as little as possible.
+const CHUNK: usize = 512;
+const IN_FLIGHT: usize = 32;
+/// Decisions handed to the sink at a time: few enough that the memory of their lines
+/// is reused at once rather than freed in bulk (which made the allocator give pages
+/// back and fault them in again).
+const BATCH: usize = 256;
 
 struct Emitter<'a> {
     sink: &'a mut dyn Sink,
@@ -258,7 +284,7 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    fn push(&mut self, outs: Vec<Out>) -> Result<(), ReplayError> {
+    fn push(&mut self, outs: impl Iterator<Item = Out>) -> Result<(), ReplayError> {
         for o in outs {
             if let Some(list) = self.pending.get_mut(o.which) {
                 list.push(o.json);
@@ -285,22 +311,20 @@ impl Emitter<'_> {
 impl Workers {
     fn start(policies: &[Arc<Policy>], lateness: f64, sources: u32, jobs: usize) -> Workers {
         if jobs <= 1 {
-            return Workers::Inline(Shard::new(policies, lateness, sources, 0, 1));
+            return Workers::Inline(Shard::new(policies, lateness, sources, 1), Vec::new());
         }
         let mut to = Vec::new();
         let mut from = Vec::new();
         let mut handles = Vec::new();
-        for k in 0..jobs {
-            let (send_items, items) = sync_channel::<Arc<Vec<Item>>>(IN_FLIGHT + 1);
-            let (send_out, outs) = sync_channel::<Vec<Out>>(IN_FLIGHT + 1);
-            let mut shard = Shard::new(policies, lateness, sources, k, jobs);
+        for _ in 0..jobs {
+            let (send_items, items) = sync_channel::<Chunk>(IN_FLIGHT + 1);
+            let (send_out, outs) = sync_channel::<(Vec<Out>, Chunk)>(IN_FLIGHT + 1);
+            let mut shard = Shard::new(policies, lateness, sources, jobs);
             handles.push(thread::spawn(move || {
-                for chunk in items {
+                for mut chunk in items {
                     let mut out = Vec::new();
-                    for item in chunk.iter() {
-                        shard.process(item, &mut out);
-                    }
-                    if send_out.send(out).is_err() {
+                    shard.chunk(&mut chunk, &mut out);
+                    if send_out.send((out, chunk)).is_err() {
                         break;
                     }
                 }
@@ -309,23 +333,60 @@ impl Workers {
             to.push(send_items);
             from.push(outs);
         }
-        Workers::Threads { to, from, handles, in_flight: 0 }
+        let chunks = (0..jobs).map(|_| Chunk::default()).collect();
+        Workers::Threads { chunks, spare: Vec::new(), to, from, handles, in_flight: 0 }
     }
 
-    /// Hand a chunk of items over; decisions that are ready go to the emitter.
-    fn feed(&mut self, chunk: Vec<Item>, emit: &mut Emitter) -> Result<(), ReplayError> {
+    /// Hand an item over; decisions that are ready go to the emitter.
+    fn push(&mut self, item: Item, emit: &mut Emitter) -> Result<(), ReplayError> {
         match self {
-            Workers::Inline(shard) => {
-                let mut out = Vec::new();
-                for item in chunk {
-                    shard.process_owned(item, &mut out);
+            Workers::Inline(shard, out) => {
+                match item {
+                    Item::Event { source, step, event } => shard.event(source, step, event, out),
+                    Item::Done { source, step } => shard.done(source, step, out),
                 }
-                emit.push(out)
+                if out.is_empty() {
+                    return Ok(());
+                }
+                emit.push(out.drain(..))
             }
-            Workers::Threads { to, in_flight, .. } => {
-                let chunk = Arc::new(chunk);
-                for send in to.iter() {
-                    send.send(chunk.clone())
+            Workers::Threads { chunks, .. } => {
+                match item {
+                    Item::Event { source, step, event } => {
+                        let home = shard_of(event.user_id(), chunks.len());
+                        let t = event.occurred_at();
+                        for (k, chunk) in chunks.iter_mut().enumerate() {
+                            if k != home {
+                                chunk.steps.push(Step::Elsewhere { source, step, t });
+                            }
+                        }
+                        if let Some(chunk) = chunks.get_mut(home) {
+                            chunk.steps.push(Step::Event { source, step });
+                            chunk.events.push(event);
+                        }
+                    }
+                    Item::Done { source, step } => {
+                        for chunk in chunks.iter_mut() {
+                            chunk.steps.push(Step::Done { source, step });
+                        }
+                    }
+                }
+                if chunks.first().is_some_and(|c| c.steps.len() < CHUNK) {
+                    return Ok(());
+                }
+                self.send(emit)
+            }
+        }
+    }
+
+    /// Send each thread its chunk of the steps gathered.
+    fn send(&mut self, emit: &mut Emitter) -> Result<(), ReplayError> {
+        match self {
+            Workers::Inline(..) => Ok(()),
+            Workers::Threads { chunks, spare, to, in_flight, .. } => {
+                for (chunk, send) in chunks.iter_mut().zip(to.iter()) {
+                    let next = spare.pop().unwrap_or_default();
+                    send.send(std::mem::replace(chunk, next))
                         .map_err(|_| ReplayError::Sink("a replay thread ended early".into()))?;
                 }
                 *in_flight += 1;
@@ -338,29 +399,31 @@ impl Workers {
     }
 
     fn collect_one(&mut self, emit: &mut Emitter) -> Result<(), ReplayError> {
-        if let Workers::Threads { from, in_flight, .. } = self {
+        if let Workers::Threads { from, spare, in_flight, .. } = self {
             let mut all: Vec<Out> = Vec::new();
             for r in from.iter() {
-                let part = r
+                let (part, emptied) = r
                     .recv()
                     .map_err(|_| ReplayError::Sink("a replay thread ended early".into()))?;
                 all.extend(part);
+                spare.push(emptied);
             }
             *in_flight -= 1;
             all.sort_by(out_cmp);
-            emit.push(all)?;
+            emit.push(all.into_iter())?;
         }
         Ok(())
     }
 
     fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Tally>, ReplayError> {
+        self.send(emit)?;
         if let Workers::Threads { in_flight, .. } = &self {
             for _ in 0..*in_flight {
                 self.collect_one(emit)?;
             }
         }
         match self {
-            Workers::Inline(shard) => Ok(shard.parts.into_iter().map(|p| p.tally).collect()),
+            Workers::Inline(shard, _) => Ok(shard.parts.into_iter().map(|p| p.tally).collect()),
             Workers::Threads { to, handles, .. } => {
                 drop(to);
                 let mut tallies: Vec<Tally> = Vec::new();
@@ -404,7 +467,6 @@ pub fn replay(
     let mut live: Vec<usize> = (0..handles.len()).collect();
     let mut lines: u64 = 0;
     let mut step: u64 = 0;
-    let mut chunk: Vec<Item> = Vec::with_capacity(CHUNK);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let wants_rejected = emit.sink.wants_rejected();
     while !live.is_empty() {
@@ -473,10 +535,7 @@ pub fn replay(
                     let t = event.occurred_at();
                     step += 1;
                     counts.read += 1;
-                    chunk.push(Item::Event { source: i as u32, step, event });
-                    if chunk.len() >= CHUNK {
-                        workers.feed(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)), &mut emit)?;
-                    }
+                    workers.push(Item::Event { source: i as u32, step, event }, &mut emit)?;
                     if t > at {
                         at = t;
                         if !alone {
@@ -496,10 +555,9 @@ pub fn replay(
         if done {
             live.retain(|x| *x != i);
             step += 1;
-            chunk.push(Item::Done { source: i as u32, step });
+            workers.push(Item::Done { source: i as u32, step }, &mut emit)?;
         }
     }
-    workers.feed(chunk, &mut emit)?;
     let mut tallies = workers.finish(&mut emit)?;
     emit.flush()?;
     for t in &mut tallies {

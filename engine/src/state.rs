@@ -4,11 +4,10 @@
 
 use crate::decisions::{Num, STATUSES};
 use crate::policy::ADVERSE_CODES;
-use crate::pyfmt::{write_json_float, write_json_str};
+use crate::pyfmt::{write_int, write_json_float, write_json_str};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
-use std::fmt::Write;
 use std::sync::Arc;
 
 pub const LEDGER_CAP: usize = 64;
@@ -29,7 +28,7 @@ pub const DELINQUENT_ACCOUNTS: u8 = 3;
 pub const TOTAL_DEBT: u8 = 4;
 pub const MONTHLY_INCOME: u8 = 5;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Installment {
     /// occurred_at of the record that won (latest wins)
     pub recorded_at: f64,
@@ -37,7 +36,211 @@ pub struct Installment {
     pub due: f64,
     pub amount_due: f64,
     pub amount_paid: f64,
-    pub paid_at: Option<f64>,
+    /// When paid (`paid_at()`).
+    paid: OptTime,
+}
+
+/// A string held in place when it is short (as user ids and ledger keys mostly are),
+/// else boxed: no allocation of its own, and read where its owner is.
+#[derive(Clone, Debug)]
+pub enum ShortStr {
+    Short { len: u8, bytes: [u8; 22] },
+    Long(Box<str>),
+}
+
+impl ShortStr {
+    pub fn new(s: &str) -> ShortStr {
+        ShortStr::joined(&[s])
+    }
+
+    /// The parts joined (`format!("{loan}#{n}")` for `[loan, "#", n]`).
+    pub fn joined(parts: &[&str]) -> ShortStr {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut bytes = [0u8; 22];
+        if len > bytes.len() {
+            return ShortStr::Long(parts.concat().into_boxed_str());
+        }
+        let mut at = 0;
+        for part in parts {
+            if let Some(slot) = bytes.get_mut(at..at + part.len()) {
+                slot.copy_from_slice(part.as_bytes());
+            }
+            at += part.len();
+        }
+        ShortStr::Short { len: len as u8, bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ShortStr::Short { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            ShortStr::Long(s) => s.as_bytes(),
+        }
+    }
+
+    /// Only whole `str`s are held, so the bytes are always UTF-8 ("" otherwise).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for ShortStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ShortStr {}
+
+/// Hashed as its `str`, so that a map keyed by `ShortStr` is looked up by `&str`.
+impl std::hash::Hash for ShortStr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl std::borrow::Borrow<str> for ShortStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::ops::Deref for ShortStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A time or none, in eight bytes (an `Option<f64>` takes sixteen): NaN for none, as
+/// no time is NaN (times are read from finite JSON numbers and dates).
+#[derive(Clone, Copy, Debug)]
+pub struct OptTime(f64);
+
+impl OptTime {
+    pub const NONE: OptTime = OptTime(f64::NAN);
+
+    pub fn some(t: f64) -> OptTime {
+        OptTime(t)
+    }
+
+    pub fn new(t: Option<f64>) -> OptTime {
+        OptTime(t.unwrap_or(f64::NAN))
+    }
+
+    pub fn get(self) -> Option<f64> {
+        (!self.0.is_nan()).then_some(self.0)
+    }
+}
+
+impl PartialEq for OptTime {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+/// What a user under a notice, warning or restriction carries; boxed in the state,
+/// which most users do without.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Adverse {
+    /// Tier key -> condition since, in insertion order.
+    pub pending: Vec<(Arc<str>, f64)>,
+    /// Notices a warning named: tier key -> the time that notice started.
+    pub announced: Vec<(Arc<str>, f64)>,
+    /// The decision that set the status: what a restore supersedes.
+    pub adverse_id: Option<String>,
+    /// Its reasons and those of warnings since, same status.
+    pub adverse_codes: Vec<&'static str>,
+}
+
+impl Adverse {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+            && self.announced.is_empty()
+            && self.adverse_id.is_none()
+            && self.adverse_codes.is_empty()
+    }
+}
+
+/// The `Adverse` of a state without one.
+static NO_ADVERSE: Adverse = Adverse {
+    pending: Vec::new(),
+    announced: Vec::new(),
+    adverse_id: None,
+    adverse_codes: Vec::new(),
+};
+
+/// The latest value of each bureau field and the time of its report, held in place;
+/// `order` keeps the fields in the order they were first reported (the stored order).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bureau {
+    /// Per field (index into BUREAU_FIELDS): the value's bits, an i64's or (bit set in
+    /// `floats`) an f64's.
+    bits: [u64; 6],
+    at: [f64; 6],
+    floats: u8,
+    order: [u8; 6],
+    len: u8,
+}
+
+impl Bureau {
+    fn has(&self, field: u8) -> bool {
+        self.order.iter().take(usize::from(self.len)).any(|f| *f == field)
+    }
+
+    /// The field's value and the time it was reported.
+    pub fn get(&self, field: u8) -> Option<(Num, f64)> {
+        if !self.has(field) {
+            return None;
+        }
+        let i = usize::from(field);
+        let bits = *self.bits.get(i)?;
+        let value = if self.floats & (1 << i) != 0 {
+            Num::Float(f64::from_bits(bits))
+        } else {
+            Num::Int(bits as i64)
+        };
+        Some((value, *self.at.get(i)?))
+    }
+
+    /// Set a field (one of BUREAU_FIELDS; others are ignored).
+    pub fn set(&mut self, field: u8, value: Num, at: f64) {
+        let i = usize::from(field);
+        let (Some(bits), Some(slot)) = (self.bits.get_mut(i), self.at.get_mut(i)) else { return };
+        match value {
+            Num::Int(v) => {
+                *bits = v as u64;
+                self.floats &= !(1 << i);
+            }
+            Num::Float(v) => {
+                *bits = v.to_bits();
+                self.floats |= 1 << i;
+            }
+        }
+        *slot = at;
+        if !self.has(field) {
+            if let Some(o) = self.order.get_mut(usize::from(self.len)) {
+                *o = field;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// (field, value, reported at), in the stored order.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, Num, f64)> + '_ {
+        self.order
+            .iter()
+            .take(usize::from(self.len))
+            .filter_map(|f| self.get(*f).map(|(v, at)| (*f, v, at)))
+    }
+}
+
+/// Make room for `more` items, growing by a quarter at least, not doubling: a state's
+/// lists are many and mostly short, and kept as long as the user is.
+pub fn reserve_tight<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() < more {
+        v.reserve_exact(more.max(v.len() / 4));
+    }
 }
 
 /// Python's float floor division (`a // b`), which is not always `(a / b).floor()`.
@@ -70,9 +273,27 @@ pub fn py_int(x: f64) -> i64 {
 }
 
 impl Installment {
+    pub fn new(
+        recorded_at: f64,
+        due: f64,
+        amount_due: f64,
+        amount_paid: f64,
+        paid_at: Option<f64>,
+    ) -> Self {
+        Installment { recorded_at, due, amount_due, amount_paid, paid: OptTime::new(paid_at) }
+    }
+
+    pub fn paid_at(&self) -> Option<f64> {
+        self.paid.get()
+    }
+
+    pub fn is_paid(&self) -> bool {
+        self.paid.get().is_some()
+    }
+
     /// DESIGN.md: 0 if paid by the end of the due date, else whole days to payment or t.
     pub fn days_past_due(&self, t: f64) -> i64 {
-        let end = self.paid_at.unwrap_or(t);
+        let end = self.paid.get().unwrap_or(t);
         if end < self.due + 86_400.0 {
             return 0;
         }
@@ -82,7 +303,7 @@ impl Installment {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserState {
-    pub user_id: String,
+    pub user_id: ShortStr,
     pub first_seen: f64,
     /// Event time up to which this user has been evaluated.
     pub clock: f64,
@@ -92,24 +313,18 @@ pub struct UserState {
     /// Decisions emitted so far: part of the deterministic decision id.
     pub seq: i64,
     /// "loan#n" -> installment, in insertion order.
-    pub ledger: Vec<(String, Installment)>,
+    pub ledger: Vec<(ShortStr, Installment)>,
     /// Times, sorted.
     pub applications: Vec<f64>,
-    pub last_drawdown: Option<f64>,
-    /// (field index into BUREAU_FIELDS, value, occurred_at), in insertion order.
-    pub bureau: Vec<(u8, Num, f64)>,
+    pub last_drawdown: OptTime,
+    pub bureau: Bureau,
     /// Rolling-maximum candidates.
     pub scores: Vec<(f64, i64)>,
-    /// Tier key -> condition since, in insertion order.
-    pub pending: Vec<(Arc<str>, f64)>,
-    /// Notices a warning named: tier key -> the time that notice started.
-    pub announced: Vec<(Arc<str>, f64)>,
     /// No adverse condition since (cooling-off).
-    pub clear_since: Option<f64>,
-    /// The decision that set the status: what a restore supersedes.
-    pub adverse_id: Option<String>,
-    /// Its reasons and those of warnings since, same status.
-    pub adverse_codes: Vec<&'static str>,
+    pub clear_since: OptTime,
+    /// Pending notices, warnings and what a restore supersedes (`adverse()`): None
+    /// when all are empty.
+    adverse: Option<Box<Adverse>>,
     /// Next event time at which the decision may change.
     pub deadline: Option<f64>,
     /// Recent event ids, oldest first.
@@ -118,45 +333,83 @@ pub struct UserState {
     pub indexed: Option<f64>,
 }
 
-/// The recent event ids of a user, oldest first, packed in one buffer (each id its
-/// length in two bytes, then its bytes): one allocation instead of one per id.
+/// The recent event ids of a user, oldest first, packed in one buffer: one allocation
+/// for them all. Each id is a head byte and bytes. Most ids start with their user's id
+/// (`u7-12` of user `u7`), which is left out: a head 0x80 + n (n < 127) is the user id
+/// and the n bytes after it; a head n < 0x80 is the n bytes after it; a head 0xFF is an
+/// id of the four-byte length after it. An id is written the shortest way, so that
+/// each id has one form.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Seen {
     buf: Vec<u8>,
-    len: usize,
+}
+
+/// One id of a `Seen`: the user id first or not, then the bytes held.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeenId<'a> {
+    pub prefixed: bool,
+    pub rest: &'a [u8],
+}
+
+impl SeenId<'_> {
+    /// Whole ids are held, so the bytes are UTF-8 ("" otherwise).
+    pub fn rest_str(&self) -> &str {
+        std::str::from_utf8(self.rest).unwrap_or_default()
+    }
+}
+
+/// The form an id is held in, under a user id.
+fn seen_form<'a>(user: &str, id: &'a str) -> SeenId<'a> {
+    match id.strip_prefix(user) {
+        Some(rest) if rest.len() < 0x7F => SeenId { prefixed: true, rest: rest.as_bytes() },
+        _ => SeenId { prefixed: false, rest: id.as_bytes() },
+    }
 }
 
 impl Seen {
+    /// The ids held (counted: a count kept beside them would make every state eight
+    /// bytes larger, and only `push` needs it).
     pub fn len(&self) -> usize {
-        self.len
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.buf.is_empty()
+    }
+
+    /// Bytes held (for accounting).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     pub fn iter(&self) -> SeenIter<'_> {
         SeenIter { rest: &self.buf }
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.iter().any(|s| s == id)
+    /// Whether `id` is held (`user` is the state's user id, as for `push`).
+    pub fn contains(&self, user: &str, id: &str) -> bool {
+        let form = seen_form(user, id);
+        self.iter().any(|held| held == form)
     }
 
     /// Append an id; the oldest goes when there are then more than `keep` (one only, as
     /// the Python engine does: a state stored under a larger `dedupe_ids` keeps its ids).
-    pub fn push(&mut self, id: &str, keep: usize) {
-        let bytes = id.as_bytes();
-        let n = bytes.len().min(usize::from(u16::MAX));
-        self.buf.extend_from_slice(&(n as u16).to_le_bytes());
-        self.buf.extend_from_slice(bytes.get(..n).unwrap_or_default());
-        self.len += 1;
-        if self.len > keep {
-            if let Some(&[a, b]) = self.buf.get(..2) {
-                let cut = (2 + usize::from(u16::from_le_bytes([a, b]))).min(self.buf.len());
-                self.buf.drain(..cut);
-                self.len -= 1;
-            }
+    pub fn push(&mut self, user: &str, id: &str, keep: usize) {
+        let form = seen_form(user, id);
+        let n = form.rest.len();
+        reserve_tight(&mut self.buf, n + 5);
+        if form.prefixed {
+            self.buf.push(0x80 + n as u8);
+        } else if n < 0x80 {
+            self.buf.push(n as u8);
+        } else {
+            self.buf.push(0xFF);
+            self.buf.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+        }
+        self.buf.extend_from_slice(form.rest);
+        if self.len() > keep {
+            let first = self.buf.len() - self.iter().rest_after_first().len();
+            self.buf.drain(..first);
         }
     }
 }
@@ -165,23 +418,37 @@ pub struct SeenIter<'a> {
     rest: &'a [u8],
 }
 
-impl<'a> Iterator for SeenIter<'a> {
-    type Item = &'a str;
+impl<'a> SeenIter<'a> {
+    /// The bytes after the first id.
+    fn rest_after_first(mut self) -> &'a [u8] {
+        self.next();
+        self.rest
+    }
+}
 
-    fn next(&mut self) -> Option<&'a str> {
-        let (head, rest) = self.rest.split_first_chunk::<2>()?;
-        let n = usize::from(u16::from_le_bytes(*head));
+impl<'a> Iterator for SeenIter<'a> {
+    type Item = SeenId<'a>;
+
+    fn next(&mut self) -> Option<SeenId<'a>> {
+        let (&head, rest) = self.rest.split_first()?;
+        let (prefixed, n, rest) = match head {
+            0xFF => {
+                let (len, rest) = rest.split_first_chunk::<4>()?;
+                (false, u32::from_le_bytes(*len) as usize, rest)
+            }
+            0x80.. => (true, usize::from(head - 0x80), rest),
+            _ => (false, usize::from(head), rest),
+        };
         let (id, rest) = rest.split_at_checked(n)?;
         self.rest = rest;
-        // Only whole `str`s are pushed, so this holds; an empty id otherwise.
-        Some(std::str::from_utf8(id).unwrap_or(""))
+        Some(SeenId { prefixed, rest: id })
     }
 }
 
 impl UserState {
     pub fn new(user_id: &str, t: f64) -> UserState {
         UserState {
-            user_id: user_id.to_owned(),
+            user_id: ShortStr::new(user_id),
             first_seen: t,
             clock: t,
             status: 0,
@@ -189,30 +456,53 @@ impl UserState {
             seq: 0,
             ledger: Vec::new(),
             applications: Vec::new(),
-            last_drawdown: None,
-            bureau: Vec::new(),
+            last_drawdown: OptTime::NONE,
+            bureau: Bureau::default(),
             scores: Vec::new(),
-            pending: Vec::new(),
-            announced: Vec::new(),
-            clear_since: None,
-            adverse_id: None,
-            adverse_codes: Vec::new(),
+            clear_since: OptTime::NONE,
+            adverse: None,
             deadline: None,
             seen: Seen::default(),
             indexed: None,
         }
     }
 
+    pub fn adverse(&self) -> &Adverse {
+        self.adverse.as_deref().unwrap_or(&NO_ADVERSE)
+    }
+
+    /// The adverse part, to change (made when there is none; `tidy` drops it again).
+    pub fn adverse_mut(&mut self) -> &mut Adverse {
+        self.adverse.get_or_insert_with(Box::default)
+    }
+
+    /// No pending notice, warning or restriction left (a restore).
+    pub fn clear_adverse(&mut self) {
+        self.adverse = None;
+    }
+
+    /// Drop an adverse part that holds nothing.
+    pub fn tidy(&mut self) {
+        if self.adverse.as_ref().is_some_and(|a| a.is_empty()) {
+            self.adverse = None;
+        }
+    }
+
     pub fn bureau_value(&self, field: u8) -> Option<Num> {
-        self.bureau.iter().find(|b| b.0 == field).map(|b| b.1)
+        self.bureau.get(field).map(|b| b.0)
     }
 
     pub fn bureau_at(&self, field: u8) -> Option<f64> {
-        self.bureau.iter().find(|b| b.0 == field).map(|b| b.2)
+        self.bureau.get(field).map(|b| b.1)
     }
 
     pub fn has_seen(&self, event_id: &str) -> bool {
-        self.seen.contains(event_id)
+        self.seen.contains(&self.user_id, event_id)
+    }
+
+    /// Remember an event id, keeping `keep` at most (see `Seen::push`).
+    pub fn see(&mut self, event_id: &str, keep: usize) {
+        self.seen.push(&self.user_id, event_id, keep);
     }
 
     /// The compact JSON for the table, byte for byte as `streams.state.dump` writes it.
@@ -228,12 +518,14 @@ impl UserState {
         o.push_str(STATUSES.get(usize::from(self.status)).copied().unwrap_or("active"));
         o.push_str("\",\"l\":");
         write_json_float(self.limit_factor, &mut o);
-        let _ = write!(o, ",\"q\":{},\"L\":{{", self.seq);
+        o.push_str(",\"q\":");
+        write_int(self.seq, &mut o);
+        o.push_str(",\"L\":{");
         for (i, (key, inst)) in self.ledger.iter().enumerate() {
             if i > 0 {
                 o.push(',');
             }
-            write_json_str(key, &mut o);
+            write_json_str(key.as_str(), &mut o);
             o.push_str(":[");
             write_json_float(inst.recorded_at, &mut o);
             o.push(',');
@@ -243,7 +535,7 @@ impl UserState {
             o.push(',');
             write_json_float(inst.amount_paid, &mut o);
             o.push(',');
-            write_opt_float(inst.paid_at, &mut o);
+            write_opt_float(inst.paid_at(), &mut o);
             o.push(']');
         }
         o.push_str("},\"a\":[");
@@ -254,18 +546,18 @@ impl UserState {
             write_json_float(*t, &mut o);
         }
         o.push_str("],\"d\":");
-        write_opt_float(self.last_drawdown, &mut o);
+        write_opt_float(self.last_drawdown.get(), &mut o);
         o.push_str(",\"b\":[");
         for (i, (field, value, at)) in self.bureau.iter().enumerate() {
             if i > 0 {
                 o.push(',');
             }
             o.push_str("[\"");
-            o.push_str(BUREAU_FIELDS.get(usize::from(*field)).copied().unwrap_or(""));
+            o.push_str(BUREAU_FIELDS.get(usize::from(field)).copied().unwrap_or(""));
             o.push_str("\",");
             value.write_json(&mut o);
             o.push(',');
-            write_json_float(*at, &mut o);
+            write_json_float(at, &mut o);
             o.push(']');
         }
         o.push_str("],\"S\":[");
@@ -275,21 +567,24 @@ impl UserState {
             }
             o.push('[');
             write_json_float(*t, &mut o);
-            let _ = write!(o, ",{score}]");
+            o.push(',');
+            write_int(*score, &mut o);
+            o.push(']');
         }
         o.push_str("],\"p\":");
-        write_times(&self.pending, &mut o);
+        let adverse = self.adverse();
+        write_times(&adverse.pending, &mut o);
         o.push_str(",\"W\":");
-        write_times(&self.announced, &mut o);
+        write_times(&adverse.announced, &mut o);
         o.push_str(",\"k\":");
-        write_opt_float(self.clear_since, &mut o);
+        write_opt_float(self.clear_since.get(), &mut o);
         o.push_str(",\"A\":[");
-        match &self.adverse_id {
+        match &adverse.adverse_id {
             Some(id) => write_json_str(id, &mut o),
             None => o.push_str("null"),
         }
         o.push_str(",[");
-        for (i, code) in self.adverse_codes.iter().enumerate() {
+        for (i, code) in adverse.adverse_codes.iter().enumerate() {
             if i > 0 {
                 o.push(',');
             }
@@ -300,11 +595,19 @@ impl UserState {
         o.push_str("]],\"D\":");
         write_opt_float(self.deadline, &mut o);
         o.push_str(",\"e\":[");
+        let mut whole = String::new();
         for (i, id) in self.seen.iter().enumerate() {
             if i > 0 {
                 o.push(',');
             }
-            write_json_str(id, &mut o);
+            if id.prefixed {
+                whole.clear();
+                whole.push_str(&self.user_id);
+                whole.push_str(id.rest_str());
+                write_json_str(&whole, &mut o);
+            } else {
+                write_json_str(id.rest_str(), &mut o);
+            }
         }
         o.push_str("]}");
         o.into_bytes()
@@ -317,17 +620,10 @@ impl UserState {
             .iter()
             .position(|s| *s == d.s)
             .ok_or_else(|| format!("stored state: unknown status {:?}", d.s))?;
-        let mut bureau: Vec<(u8, Num, f64)> = Vec::new();
+        let mut bureau = Bureau::default();
         for (name, value, at) in d.b {
             if let Some(field) = BUREAU_FIELDS.iter().position(|f| *f == name) {
-                let field = field as u8;
-                match bureau.iter_mut().find(|b| b.0 == field) {
-                    Some(slot) => {
-                        slot.1 = value.0;
-                        slot.2 = at;
-                    }
-                    None => bureau.push((field, value.0, at)),
-                }
+                bureau.set(field as u8, value.0, at);
             }
         }
         let (adverse_id, codes) = d.a_;
@@ -346,8 +642,13 @@ impl UserState {
             // A state stored before "W" existed: its pending notices count as announced.
             None => pending.clone(),
         };
+        let user_id = ShortStr::new(&d.u);
+        let mut seen = Seen::default();
+        for id in &d.e {
+            seen.push(&user_id, id, usize::MAX);
+        }
         Ok(UserState {
-            user_id: d.u,
+            user_id,
             first_seen: d.f,
             clock: d.c,
             status: status as u8,
@@ -359,26 +660,21 @@ impl UserState {
                 .into_iter()
                 .map(|(k, v)| {
                     let (recorded_at, due, amount_due, amount_paid, paid_at) = v;
-                    (k, Installment { recorded_at, due, amount_due, amount_paid, paid_at })
+                    let inst = Installment::new(recorded_at, due, amount_due, amount_paid, paid_at);
+                    (ShortStr::new(&k), inst)
                 })
                 .collect(),
             applications: d.a,
-            last_drawdown: d.d,
+            last_drawdown: OptTime::new(d.d),
             bureau,
             scores: d.s_,
-            pending,
-            announced,
-            clear_since: d.k,
-            adverse_id,
-            adverse_codes,
-            deadline: d.d_,
-            seen: {
-                let mut seen = Seen::default();
-                for id in &d.e {
-                    seen.push(id, usize::MAX);
-                }
-                seen
+            clear_since: OptTime::new(d.k),
+            adverse: {
+                let adverse = Adverse { pending, announced, adverse_id, adverse_codes };
+                (!adverse.is_empty()).then(|| Box::new(adverse))
             },
+            deadline: d.d_,
+            seen,
             indexed: None,
         })
     }
@@ -484,5 +780,48 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
             }
         }
         deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_keeps_ids_in_every_form() {
+        let user = "u7";
+        let long = format!("u7{}", "x".repeat(200));
+        let ids = ["u7-1", "u7", "x-1", "u", "", "é", long.as_str(), "u7-2", &"y".repeat(130)];
+        let mut seen = Seen::default();
+        for (n, id) in ids.iter().enumerate() {
+            assert!(!seen.contains(user, id), "{id}");
+            seen.push(user, id, usize::MAX);
+            assert_eq!(seen.len(), n + 1);
+            assert!(ids.iter().take(n + 1).all(|i| seen.contains(user, i)));
+        }
+        assert!(["u7-3", "u7-", "x"].iter().all(|id| !seen.contains(user, id)));
+        let mut kept = seen.clone();
+        kept.push(user, "z", 4);
+        assert_eq!(kept.len(), ids.len());
+        assert!(!kept.contains(user, "u7-1"));
+        assert!(kept.contains(user, "z") && kept.contains(user, "u7"));
+        let mut state = UserState::new(user, 0.0);
+        state.seen = seen;
+        let again = UserState::load(&state.dump()).expect("loads");
+        assert_eq!(again, state);
+        assert_eq!(again.dump(), state.dump());
+    }
+
+    #[test]
+    fn bureau_keeps_first_order_and_last_value() {
+        let mut b = Bureau::default();
+        b.set(4, Num::Float(2.5), 1.0);
+        b.set(0, Num::Int(700), 2.0);
+        b.set(4, Num::Int(-3), 3.0);
+        b.set(9, Num::Int(1), 3.0);
+        assert_eq!(b.get(4), Some((Num::Int(-3), 3.0)));
+        assert_eq!(b.get(1), None);
+        let all: Vec<_> = b.iter().collect();
+        assert_eq!(all, vec![(4, Num::Int(-3), 3.0), (0, Num::Int(700), 2.0)]);
     }
 }
