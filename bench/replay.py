@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{int(last['rejected']):,} / {int(last['late']):,}"),
         ("runs", str(args.runs)),
         ("floor (orjson.loads only)", f"{floor_rate:,.0f} ev/s"),
-        ("replay, 1 process", f"{single_rate:,.0f} ev/s  ({single_rate / floor_rate:.3f} "
+        ("replay, 1 thread", f"{single_rate:,.0f} ev/s  ({single_rate / floor_rate:.3f} "
                               "of the floor)"),
         (f"replay, --jobs {args.jobs}", f"{multi_rate:,.0f} ev/s  ({multi_rate / floor_rate:.3f} "
                                         "of the floor)"),
@@ -271,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                                             + ", ".join(f"{x:.2f}" for x in speedups) + ")"),
         ("decisions", ", ".join(f"{d:,}" for d in sorted(decisions))
          + ("" if len(decisions) == 1 else "  (DIFFER BETWEEN RUNS)")),
-        ("1 process peak RSS (median/max)", f"{peak:,.0f} / {peak_max:,.0f} MiB  "
+        ("1 thread peak RSS (median/max)", f"{peak:,.0f} / {peak_max:,.0f} MiB  "
                                             f"(after imports+policy {base:,.0f} MiB)"),
-        ("1 process VmHWM (median)", f"{hwm:,.0f} MiB  (/proc/self/status cross-check)"),
+        ("1 thread VmHWM (median)", f"{hwm:,.0f} MiB  (/proc/self/status cross-check)"),
         (f"--jobs {args.jobs} peak RSS", f"parent {multi_parent:,.0f} MiB, largest child "
                                          f"{multi_child:,.0f} MiB"),
         ("floor peak RSS", f"{floor_peak:,.0f} MiB"),
