@@ -74,9 +74,10 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
                    help="longest a fetch waits for records, seconds (default 0.5, "
                         "Kafka's; 0.05 with --tansu)")
     w.add_argument("--state-cache", type=int, default=None,
-                   help="decoded user states kept in memory, divided evenly over the "
-                        "partitions; the others are read from the table when needed "
-                        "(env CLOSURE_MONITOR_STATE_CACHE; default 200000)")
+                   help="no effect on the compiled engine, which holds every user of its "
+                        "partitions (about 1.1 KB each) and stores them in the table; "
+                        "kept for the Python engine's partitions (env "
+                        "CLOSURE_MONITOR_STATE_CACHE; default 200000)")
     w.add_argument("--input-buffer", type=int, default=None,
                    help="records of one input partition held (not yet applied and "
                         "acknowledged) before its fetching pauses while another input "
