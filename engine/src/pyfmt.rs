@@ -138,6 +138,9 @@ pub fn write_py_repr(x: f64, out: &mut String) {
         out.push_str("0.0");
         return;
     }
+    if push_whole(x, out) {
+        return;
+    }
     let s = shortest(x);
     if (-4..16).contains(&s.exp) {
         push_fixed(s.digits(), s.exp, out);
@@ -145,6 +148,19 @@ pub fn write_py_repr(x: f64, out: &mut String) {
         push_mantissa(s.digits(), out);
         push_exponent(s.exp, 2, out);
     }
+}
+
+/// A whole number below 2**53 in magnitude (most times and amounts) written as
+/// Python's repr and orjson both write it, `1767225600.0`, with its sign already
+/// written: every such integer is exact, so its shortest digits are all of its
+/// digits, and below 1e16 neither switches to an exponent. False for any other value.
+fn push_whole(x: f64, out: &mut String) -> bool {
+    let magnitude = x.abs();
+    if magnitude >= 9_007_199_254_740_992.0 || magnitude.fract() != 0.0 {
+        return false;
+    }
+    let _ = write!(out, "{}.0", magnitude as u64);
+    true
 }
 
 /// An integer in decimal (Python's `str(int)`), appended to `out`.
@@ -348,6 +364,9 @@ pub fn write_json_float(x: f64, out: &mut String) {
     }
     if x == 0.0 {
         out.push_str("0.0");
+        return;
+    }
+    if push_whole(x, out) {
         return;
     }
     let s = shortest(x);
