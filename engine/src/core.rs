@@ -520,7 +520,7 @@ fn evaluate(
     }
 
     let (target, factor) = level(policy, &due);
-    if !weaker(target, factor, rank, s.limit_factor) && (target, factor) != (rank, s.limit_factor)
+    if weaker(rank, s.limit_factor, target, factor)
     {
         let action = ACTIONS.get(usize::from(target)).copied().unwrap_or("warn");
         let mut effective = None;

@@ -131,6 +131,14 @@ pub fn write_py_repr(x: f64, out: &mut String) {
         out.push_str(if x > 0.0 { "inf" } else { "-inf" });
         return;
     }
+    push_finite(x, -4, 2, out);
+}
+
+/// A finite float as Python's repr and orjson both write it but for two choices:
+/// plain decimals for a decimal exponent from `fixed_from` to 15, and at least
+/// `exp_width` digits of exponent otherwise (`repr`: -4 and 2, `1e-05`; orjson: -5
+/// and 1, `0.00001`, `1e+16`).
+fn push_finite(x: f64, fixed_from: i32, exp_width: usize, out: &mut String) {
     if x.is_sign_negative() {
         out.push('-');
     }
@@ -142,11 +150,11 @@ pub fn write_py_repr(x: f64, out: &mut String) {
         return;
     }
     let s = shortest(x);
-    if (-4..16).contains(&s.exp) {
+    if (fixed_from..16).contains(&s.exp) {
         push_fixed(s.digits(), s.exp, out);
     } else {
         push_mantissa(s.digits(), out);
-        push_exponent(s.exp, 2, out);
+        push_exponent(s.exp, exp_width, out);
     }
 }
 
@@ -359,23 +367,7 @@ pub fn write_json_float(x: f64, out: &mut String) {
         out.push_str("null");
         return;
     }
-    if x.is_sign_negative() {
-        out.push('-');
-    }
-    if x == 0.0 {
-        out.push_str("0.0");
-        return;
-    }
-    if push_whole(x, out) {
-        return;
-    }
-    let s = shortest(x);
-    if (-5..16).contains(&s.exp) {
-        push_fixed(s.digits(), s.exp, out);
-    } else {
-        push_mantissa(s.digits(), out);
-        push_exponent(s.exp, 1, out);
-    }
+    push_finite(x, -5, 1, out);
 }
 
 /// What `orjson.dumps(s)` writes for a string, quotes included: `"` and `\`

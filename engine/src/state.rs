@@ -245,17 +245,12 @@ pub fn reserve_tight<T>(v: &mut Vec<T>, more: usize) {
 
 /// Python's float floor division (`a // b`), which is not always `(a / b).floor()`.
 pub fn py_floordiv(a: f64, b: f64) -> f64 {
-    let mut rem = a % b;
+    // CPython's float_floor_div, less the remainder it also returns.
+    let rem = a % b;
     let mut div = (a - rem) / b;
-    if rem != 0.0 {
-        if (b < 0.0) != (rem < 0.0) {
-            rem += b;
-            div -= 1.0;
-        }
-    } else {
-        rem = 0.0f64.copysign(b);
+    if rem != 0.0 && (b < 0.0) != (rem < 0.0) {
+        div -= 1.0;
     }
-    let _ = rem;
     if div != 0.0 {
         let mut floordiv = div.floor();
         if div - floordiv > 0.5 {
