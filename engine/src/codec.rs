@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 
+use crate::state::ShortStr;
 use crate::events::{
     Application, CreditReport, Event, Repayment, APPLICATION_KINDS, EVENT_TYPES, PRODUCTS,
 };
@@ -1119,10 +1120,10 @@ fn optional_number(record: &Record<'_>, field: usize) -> Checked<Option<f64>> {
 }
 
 /// `_common`: (event_id, user_id, occurred_at), the time checked first.
-fn common(record: &Record<'_>) -> Checked<(String, String, f64)> {
+fn common(record: &Record<'_>) -> Checked<(ShortStr, ShortStr, f64)> {
     let at = time_value(record.get(OCCURRED_AT), "occurred_at")?;
-    let event_id = text(record, EVENT_ID, 128)?.to_owned();
-    let user_id = text(record, USER_ID, 64)?.to_owned();
+    let event_id = ShortStr::new(text(record, EVENT_ID, 128)?);
+    let user_id = ShortStr::new(text(record, USER_ID, 64)?);
     Ok((event_id, user_id, at))
 }
 
@@ -1133,7 +1134,7 @@ fn repayment(record: &Record<'_>) -> Checked<Repayment> {
     }
     let installment = integer(record, INSTALLMENT, 1, 10_000)?
         .ok_or_else(|| "installment: required integer".to_owned())?;
-    let loan_id = text(record, LOAN_ID, 128)?.to_owned();
+    let loan_id = ShortStr::new(text(record, LOAN_ID, 128)?);
     let product = choice(record, PRODUCT, &PRODUCTS)?;
     let due_date = date(record, DUE_DATE)?;
     let amount_due = number(record, AMOUNT_DUE, false)?;
@@ -1160,10 +1161,10 @@ fn application(record: &Record<'_>) -> Checked<Application> {
     let (event_id, user_id, occurred_at) = common(record)?;
     let channel = match record.get(CHANNEL) {
         None | Some(Json::Null) => None,
-        Some(Json::Str(s)) if s.chars().count() <= 64 => Some(s.to_string()),
+        Some(Json::Str(s)) if s.chars().count() <= 64 => Some(ShortStr::new(s)),
         Some(_) => return Err("channel: must be a string of at most 64 characters".to_owned()),
     };
-    let application_id = text(record, APPLICATION_ID, 128)?.to_owned();
+    let application_id = ShortStr::new(text(record, APPLICATION_ID, 128)?);
     let product = choice(record, PRODUCT, &PRODUCTS)?;
     let kind = choice(record, KIND, &APPLICATION_KINDS)?;
     let requested_amount = number(record, REQUESTED_AMOUNT, true)?;
@@ -1185,7 +1186,7 @@ fn credit_report(record: &Record<'_>) -> Checked<CreditReport> {
         event_id,
         user_id,
         occurred_at,
-        bureau: text(record, BUREAU, 64)?.to_owned(),
+        bureau: ShortStr::new(text(record, BUREAU, 64)?),
         credit_score: integer(record, CREDIT_SCORE, 300, 950)?,
         open_lenders: integer(record, OPEN_LENDERS, 0, 10_000)?,
         hard_inquiries_30d: integer(record, HARD_INQUIRIES_30D, 0, 10_000)?,

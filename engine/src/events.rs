@@ -3,19 +3,24 @@
 //! Times are f64 seconds since the Unix epoch (UTC); dates are the epoch second of
 //! their 00:00 UTC, exactly as the Python engine holds them.
 
+use crate::state::ShortStr;
+
 pub const DAY: f64 = 86_400.0;
 
 pub const PRODUCTS: [&str; 2] = ["cash_loan", "pay_later"];
 pub const APPLICATION_KINDS: [&str; 2] = ["drawdown", "limit_increase"];
 pub const EVENT_TYPES: [&str; 3] = ["repayment", "application", "credit_report"];
 
+// Ids and names are `ShortStr`s: held in place when short (as they mostly are), so an
+// event decodes with no allocation of its own.
+
 /// One change of an installment in the lender's ledger.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Repayment {
-    pub event_id: String,
-    pub user_id: String,
+    pub event_id: ShortStr,
+    pub user_id: ShortStr,
     pub occurred_at: f64,
-    pub loan_id: String,
+    pub loan_id: ShortStr,
     pub installment: i64,
     pub product: &'static str,
     /// 00:00 UTC of the due date.
@@ -28,23 +33,23 @@ pub struct Repayment {
 /// A request to borrow from the line or to raise it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Application {
-    pub event_id: String,
-    pub user_id: String,
+    pub event_id: ShortStr,
+    pub user_id: ShortStr,
     pub occurred_at: f64,
-    pub application_id: String,
+    pub application_id: ShortStr,
     pub product: &'static str,
     pub kind: &'static str,
     pub requested_amount: f64,
-    pub channel: Option<String>,
+    pub channel: Option<ShortStr>,
 }
 
 /// A change in the user's bureau file: only the changed fields are set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreditReport {
-    pub event_id: String,
-    pub user_id: String,
+    pub event_id: ShortStr,
+    pub user_id: ShortStr,
     pub occurred_at: f64,
-    pub bureau: String,
+    pub bureau: ShortStr,
     pub credit_score: Option<i64>,
     pub open_lenders: Option<i64>,
     pub hard_inquiries_30d: Option<i64>,

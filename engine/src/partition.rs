@@ -8,8 +8,9 @@ use crate::decisions::Decision;
 use crate::events::Event;
 use crate::policy::Policy;
 use crate::reorder::ReorderBuffer;
-use crate::state::UserState;
-use rustc_hash::FxHashMap;
+use crate::state::{ShortStr, UserState};
+use hashbrown::hash_map::EntryRef;
+use rustc_hash::FxBuildHasher;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,9 +67,10 @@ impl Tally {
 /// of (deadline, user) pairs), kept as buckets of users by deadline: most deadlines
 /// fall on a few instants (a due date's midnight), where a heap would compare user ids
 /// at every step. An entry superseded since (the user's deadline moved) is skipped.
+/// The users are held by id, in place: no count to touch, compared without a pointer.
 #[derive(Default)]
 struct Deadlines {
-    buckets: BTreeMap<u64, Vec<Arc<str>>>,
+    buckets: BTreeMap<u64, Vec<ShortStr>>,
     entries: usize,
 }
 
@@ -83,7 +85,7 @@ fn unordered(k: u64) -> f64 {
 }
 
 impl Deadlines {
-    fn push(&mut self, t: f64, uid: Arc<str>) {
+    fn push(&mut self, t: f64, uid: ShortStr) {
         self.buckets.entry(ordered(t)).or_default().push(uid);
         self.entries += 1;
     }
@@ -93,7 +95,7 @@ impl Deadlines {
     }
 
     /// The earliest bucket, its users sorted by id.
-    fn pop(&mut self) -> Option<(f64, Vec<Arc<str>>)> {
+    fn pop(&mut self) -> Option<(f64, Vec<ShortStr>)> {
         let (k, mut users) = self.buckets.pop_first()?;
         self.entries -= users.len();
         users.sort_unstable();
@@ -161,17 +163,21 @@ impl Timings {
     }
 }
 
+/// The states of a partition's users by user id. The ids are held in the table (most
+/// are short: no pointer to follow when probing); the states are boxed, as the table
+/// moves its entries when it grows.
+pub type States = hashbrown::HashMap<ShortStr, Box<UserState>, FxBuildHasher>;
+
 pub struct Partition {
     pub policy: Arc<Policy>,
-    /// Boxed: the table moves its entries when it grows.
-    pub states: FxHashMap<Arc<str>, Box<UserState>>,
+    pub states: States,
     pub buffer: ReorderBuffer<H>,
     pub tally: Tally,
     /// Decisions made, drained by the caller.
     pub decisions: Vec<Decision>,
     /// Users whose state changed since the caller last took them (kept only with
     /// `track_dirty` on: the worker writes them to its table; replay has no table).
-    pub dirty: Vec<Arc<str>>,
+    pub dirty: Vec<ShortStr>,
     pub track_dirty: bool,
     /// Users in the deadline index (each state's `indexed` says under which deadline).
     scheduled: usize,
@@ -187,7 +193,7 @@ impl Partition {
     pub fn new(policy: Arc<Policy>, lateness: f64) -> Self {
         Partition {
             policy,
-            states: FxHashMap::default(),
+            states: States::default(),
             buffer: ReorderBuffer::new(lateness),
             tally: Tally::default(),
             decisions: Vec::new(),
@@ -213,6 +219,9 @@ impl Partition {
     /// appended to `handles`.
     pub fn offer(&mut self, source: u32, event: Event, handle: H, handles: &mut Vec<H>) {
         let kind = event.kind();
+        if let Some(state) = self.states.get(event.user_id()) {
+            state.prefetch();
+        }
         if self.buffer.push(source, event, handle) {
             if let Some(n) = self.tally.late.get_mut(kind) {
                 *n += 1;
@@ -241,10 +250,8 @@ impl Partition {
     pub fn release(&mut self, handles: &mut Vec<H>) {
         let mark = self.buffer.watermark;
         if self.buffer.ready() {
-            let mut released = Vec::new();
-            self.buffer.release(&mut released);
             let keep = self.places.is_some();
-            for (event, handle) in released {
+            while let Some((event, handle)) = self.buffer.pop_ready() {
                 if keep {
                     self.place = (0, event.occurred_at(), Some(Arc::from(event.event_id())), handle);
                 }
@@ -265,35 +272,36 @@ impl Partition {
         let kind = event.kind();
         let uid = event.user_id();
         let start = self.decisions.len();
-        let key: Arc<str> = match self.states.get_key_value(uid) {
-            Some((k, s)) => {
-                if s.has_seen(event.event_id()) {
-                    if let Some(n) = self.tally.duplicates.get_mut(kind) {
+        let Partition { states, policy, decisions, tally, .. } = self;
+        // One probe of the table: a new user's entry is made where the probe ended.
+        let (key, state) = match states.entry_ref(uid) {
+            EntryRef::Occupied(entry) => {
+                if entry.get().has_seen(event.event_id()) {
+                    if let Some(n) = tally.duplicates.get_mut(kind) {
                         *n += 1;
                     }
                     return;
                 }
-                k.clone()
+                (entry.key().clone(), entry.into_mut())
             }
-            None => {
-                let key: Arc<str> = Arc::from(uid);
+            EntryRef::Vacant(entry) => {
                 let state = Box::new(UserState::new(uid, event.occurred_at()));
-                self.states.insert(key.clone(), state);
-                key
+                let entry = entry.insert_entry(state);
+                (entry.key().clone(), entry.into_mut())
             }
         };
-        let Partition { states, policy, decisions, .. } = self;
-        if let Some(state) = states.get_mut(&key) {
-            step_new(policy, state, event, decisions);
-        }
-        if let Some(n) = self.tally.applied.get_mut(kind) {
+        step_new(policy, state, event, decisions);
+        if let Some(n) = tally.applied.get_mut(kind) {
             *n += 1;
         }
+        let deadline = state.deadline;
+        let indexed = state.indexed;
+        state.indexed = deadline;
         self.counted(start);
         if self.track_dirty {
             self.dirty.push(key.clone());
         }
-        self.schedule(key);
+        self.reindex(key, indexed, deadline);
     }
 
     /// `apply`, counting how long it took and how far the event's time is behind the
@@ -321,29 +329,31 @@ impl Partition {
             let Some((deadline, users)) = self.deadlines.pop() else { break };
             for uid in users {
                 let Partition { states, policy, decisions, .. } = self;
-                let Some(state) = states.get_mut(&uid) else { continue };
+                let Some(state) = states.get_mut(uid.as_str()) else { continue };
                 if state.indexed != Some(deadline) {
                     continue; // superseded entry (or the same one twice)
                 }
-                state.indexed = None;
-                self.scheduled -= 1;
                 let start = decisions.len();
                 if self.places.is_some() {
-                    self.place = (1, deadline, Some(uid.clone()), 0);
+                    self.place = (1, deadline, Some(Arc::from(uid.as_str())), 0);
                 }
                 fire(policy, state, mark, decisions);
+                let next = state.deadline;
+                state.indexed = next;
                 self.counted(start);
                 if self.track_dirty {
                     self.dirty.push(uid.clone());
                 }
-                self.schedule(uid);
+                // its entry is gone from the index with the bucket
+                self.scheduled -= 1;
+                self.reindex(uid, None, next);
             }
         }
     }
 
     /// Hold a user's state (loaded from the table); `schedule_all` indexes its deadline.
     pub fn put_state(&mut self, uid: &str, state: UserState) {
-        let old = self.states.insert(Arc::from(uid), Box::new(state));
+        let old = self.states.insert(ShortStr::new(uid), Box::new(state));
         if old.is_some_and(|s| s.indexed.is_some()) {
             self.scheduled -= 1; // its index entries are superseded
         }
@@ -351,9 +361,14 @@ impl Partition {
 
     /// Index the deadlines of every state held (after states are loaded).
     pub fn schedule_all(&mut self) {
-        let users: Vec<Arc<str>> = self.states.keys().cloned().collect();
-        for uid in users {
-            self.schedule(uid);
+        let mut users = Vec::new();
+        for (uid, state) in &mut self.states {
+            let indexed = state.indexed;
+            state.indexed = state.deadline;
+            users.push((uid.clone(), indexed, state.deadline));
+        }
+        for (uid, indexed, deadline) in users {
+            self.reindex(uid, indexed, deadline);
         }
     }
 
@@ -376,23 +391,22 @@ impl Partition {
         }
     }
 
-    /// Index a user under its state's deadline (Python's `_schedule`: `indexed` is its
-    /// `_scheduled[uid]`).
-    fn schedule(&mut self, uid: Arc<str>) {
-        let Some(state) = self.states.get_mut(&uid) else { return };
-        let Some(deadline) = state.deadline else {
-            if state.indexed.take().is_some() {
+    /// Move a user in the deadline index from `indexed` to `deadline` (its state's
+    /// `indexed` already says `deadline`): Python's `_schedule`, whose `_scheduled[uid]`
+    /// is `indexed`.
+    fn reindex(&mut self, uid: ShortStr, indexed: Option<f64>, deadline: Option<f64>) {
+        let Some(deadline) = deadline else {
+            if indexed.is_some() {
                 self.scheduled -= 1;
             }
             return;
         };
-        if state.indexed == Some(deadline) {
+        if indexed == Some(deadline) {
             return;
         }
-        if state.indexed.is_none() {
+        if indexed.is_none() {
             self.scheduled += 1;
         }
-        state.indexed = Some(deadline);
         self.deadlines.push(deadline, uid);
         if self.deadlines.entries > 2 * self.scheduled + 4096 {
             // drop superseded entries

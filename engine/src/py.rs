@@ -66,17 +66,22 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
             PyTuple::new(py, items)
         }
         Ok(Event::Repayment(e)) => (
-            "repayment", e.event_id, e.user_id, e.occurred_at, e.loan_id, e.installment,
+            "repayment", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
+            e.loan_id.as_str(), e.installment,
             e.product, e.due_date, e.amount_due, e.amount_paid, e.paid_at,
         )
             .into_pyobject(py),
         Ok(Event::Application(e)) => (
-            "application", e.event_id, e.user_id, e.occurred_at, e.application_id, e.product,
-            e.kind, e.requested_amount, e.channel,
+            "application", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
+            e.application_id.as_str(), e.product, e.kind, e.requested_amount,
+            e.channel.as_deref(),
         )
             .into_pyobject(py),
         Ok(Event::CreditReport(e)) => {
-            let head = ("credit_report", e.event_id, e.user_id, e.occurred_at, e.bureau);
+            let head = (
+                "credit_report", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
+                e.bureau.as_str(),
+            );
             let tail = (
                 e.credit_score, e.open_lenders, e.hard_inquiries_30d, e.delinquent_accounts,
                 e.total_debt, e.monthly_income,

@@ -165,12 +165,13 @@ impl<H> ReorderBuffer<H> {
         self.heap.peek().is_some_and(|h| h.t <= self.watermark)
     }
 
-    /// Events the watermark has passed, in event-time order.
-    pub fn release(&mut self, out: &mut Vec<(Event, H)>) {
-        while self.heap.peek().is_some_and(|h| h.t <= self.watermark) {
-            if let Some(h) = self.heap.pop() {
-                out.push(*h.item);
-            }
+    /// The earliest event the watermark has passed, if any: called until None, the
+    /// events come out in event-time order.
+    pub fn pop_ready(&mut self) -> Option<(Event, H)> {
+        if self.heap.peek().is_some_and(|h| h.t <= self.watermark) {
+            self.heap.pop().map(|h| *h.item)
+        } else {
+            None
         }
     }
 

@@ -41,9 +41,13 @@ pub struct Installment {
 }
 
 /// A string held in place when it is short (as user ids and ledger keys mostly are),
-/// else boxed: no allocation of its own, and read where its owner is.
+/// else boxed: no allocation of its own, and read where its owner is. Only made from
+/// whole `str`s (its parts are private), so its bytes are always UTF-8.
 #[derive(Clone, Debug)]
-pub enum ShortStr {
+pub struct ShortStr(Repr);
+
+#[derive(Clone, Debug)]
+enum Repr {
     Short { len: u8, bytes: [u8; 22] },
     Long(Box<str>),
 }
@@ -58,7 +62,7 @@ impl ShortStr {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut bytes = [0u8; 22];
         if len > bytes.len() {
-            return ShortStr::Long(parts.concat().into_boxed_str());
+            return ShortStr(Repr::Long(parts.concat().into_boxed_str()));
         }
         let mut at = 0;
         for part in parts {
@@ -67,19 +71,24 @@ impl ShortStr {
             }
             at += part.len();
         }
-        ShortStr::Short { len: len as u8, bytes }
+        ShortStr(Repr::Short { len: len as u8, bytes })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            ShortStr::Short { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
-            ShortStr::Long(s) => s.as_bytes(),
+        match &self.0 {
+            Repr::Short { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Long(s) => s.as_bytes(),
         }
     }
 
-    /// Only whole `str`s are held, so the bytes are always UTF-8 ("" otherwise).
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+        match &self.0 {
+            // SAFETY: the bytes are those of whole `str`s joined (`joined`, the only
+            // maker of a `Short`), so they are UTF-8; read on every probe of the states'
+            // table, where checking them again would cost more than the probe.
+            Repr::Short { .. } => unsafe { std::str::from_utf8_unchecked(self.as_bytes()) },
+            Repr::Long(s) => s,
+        }
     }
 }
 
@@ -90,6 +99,31 @@ impl PartialEq for ShortStr {
 }
 
 impl Eq for ShortStr {}
+
+/// Ordered as its `str` (bytes, lexicographically).
+impl PartialOrd for ShortStr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ShortStr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl serde::Serialize for ShortStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl From<&str> for ShortStr {
+    fn from(s: &str) -> ShortStr {
+        ShortStr::new(s)
+    }
+}
 
 /// Hashed as its `str`, so that a map keyed by `ShortStr` is looked up by `&str`.
 impl std::hash::Hash for ShortStr {
@@ -489,6 +523,28 @@ impl UserState {
 
     pub fn bureau_at(&self, field: u8) -> Option<f64> {
         self.bureau.get(field).map(|b| b.1)
+    }
+
+    /// Ask the processor to bring this state's parts into the cache: the partition does
+    /// this when it buffers an event, some events before it applies it.
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let at = |p: *const u8| {
+                // SAFETY: a prefetch is a hint: it reads nothing and never faults.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
+            };
+            let me = (self as *const UserState).cast::<u8>();
+            at(me);
+            at(me.wrapping_add(64));
+            at(me.wrapping_add(128));
+            at(me.wrapping_add(192));
+            at(me.wrapping_add(256));
+            at(self.seen.buf.as_ptr());
+            at(self.ledger.as_ptr().cast::<u8>());
+            at(self.ledger.as_ptr().cast::<u8>().wrapping_add(64));
+        }
     }
 
     pub fn has_seen(&self, event_id: &str) -> bool {
