@@ -12,7 +12,8 @@ use crate::state::{ShortStr, UserState};
 use hashbrown::hash_map::EntryRef;
 use rustc_hash::FxBuildHasher;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -63,15 +64,12 @@ impl Tally {
     }
 }
 
-/// Users' deadlines, fired earliest first, then by user id (the order of Python's heap
-/// of (deadline, user) pairs), kept as buckets of users by deadline: most deadlines
-/// fall on a few instants (a due date's midnight), where a heap would compare user ids
-/// at every step. An entry superseded since (the user's deadline moved) is skipped.
-/// The users are held by id, in place: no count to touch, compared without a pointer.
+/// Users' deadlines, fired earliest first, then by user id: Python's heap of
+/// (deadline, user) pairs, with the user ids held in place (compared without a
+/// pointer). An entry superseded since (the user's deadline moved) is skipped.
 #[derive(Default)]
 struct Deadlines {
-    buckets: BTreeMap<u64, Vec<ShortStr>>,
-    entries: usize,
+    heap: BinaryHeap<Reverse<(u64, ShortStr)>>,
 }
 
 /// f64 -> u64 whose order is the floats' order (for finite and infinite values).
@@ -86,20 +84,24 @@ fn unordered(k: u64) -> f64 {
 
 impl Deadlines {
     fn push(&mut self, t: f64, uid: ShortStr) {
-        self.buckets.entry(ordered(t)).or_default().push(uid);
-        self.entries += 1;
+        self.heap.push(Reverse((ordered(t), uid)));
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
     }
 
     fn first(&self) -> Option<f64> {
-        self.buckets.keys().next().map(|k| unordered(*k))
+        self.heap.peek().map(|Reverse((k, _))| unordered(*k))
     }
 
-    /// The earliest bucket, its users sorted by id.
-    fn pop(&mut self) -> Option<(f64, Vec<ShortStr>)> {
-        let (k, mut users) = self.buckets.pop_first()?;
-        self.entries -= users.len();
-        users.sort_unstable();
-        Some((unordered(k), users))
+    /// The earliest entry, if it is due at `mark`.
+    fn pop_due(&mut self, mark: f64) -> Option<(f64, ShortStr)> {
+        if self.first().is_some_and(|d| d <= mark) {
+            self.heap.pop().map(|Reverse((k, uid))| (unordered(k), uid))
+        } else {
+            None
+        }
     }
 }
 
@@ -325,29 +327,26 @@ impl Partition {
     /// Fire the deadlines of users the watermark has passed.
     pub fn tick(&mut self) {
         let mark = self.buffer.watermark;
-        while self.deadlines.first().is_some_and(|d| d <= mark) {
-            let Some((deadline, users)) = self.deadlines.pop() else { break };
-            for uid in users {
-                let Partition { states, policy, decisions, .. } = self;
-                let Some(state) = states.get_mut(uid.as_str()) else { continue };
-                if state.indexed != Some(deadline) {
-                    continue; // superseded entry (or the same one twice)
-                }
-                let start = decisions.len();
-                if self.places.is_some() {
-                    self.place = (1, deadline, Some(Arc::from(uid.as_str())), 0);
-                }
-                fire(policy, state, mark, decisions);
-                let next = state.deadline;
-                state.indexed = next;
-                self.counted(start);
-                if self.track_dirty {
-                    self.dirty.push(uid.clone());
-                }
-                // its entry is gone from the index with the bucket
-                self.scheduled -= 1;
-                self.reindex(uid, None, next);
+        while let Some((deadline, uid)) = self.deadlines.pop_due(mark) {
+            let Partition { states, policy, decisions, .. } = self;
+            let Some(state) = states.get_mut(uid.as_str()) else { continue };
+            if state.indexed != Some(deadline) {
+                continue; // superseded entry (or the same one twice)
             }
+            let start = decisions.len();
+            if self.places.is_some() {
+                self.place = (1, deadline, Some(Arc::from(uid.as_str())), 0);
+            }
+            fire(policy, state, mark, decisions);
+            let next = state.deadline;
+            state.indexed = next;
+            self.counted(start);
+            if self.track_dirty {
+                self.dirty.push(uid.clone());
+            }
+            // its entry is gone from the index
+            self.scheduled -= 1;
+            self.reindex(uid, None, next);
         }
     }
 
@@ -408,7 +407,7 @@ impl Partition {
             self.scheduled += 1;
         }
         self.deadlines.push(deadline, uid);
-        if self.deadlines.entries > 2 * self.scheduled + 4096 {
+        if self.deadlines.len() > 2 * self.scheduled + 4096 {
             // drop superseded entries
             let mut fresh = Deadlines::default();
             for (u, s) in &self.states {
