@@ -254,6 +254,11 @@ impl Partition {
         if self.buffer.ready() {
             let keep = self.places.is_some();
             while let Some((event, handle)) = self.buffer.pop_ready() {
+                if let Some(next) = self.buffer.peek() {
+                    if let Some(state) = self.states.get(next.user_id()) {
+                        state.prefetch_parts();
+                    }
+                }
                 if keep {
                     self.place = (0, event.occurred_at(), Some(Arc::from(event.event_id())), handle);
                 }

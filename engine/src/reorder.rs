@@ -160,7 +160,12 @@ impl<H> ReorderBuffer<H> {
             .reduce(f64::min)
     }
 
-    /// Whether `release` would release anything.
+    /// The event `pop_ready` will give next once the watermark reaches it.
+    pub fn peek(&self) -> Option<&Event> {
+        self.heap.peek().map(|h| &h.item.0)
+    }
+
+    /// Whether `pop_ready` would give an event.
     pub fn ready(&self) -> bool {
         self.heap.peek().is_some_and(|h| h.t <= self.watermark)
     }

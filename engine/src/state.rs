@@ -269,6 +269,25 @@ impl Bureau {
     }
 }
 
+/// Ask the processor to bring `bytes` bytes from `at` into the cache (a hint only; at
+/// most 256 bytes: the first lines are those read first).
+#[inline]
+pub fn prefetch(at: *const u8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut offset = 0;
+        while offset < bytes.min(256) {
+            // SAFETY: a prefetch reads nothing and never faults, whatever the address
+            // (wrapping_add makes no claim about it either).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(offset).cast::<i8>()) };
+            offset += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, bytes);
+}
+
 /// Make room for `more` items, growing by a quarter at least, not doubling: a state's
 /// lists are many and mostly short, and kept as long as the user is.
 pub fn reserve_tight<T>(v: &mut Vec<T>, more: usize) {
@@ -525,26 +544,21 @@ impl UserState {
         self.bureau.get(field).map(|b| b.1)
     }
 
-    /// Ask the processor to bring this state's parts into the cache: the partition does
-    /// this when it buffers an event, some events before it applies it.
+    /// Ask the processor to bring this state into the cache (not its parts, which
+    /// are read from it): the partition does this when it buffers an event, some
+    /// events before it applies it.
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let at = |p: *const u8| {
-                // SAFETY: a prefetch is a hint: it reads nothing and never faults.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
-            };
-            let me = (self as *const UserState).cast::<u8>();
-            at(me);
-            at(me.wrapping_add(64));
-            at(me.wrapping_add(128));
-            at(me.wrapping_add(192));
-            at(me.wrapping_add(256));
-            at(self.seen.buf.as_ptr());
-            at(self.ledger.as_ptr().cast::<u8>());
-            at(self.ledger.as_ptr().cast::<u8>().wrapping_add(64));
-        }
+        prefetch(self as *const UserState as *const u8, std::mem::size_of::<UserState>());
+    }
+
+    /// The same for the parts the core reads on every event (ids seen, ledger, times
+    /// of applications, scores): the partition does this for the next event it will
+    /// apply, whose state `prefetch` brought in.
+    pub fn prefetch_parts(&self) {
+        prefetch(self.seen.buf.as_ptr(), self.seen.buf.len());
+        prefetch(self.ledger.as_ptr().cast(), std::mem::size_of_val(self.ledger.as_slice()));
+        prefetch(self.applications.as_ptr().cast(), 8 * self.applications.len());
+        prefetch(self.scores.as_ptr().cast(), 16 * self.scores.len());
     }
 
     pub fn has_seen(&self, event_id: &str) -> bool {
