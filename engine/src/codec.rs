@@ -1431,8 +1431,35 @@ fn iso_timestamp(value: &str) -> Result<f64, String> {
     Ok(micros_to_seconds(seconds * 1_000_000 + micro))
 }
 
+/// The usual time, `YYYY-MM-DDTHH:MM:SSZ` (a year 1000-8999, as `_TIMESTAMP` has it) with
+/// a valid date and time, read at once: what `parse_time` gives for it. None for any
+/// other string, which the full checks then read, faults and all.
+fn plain_time(b: &[u8]) -> Option<f64> {
+    let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b'T', h0, h1, b':', n0, n1, b':', s0, s1, b'Z'] =
+        *<&[u8; 20]>::try_from(b).ok()?
+    else {
+        return None;
+    };
+    let digits = [y0, y1, y2, y3, m0, m1, d0, d1, h0, h1, n0, n1, s0, s1];
+    if !digits.iter().all(u8::is_ascii_digit) || !(b'1'..=b'8').contains(&y0) {
+        return None;
+    }
+    let n = |hi: u8, lo: u8| i64::from(hi - b'0') * 10 + i64::from(lo - b'0');
+    let (year, month, day) = (n(y0, y1) * 100 + n(y2, y3), n(m0, m1), n(d0, d1));
+    let (hour, minute, second) = (n(h0, h1), n(n0, n1), n(s0, s1));
+    check_date(year, month, day).ok()?;
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Whole seconds: exact as a float, as `micros_to_seconds` gives them.
+    Some((days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second) as f64)
+}
+
 /// `_time_value` for a string: its epoch second, or the detail after `name: `.
 pub fn parse_time(value: &str) -> Result<f64, String> {
+    if let Some(t) = plain_time(value.as_bytes()) {
+        return Ok(t);
+    }
     if !timestamp_matches(value) {
         return Err(NOT_DATE_TIME.to_owned());
     }
@@ -1917,6 +1944,42 @@ mod tests {
             let date = text.get(..10.min(text.len())).unwrap_or("");
             assert_eq!(ascii_date_matches(date.as_bytes()), chars_date_matches(date), "{date}");
         }
+    }
+
+    /// The full checks of `parse_time`, without its quick path.
+    fn full_time(value: &str) -> Result<f64, String> {
+        if !timestamp_matches(value) {
+            return Err(NOT_DATE_TIME.to_owned());
+        }
+        iso_timestamp(value)
+    }
+
+    #[test]
+    fn plain_time_agrees_with_the_full_checks() {
+        let mut seen = 0;
+        for year in ["0999", "1000", "1970", "2000", "2024", "2100", "8999", "9000"] {
+            for month in ["00", "01", "02", "04", "12", "13"] {
+                for day in ["00", "01", "28", "29", "30", "31", "32"] {
+                    for time in ["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "07:3a:00"] {
+                        let value = format!("{year}-{month}-{day}T{time}Z");
+                        let quick = plain_time(value.as_bytes());
+                        let full = full_time(&value);
+                        match quick {
+                            Some(t) => {
+                                seen += 1;
+                                assert_eq!(full, Ok(t), "{value}");
+                            }
+                            None => assert!(full.is_err(), "{value}: {full:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen > 100);
+        for other in ["2026-01-01T01:00:01.5Z", "2026-01-01T01:00:01+08:00", "2026-01-01t01:00:01Z"] {
+            assert_eq!(plain_time(other.as_bytes()), None, "{other}");
+        }
+        assert_eq!(parse_time("2026-01-01T01:00:01Z"), Ok(1_767_229_201.0));
     }
 
     #[test]

@@ -491,58 +491,72 @@ pub fn replay(
         let name = paths.get(i).map(String::as_str).unwrap_or("");
         let Some(reader) = handles.get_mut(i) else { break };
         loop {
-            buf.clear();
-            let n = match reader.read_until(b'\n', &mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    // What came before is applied and written; the run stops with one
-                    // line naming the file and place.
-                    let outs = workers.finish(&mut emit);
-                    emit.flush()?;
-                    outs?;
-                    return Err(ReplayError::Log(format!(
-                        "{name}: unreadable after line {}: {}",
-                        thousands(number),
-                        io_text(&e)
-                    )));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            let mut end = buf.len();
-            while end > 0 && matches!(buf.get(end - 1), Some(b'\r' | b'\n')) {
-                end -= 1;
-            }
-            let raw = buf.get(..end).unwrap_or_default();
-            if raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)) {
-                continue; // blank line: nothing to count
-            }
-            lines += 1;
-            if lines.is_multiple_of(65_536) {
-                emit.sink.progress(lines).map_err(ReplayError::Sink)?;
-            }
-            match decode(raw) {
-                Err(r) => {
-                    counts.read += 1;
-                    counts.count_rejection(&r);
-                    if wants_rejected {
-                        emit.sink.rejected(rejected_json(name, number, &r, raw)).map_err(ReplayError::Sink)?;
+            let mut used = 0;
+            let flow = 'line: {
+                let line = match next_line(reader, &mut buf) {
+                    Ok(Some((line, n))) => {
+                        used = n;
+                        line
                     }
+                    Ok(None) => break 'line Flow::End,
+                    Err(e) => {
+                        // What came before is applied and written; the run stops with
+                        // one line naming the file and place.
+                        let outs = workers.finish(&mut emit);
+                        emit.flush()?;
+                        outs?;
+                        return Err(ReplayError::Log(format!(
+                            "{name}: unreadable after line {}: {}",
+                            thousands(number),
+                            io_text(&e)
+                        )));
+                    }
+                };
+                number += 1;
+                let mut end = line.len();
+                while end > 0 && matches!(line.get(end - 1), Some(b'\r' | b'\n')) {
+                    end -= 1;
                 }
-                Ok(event) => {
-                    let t = event.occurred_at();
-                    step += 1;
-                    counts.read += 1;
-                    workers.push(Item::Event { source: i as u32, step, event }, &mut emit)?;
-                    if t > at {
-                        at = t;
-                        if !alone {
-                            done = false;
-                            break;
+                let raw = line.get(..end).unwrap_or_default();
+                if raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)) {
+                    break 'line Flow::Next; // blank line: nothing to count
+                }
+                lines += 1;
+                if lines.is_multiple_of(65_536) {
+                    emit.sink.progress(lines).map_err(ReplayError::Sink)?;
+                }
+                match decode(raw) {
+                    Err(r) => {
+                        counts.read += 1;
+                        counts.count_rejection(&r);
+                        if wants_rejected {
+                            emit.sink
+                                .rejected(rejected_json(name, number, &r, raw))
+                                .map_err(ReplayError::Sink)?;
                         }
                     }
+                    Ok(event) => {
+                        let t = event.occurred_at();
+                        step += 1;
+                        counts.read += 1;
+                        workers.push(Item::Event { source: i as u32, step, event }, &mut emit)?;
+                        if t > at {
+                            at = t;
+                            if !alone {
+                                break 'line Flow::Switch;
+                            }
+                        }
+                    }
+                }
+                Flow::Next
+            };
+            reader.consume(used);
+            match flow {
+                Flow::Next => {}
+                Flow::End => break,
+                Flow::Switch => {
+                    done = false;
+                    break;
                 }
             }
         }
@@ -564,6 +578,34 @@ pub fn replay(
         t.add(&counts);
     }
     Ok(tallies)
+}
+
+/// What the reading loop does after a line.
+enum Flow {
+    Next,
+    /// The file has ended.
+    End,
+    /// Its time moved on: another file may now be further behind.
+    Switch,
+}
+
+/// The next line of a log with its newline, or None at its end: read in place in the
+/// reader's buffer when it is whole there (the caller then consumes the count given
+/// with it), else gathered into `buf` (count 0: already consumed).
+fn next_line<'a>(
+    reader: &'a mut Box<dyn BufRead + Send>,
+    buf: &'a mut Vec<u8>,
+) -> io::Result<Option<(&'a [u8], usize)>> {
+    let at = memchr::memchr(b'\n', reader.fill_buf()?);
+    if let Some(at) = at {
+        let line = reader.fill_buf()?.get(..=at).unwrap_or_default();
+        return Ok(Some((line, at + 1)));
+    }
+    buf.clear();
+    if reader.read_until(b'\n', buf)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some((buf.as_slice(), 0)))
 }
 
 /// 1234567 -> "1,234,567" (Python's `{:,}`).

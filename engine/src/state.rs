@@ -445,7 +445,11 @@ impl Seen {
     pub fn push(&mut self, user: &str, id: &str, keep: usize) {
         let form = seen_form(user, id);
         let n = form.rest.len();
-        reserve_tight(&mut self.buf, n + 5);
+        // Grown 16 bytes at least (a few ids): most ids are a few bytes, and growing by
+        // one each time would move the buffer at nearly every event.
+        if self.buf.capacity() - self.buf.len() < n + 5 {
+            self.buf.reserve_exact((n + 5).max(16).max(self.buf.len() / 4));
+        }
         if form.prefixed {
             self.buf.push(0x80 + n as u8);
         } else if n < 0x80 {
