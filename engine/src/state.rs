@@ -215,11 +215,13 @@ pub struct Bureau {
     floats: u8,
     order: [u8; 6],
     len: u8,
+    /// Bit i set: field i is in `order` (what `has` asks, without looking through it).
+    present: u8,
 }
 
 impl Bureau {
     fn has(&self, field: u8) -> bool {
-        self.order.iter().take(usize::from(self.len)).any(|f| *f == field)
+        field < 8 && self.present & (1 << field) != 0
     }
 
     /// The field's value and the time it was reported.
@@ -256,6 +258,7 @@ impl Bureau {
             if let Some(o) = self.order.get_mut(usize::from(self.len)) {
                 *o = field;
                 self.len += 1;
+                self.present |= 1 << i;
             }
         }
     }
