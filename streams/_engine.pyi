@@ -1,6 +1,6 @@
 """The compiled engine (engine/, Rust): its Python face."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __version__: str
@@ -55,5 +55,6 @@ def step(policy: Policy, state: bytes | None, raw: bytes | None = None,
 def replay(policies: list[Policy], paths: list[str], lateness: float, jobs: int,
            on_decisions: Callable[[int, list[bytes]], None],
            on_reject: Callable[[list[bytes]], None] | None = None,
-           progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]: ...
+           progress: Callable[[int], None] | None = None,
+           steps: Sequence[float] | None = None) -> list[dict[str, Any]]: ...
 def partition_for(key: bytes, partitions: int) -> int: ...

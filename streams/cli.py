@@ -109,9 +109,8 @@ def _at_least_one(text: str) -> int:
 
 def _jobs_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=_at_least_one, default=default_jobs(), metavar="N",
-                   help="threads to split the users over (processes with --metrics or "
-                        "--state-cache); the output is the same for any N (default: one "
-                        "per core, at most 8)")
+                   help="threads to split the users over (processes with --state-cache); "
+                        "the output is the same for any N (default: one per core, at most 8)")
 
 
 def _state_cache_flag(p: argparse.ArgumentParser) -> None:
@@ -210,13 +209,14 @@ def _replay(args: argparse.Namespace) -> int:
     put_dead = _writer(dead, args.dead_letter) if dead is not None else None
     started = time.monotonic()
     try:
-        if metrics is None and args.state_cache is None:
+        if args.state_cache is None:
             write_all = _writer_of_batches(out, args.output or "stdout")
             put_all = (_writer_of_batches(dead, args.dead_letter)
                        if dead is not None and args.dead_letter else None)
             tally = compiled([policy], args.logs, lateness=args.lateness,
                              on_decisions=[write_all], on_reject=put_all,
-                             progress=progress_meter("replay"), jobs=args.jobs)[0]
+                             progress=progress_meter("replay"), jobs=args.jobs,
+                             metrics=metrics)[0]
         else:
             tally = replay(policy, args.logs, lateness=args.lateness,
                            on_decision=lambda d: write(d.to_json()),

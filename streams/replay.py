@@ -97,7 +97,8 @@ def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
              lateness: float = DEFAULT_LATENESS,
              on_decisions: Sequence[Callable[[list[bytes]], None]],
              on_reject: Callable[[list[bytes]], None] | None = None,
-             progress: Callable[[int], None] | None = None, jobs: int = 1) -> list[Tally]:
+             progress: Callable[[int], None] | None = None, jobs: int = 1,
+             metrics: Metrics | None = None) -> list[Tally]:
     """`replay_each` in the compiled engine, its whole loop there: the logs are read,
     merged, decoded and decided in `streams._engine`, once for every policy, with
     `jobs` threads over one decode (the output is the same for any number).
@@ -107,19 +108,55 @@ def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
     (`RejectedLine.to_json`); `progress` the lines read, every 65,536. A log that
     cannot be read to its end raises `LogError` after the decisions before it are
     handed out.
+
+    With `metrics` (one policy), the run is counted there as the worker counts it: the
+    one partition labelled "0" as it ended (its tally, watermark, events held and
+    deadlines pending), the users with a state, and the time of every step; the
+    wall-clock lag of a recorded log's events means nothing and is not observed.
     """
     from streams import _engine
+    from streams.metrics import LAG_BUCKETS, STEP_BUCKETS
 
     engines = [_engine.Policy(p.engine_json()) for p in policies]
     if len(on_decisions) != len(engines):
         raise ValueError("one on_decisions callback per policy")
+    if metrics is not None and len(engines) != 1:
+        raise ValueError("metrics count one policy's run")
 
     def decisions(which: int, batch: list[bytes]) -> None:
         on_decisions[which](batch)
 
-    tallies = _engine.replay(engines, list(paths), lateness, jobs, decisions, on_reject,
-                             progress)
-    return [Tally.from_engine(t) for t in tallies]
+    ends = _engine.replay(engines, list(paths), lateness, jobs, decisions, on_reject,
+                          progress, list(STEP_BUCKETS) if metrics is not None else None)
+    tallies = [Tally.from_engine(t) for t in ends]
+    if metrics is not None:
+        end, tally = ends[0], tallies[0]
+        metrics.set_policy(policies[0].version)
+        metrics.watch(0, Ended(tally, end["pending_deadlines"],
+                               Held(end["watermark"], end["buffered"])))
+        metrics.set_users(end["users"])
+        metrics.add_timings(end["step"], end["step_sum"], [0] * (len(LAG_BUCKETS) + 1), 0.0)
+    return tallies
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reorder buffer as it ended: its watermark and the events it held."""
+
+    watermark: float
+    held: int
+
+    def __len__(self) -> int:
+        return self.held
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A compiled replay's partition as it ended, for `Metrics.watch`."""
+
+    tally: Tally
+    pending_deadlines: int
+    buffer: Held
 
 
 def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LATENESS,

@@ -25,7 +25,7 @@ from streams.codec import REJECT_REASONS, Rejection, decode
 from streams.engine import Partition, Tally
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, TimedPartition, exposition
 from streams.policy import load_policy
-from streams.replay import RejectedLine, replay
+from streams.replay import RejectedLine, compiled, replay
 from tests.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
@@ -120,6 +120,28 @@ def replayed(log: Path) -> tuple[Samples, str, Tally, list[bytes], list[Rejected
     body, content_type = metrics.exposition()
     text = body.decode()
     return check_contract(text), content_type, tally, decisions, rejected
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_compiled_replay_metrics_are_the_python_engines(replayed: Any, log: Path,
+                                                        jobs: int) -> None:
+    # Every series the same, but the step times (the same count, other durations).
+    samples, _, tally, decisions, _ = replayed
+    metrics = Metrics()
+    lines: list[bytes] = []
+    [compiled_tally] = compiled([POLICY], [str(log)], on_decisions=[lines.extend],
+                                metrics=metrics, jobs=jobs)
+    theirs = check_contract(metrics.exposition()[0].decode())
+    assert compiled_tally == tally and lines == decisions
+    step = "closure_monitor_step_seconds"
+    assert theirs.keys() == samples.keys()
+    for name in theirs:
+        if name != step:
+            assert theirs[name] == samples[name], name
+    # every event released is timed, a duplicate too
+    steps = sum(tally.applied.values()) + sum(tally.duplicates.values())
+    assert histogram_count(theirs, step) == histogram_count(samples, step) == steps > 0
+    assert 0 < bucket(theirs, step, "0.001") <= bucket(theirs, step, "0.01") <= steps
 
 
 def test_every_exported_metric_with_its_type_and_labels(replayed: Any) -> None:

@@ -53,10 +53,10 @@ fn main() -> Result<(), String> {
     let digest = std::env::var_os("REPLAY_DIGEST").map(|_| 0xcbf2_9ce4_8422_2325);
     let mut sink = Count { decisions: 0, digest };
     let started = Instant::now();
-    let tallies = _engine::replay::replay(&[policy], logs, 600.0, jobs, &mut sink)
+    let tallies = _engine::replay::replay(&[policy], logs, 600.0, jobs, None, &mut sink)
         .map_err(|e| format!("{e:?}"))?;
     let seconds = started.elapsed().as_secs_f64();
-    let read = tallies.first().map_or(0, |t| t.read);
+    let read = tallies.first().map_or(0, |t| t.tally.read);
     println!(
         "{read} lines, {} decisions, {seconds:.3} s, {:.0} lines/s",
         sink.decisions,
@@ -64,7 +64,8 @@ fn main() -> Result<(), String> {
     );
     if let Some(h) = sink.digest {
         let mut t = std::collections::hash_map::DefaultHasher::new();
-        t.write(format!("{tallies:?}").as_bytes());
+        let only: Vec<&_engine::partition::Tally> = tallies.iter().map(|f| &f.tally).collect();
+        t.write(format!("{only:?}").as_bytes());
         println!("decisions digest {h:016x}, tally digest {:016x}", t.finish());
     }
     Ok(())

@@ -142,13 +142,32 @@ pub struct Timings {
     pub lag_bounds: Vec<f64>,
     pub lag: Vec<u64>,
     pub lag_sum: f64,
+    /// False for a recorded log, whose event times are not the wall clock's.
+    pub observe_lag: bool,
 }
 
 impl Timings {
     pub fn new(step_bounds: Vec<f64>, lag_bounds: Vec<f64>) -> Timings {
         let step = vec![0; step_bounds.len() + 1];
         let lag = vec![0; lag_bounds.len() + 1];
-        Timings { step_bounds, step, step_sum: 0.0, lag_bounds, lag, lag_sum: 0.0 }
+        Timings { step_bounds, step, step_sum: 0.0, lag_bounds, lag, lag_sum: 0.0, observe_lag: true }
+    }
+
+    /// Step times only (replay: the lag of a recorded log means nothing).
+    pub fn steps_only(step_bounds: Vec<f64>) -> Timings {
+        Timings { observe_lag: false, ..Timings::new(step_bounds, Vec::new()) }
+    }
+
+    /// Count another's counts here too (shards of one replay).
+    pub fn add(&mut self, other: &Timings) {
+        for (n, m) in self.step.iter_mut().zip(&other.step) {
+            *n += m;
+        }
+        for (n, m) in self.lag.iter_mut().zip(&other.lag) {
+            *n += m;
+        }
+        self.step_sum += other.step_sum;
+        self.lag_sum += other.lag_sum;
     }
 
     fn observe(bounds: &[f64], counts: &mut [u64], value: f64) {
@@ -160,7 +179,10 @@ impl Timings {
 
     /// The counts so far, and zero from now.
     pub fn take(&mut self) -> Timings {
-        let fresh = Timings::new(self.step_bounds.clone(), self.lag_bounds.clone());
+        let fresh = Timings {
+            observe_lag: self.observe_lag,
+            ..Timings::new(self.step_bounds.clone(), self.lag_bounds.clone())
+        };
         std::mem::replace(self, fresh)
     }
 }
@@ -317,15 +339,17 @@ impl Partition {
         let started = Instant::now();
         self.apply(event);
         let took = started.elapsed().as_secs_f64();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let lag = (now - event.occurred_at()).max(0.0);
         if let Some(t) = &mut self.timings {
             Timings::observe(&t.step_bounds, &mut t.step, took);
             t.step_sum += took;
-            Timings::observe(&t.lag_bounds, &mut t.lag, lag);
-            t.lag_sum += lag;
+            if t.observe_lag {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let lag = (now - event.occurred_at()).max(0.0);
+                Timings::observe(&t.lag_bounds, &mut t.lag, lag);
+                t.lag_sum += lag;
+            }
         }
     }
 

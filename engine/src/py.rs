@@ -557,10 +557,11 @@ impl crate::replay::Sink for PySink {
 /// Replay logs under each policy, the whole loop in the engine (see replay.rs).
 /// `on_decisions(which, [json bytes])` gets policy `which`'s decisions in order, in
 /// batches; `on_reject([record bytes])` the rejected lines' dead-letter records;
-/// `progress(lines)` every 65,536 lines. Returns one tally (a dict) per policy. A log
-/// that cannot be read raises `streams.errors.LogError` with one line.
+/// `progress(lines)` every 65,536 lines; with `steps` (a histogram's bounds), the time
+/// each applied event took is counted. Returns one tally (a dict, `finished_dict`) per
+/// policy. A log that cannot be read raises `streams.errors.LogError` with one line.
 #[pyfunction]
-#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None))]
+#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None, steps=None))]
 #[allow(clippy::too_many_arguments)]
 fn replay<'py>(
     py: Python<'py>,
@@ -571,12 +572,13 @@ fn replay<'py>(
     on_decisions: Py<PyAny>,
     on_reject: Option<Py<PyAny>>,
     progress: Option<Py<PyAny>>,
+    steps: Option<Vec<f64>>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let compiled: Vec<Arc<CorePolicy>> = policies.iter().map(|p| p.inner.clone()).collect();
     let mut sink = PySink { on_decisions, on_reject, progress, rejected: Vec::new(), error: None };
     let result = py.detach(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            let r = crate::replay::replay(&compiled, &paths, lateness, jobs, &mut sink);
+            let r = crate::replay::replay(&compiled, &paths, lateness, jobs, steps.as_deref(), &mut sink);
             let flushed = sink.flush_rejected().err();
             (r, flushed)
         }))
@@ -592,13 +594,29 @@ fn replay<'py>(
         return Err(EngineError::new_err(e));
     }
     match result {
-        Ok(tallies) => tallies.iter().map(|t| tally_dict(py, t)).collect(),
+        Ok(finished) => finished.iter().map(|f| finished_dict(py, f)).collect(),
         Err(crate::replay::ReplayError::Log(msg)) => {
             let cls = py.import("streams.errors")?.getattr("LogError")?;
             Err(PyErr::from_value(cls.call1((msg,))?))
         }
         Err(crate::replay::ReplayError::Sink(msg)) => Err(EngineError::new_err(msg)),
     }
+}
+
+/// A tally's dict (`tally_dict`) with where the run ended: users, pending_deadlines,
+/// buffered, watermark, and with step times asked for, step (bucket counts, +Inf
+/// last) and step_sum.
+fn finished_dict<'py>(py: Python<'py>, f: &crate::replay::Finished) -> PyResult<Bound<'py, PyDict>> {
+    let d = tally_dict(py, &f.tally)?;
+    d.set_item("users", f.users)?;
+    d.set_item("pending_deadlines", f.pending_deadlines)?;
+    d.set_item("buffered", f.buffered)?;
+    d.set_item("watermark", f.watermark)?;
+    if let Some(t) = &f.timings {
+        d.set_item("step", t.step.clone())?;
+        d.set_item("step_sum", t.step_sum)?;
+    }
+    Ok(d)
 }
 
 /// Kafka's default partitioner (murmur2), as the worker computes a user's home.

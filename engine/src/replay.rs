@@ -13,7 +13,7 @@
 
 use crate::codec::{decode, Rejection};
 use crate::events::Event;
-use crate::partition::{Partition, Place, Tally};
+use crate::partition::{Partition, Place, Tally, Timings};
 use crate::policy::Policy;
 use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
@@ -149,6 +149,48 @@ struct Chunk {
     events: Vec<Event>,
 }
 
+/// Where a replay ended, per policy: what `replay --metrics` reports.
+#[derive(Clone, Debug, Default)]
+pub struct Finished {
+    pub tally: Tally,
+    /// Users with a state.
+    pub users: usize,
+    /// Users with a deadline not yet reached.
+    pub pending_deadlines: usize,
+    /// Events held for order (none once every input has ended).
+    pub buffered: usize,
+    pub watermark: f64,
+    /// The time each applied event took, when asked for.
+    pub timings: Option<Timings>,
+}
+
+impl Finished {
+    fn of(part: Partition) -> Finished {
+        Finished {
+            users: part.states.len(),
+            pending_deadlines: part.pending_deadlines(),
+            buffered: part.buffer.len(),
+            watermark: part.buffer.watermark,
+            timings: part.timings,
+            tally: part.tally,
+        }
+    }
+
+    /// Count another shard's partition of the same policy here too.
+    fn add(&mut self, other: &Finished) {
+        self.tally.add(&other.tally);
+        self.users += other.users;
+        self.pending_deadlines += other.pending_deadlines;
+        self.buffered += other.buffered;
+        if other.watermark > self.watermark {
+            self.watermark = other.watermark;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.timings, &other.timings) {
+            mine.add(theirs);
+        }
+    }
+}
+
 /// A shard: a partition per policy, for some of the users (all with one job).
 struct Shard {
     parts: Vec<Partition>,
@@ -165,13 +207,16 @@ struct Out {
 
 impl Shard {
     /// A shard of `n`: with more than one, its partitions keep each decision's place.
-    fn new(policies: &[Arc<Policy>], lateness: f64, sources: u32, n: usize) -> Shard {
+    fn new(policies: &[Arc<Policy>], lateness: f64, sources: u32, n: usize, steps: Option<&[f64]>) -> Shard {
         let mut parts: Vec<Partition> = policies
             .iter()
             .map(|p| {
                 let mut part = Partition::new(p.clone(), lateness);
                 if n > 1 {
                     part.places = Some(Vec::new());
+                }
+                if let Some(bounds) = steps {
+                    part.timings = Some(Timings::steps_only(bounds.to_vec()));
                 }
                 for s in 0..sources {
                     part.add_input(s);
@@ -263,7 +308,7 @@ enum Workers {
         spare: Vec<Chunk>,
         to: Vec<SyncSender<Chunk>>,
         from: Vec<Receiver<(Vec<Out>, Chunk)>>,
-        handles: Vec<thread::JoinHandle<Vec<Tally>>>,
+        handles: Vec<thread::JoinHandle<Vec<Finished>>>,
         in_flight: usize,
     },
 }
@@ -309,9 +354,15 @@ impl Emitter<'_> {
 }
 
 impl Workers {
-    fn start(policies: &[Arc<Policy>], lateness: f64, sources: u32, jobs: usize) -> Workers {
+    fn start(
+        policies: &[Arc<Policy>],
+        lateness: f64,
+        sources: u32,
+        jobs: usize,
+        steps: Option<&[f64]>,
+    ) -> Workers {
         if jobs <= 1 {
-            return Workers::Inline(Shard::new(policies, lateness, sources, 1), Vec::new());
+            return Workers::Inline(Shard::new(policies, lateness, sources, 1, steps), Vec::new());
         }
         let mut to = Vec::new();
         let mut from = Vec::new();
@@ -319,7 +370,7 @@ impl Workers {
         for _ in 0..jobs {
             let (send_items, items) = sync_channel::<Chunk>(IN_FLIGHT + 1);
             let (send_out, outs) = sync_channel::<(Vec<Out>, Chunk)>(IN_FLIGHT + 1);
-            let mut shard = Shard::new(policies, lateness, sources, jobs);
+            let mut shard = Shard::new(policies, lateness, sources, jobs, steps);
             handles.push(thread::spawn(move || {
                 for mut chunk in items {
                     let mut out = Vec::new();
@@ -328,7 +379,7 @@ impl Workers {
                         break;
                     }
                 }
-                shard.parts.into_iter().map(|p| p.tally).collect()
+                shard.parts.into_iter().map(Finished::of).collect()
             }));
             to.push(send_items);
             from.push(outs);
@@ -415,7 +466,7 @@ impl Workers {
         Ok(())
     }
 
-    fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Tally>, ReplayError> {
+    fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Finished>, ReplayError> {
         self.send(emit)?;
         if let Workers::Threads { in_flight, .. } = &self {
             for _ in 0..*in_flight {
@@ -423,10 +474,10 @@ impl Workers {
             }
         }
         match self {
-            Workers::Inline(shard, _) => Ok(shard.parts.into_iter().map(|p| p.tally).collect()),
+            Workers::Inline(shard, _) => Ok(shard.parts.into_iter().map(Finished::of).collect()),
             Workers::Threads { to, handles, .. } => {
                 drop(to);
-                let mut tallies: Vec<Tally> = Vec::new();
+                let mut tallies: Vec<Finished> = Vec::new();
                 for h in handles {
                     let theirs = h
                         .join()
@@ -445,21 +496,23 @@ impl Workers {
     }
 }
 
-/// Decide over the logs under each policy; returns one tally per policy. Rejected lines
-/// are counted in every tally and reported once.
+/// Decide over the logs under each policy; returns where each policy's run ended, with
+/// its tally. Rejected lines are counted in every tally and reported once. With `steps`
+/// (a histogram's bounds), the time each applied event took is counted too.
 pub fn replay(
     policies: &[Arc<Policy>],
     paths: &[String],
     lateness: f64,
     jobs: usize,
+    steps: Option<&[f64]>,
     sink: &mut dyn Sink,
-) -> Result<Vec<Tally>, ReplayError> {
+) -> Result<Vec<Finished>, ReplayError> {
     let mut handles = Vec::with_capacity(paths.len());
     for p in paths {
         handles.push(open_log(p).map_err(ReplayError::Log)?);
     }
     let sources = paths.len() as u32;
-    let mut workers = Workers::start(policies, lateness, sources, jobs.max(1));
+    let mut workers = Workers::start(policies, lateness, sources, jobs.max(1), steps);
     let mut emit = Emitter { sink, pending: vec![Vec::new(); policies.len()] };
     let mut counts = Tally::default(); // read and rejected, the same for every policy
     let mut behind = vec![f64::NEG_INFINITY; handles.len()];
@@ -575,7 +628,7 @@ pub fn replay(
     let mut tallies = workers.finish(&mut emit)?;
     emit.flush()?;
     for t in &mut tallies {
-        t.add(&counts);
+        t.tally.add(&counts);
     }
     Ok(tallies)
 }
