@@ -53,8 +53,16 @@ enum Repr {
 }
 
 impl ShortStr {
+    #[inline]
     pub fn new(s: &str) -> ShortStr {
-        ShortStr::joined(&[s])
+        let mut bytes = [0u8; 22];
+        match bytes.get_mut(..s.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(s.as_bytes());
+                ShortStr(Repr::Short { len: s.len() as u8, bytes })
+            }
+            None => ShortStr(Repr::Long(s.into())),
+        }
     }
 
     /// The parts joined (`format!("{loan}#{n}")` for `[loan, "#", n]`).
