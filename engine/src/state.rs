@@ -222,12 +222,17 @@ pub struct Bureau {
     at: [f64; 6],
     floats: u8,
     order: [u8; 6],
-    len: u8,
-    /// Bit i set: field i is in `order` (what `has` asks, without looking through it).
+    /// Bit i set: field i is in `order` (what `has` asks, without looking through it);
+    /// as many fields as bits are in `order`.
     present: u8,
 }
 
 impl Bureau {
+    /// Fields held.
+    fn len(&self) -> usize {
+        self.present.count_ones() as usize
+    }
+
     fn has(&self, field: u8) -> bool {
         field < 8 && self.present & (1 << field) != 0
     }
@@ -263,9 +268,9 @@ impl Bureau {
         }
         *slot = at;
         if !self.has(field) {
-            if let Some(o) = self.order.get_mut(usize::from(self.len)) {
+            let held = self.len();
+            if let Some(o) = self.order.get_mut(held) {
                 *o = field;
-                self.len += 1;
                 self.present |= 1 << i;
             }
         }
@@ -275,7 +280,7 @@ impl Bureau {
     pub fn iter(&self) -> impl Iterator<Item = (u8, Num, f64)> + '_ {
         self.order
             .iter()
-            .take(usize::from(self.len))
+            .take(self.len())
             .filter_map(|f| self.get(*f).map(|(v, at)| (*f, v, at)))
     }
 }
