@@ -167,7 +167,9 @@ fn push_whole(x: f64, out: &mut String) -> bool {
     if magnitude >= 9_007_199_254_740_992.0 || magnitude.fract() != 0.0 {
         return false;
     }
-    let _ = write!(out, "{}.0", magnitude as u64);
+    // Below 2**53: exact as an i64, written without the formatting machinery.
+    out.push_str(decimal(magnitude as i64, &mut [0u8; 20]));
+    out.push_str(".0");
     true
 }
 
