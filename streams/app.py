@@ -69,6 +69,11 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         # request (one per event); 5 ms lets them share requests, as Kafka's own
         # clients do by default since 4.0. Measured in bench/live.py.
         "producer_linger_ms": 5,
+        # aiokafka holds one batch per partition and has one request in flight: of a
+        # settle's state writes, each batch past the first (16 KiB by default, about
+        # 20 states) waits in the fetch loop until the one before it has gone out.
+        # Kafka's default message.max.bytes is 1 MiB.
+        "producer_max_batch_size": 512 * 1024,
         # Records one fetch hands over (Kafka's max.poll.records; Faust's default is
         # no limit: everything the client has prefetched, for every partition, while
         # the client fetches as much again meanwhile). See MAX_POLL_RECORDS.

@@ -159,6 +159,19 @@ class Group:
         self.released = released
         self.tally = tally
 
+    @classmethod
+    def merged(cls, groups: list[Group]) -> Group:
+        """Consecutive groups of one partition as one, completed with one store: each
+        user's last state once, the records in order, the counts added up."""
+        if len(groups) == 1:
+            return groups[0]
+        tally = Tally()
+        for group in groups:
+            tally.add(group.tally)
+        return cls([f for g in groups for f in g.futures],
+                   list(dict(w for g in groups for w in g.writes).items()),
+                   [r for g in groups for r in g.released], tally)
+
     def ready(self) -> bool:
         return all(f.done() for f in self.futures)
 

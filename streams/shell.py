@@ -475,22 +475,33 @@ class Shell:
             # Groups became final and none is to be stored: a group of nothing, to
             # write the progress that names them (the next owner's to skip).
             outbox.append(Group([], [], [], Tally()))
-        while (outbox and outbox[0].ready() and self._current(generation)
-               and p not in self.failed):
+        if not self._current(generation) or p in self.failed:
+            return
+        ready: list[Group] = []
+        error = None
+        while outbox and outbox[0].ready():
             error = outbox[0].error()
             if error is not None:
-                # Delivery failed: nothing of this partition is completed from here
-                # (a later group's states would hold this one's events), and the
-                # worker restarts; the next owner reads these records again.
-                self.failed.add(p)
-                raise error
-            group = outbox.popleft()
-            # Finished whatever happens meanwhile (a rebalance, a stop cancelling this
-            # handler): a group's states, progress and counts go together.
-            task = asyncio.ensure_future(self._complete(p, states, group))
+                break
+            ready.append(outbox.popleft())
+        if ready:
+            # The delivered groups are stored together, in one changelog send: the
+            # producer holds one batch per partition until a request takes it, so
+            # each further store of the partition would wait here for the linger or
+            # a whole produce round trip, once per group (and the groups pile up as
+            # the fetch loop waits: the latency tail under load).
+            # Finished whatever happens meanwhile (a rebalance, a stop cancelling
+            # this handler): a group's states, progress and counts go together.
+            task = asyncio.ensure_future(self._complete(p, states, Group.merged(ready)))
             self.completing.add(task)
             task.add_done_callback(self.completing.discard)
             await asyncio.shield(task)
+        if error is not None and self._current(generation):
+            # Delivery failed: nothing of this partition is completed from here
+            # (a later group's states would hold this one's events), and the
+            # worker restarts; the next owner reads these records again.
+            self.failed.add(p)
+            raise error
 
     async def _complete(self, p: int, states: TableStates, group: Group) -> None:
         """Store a delivered group's states, and partition p's progress after them

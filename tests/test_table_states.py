@@ -484,7 +484,8 @@ def _with_changelog(shell: Any, table: FakeTable) -> Any:
 
 def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
     """`_bare_shell` `_with_changelog`; partition 0 holds records 0, 1 and 2 of one
-    input, each in a group of its own, delivered."""
+    input, each in a group of its own, delivered (`shell.groups`, not yet in the
+    outbox: `_store_each` stores them one at a time)."""
     import asyncio
     from types import SimpleNamespace
 
@@ -509,8 +510,42 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
         tally = Tally()
         tally.read = tally.applied["repayment"] = 1
         groups.append(Group([delivered], [(f"u{n}".encode(), b"{}")], [record], tally))
-    shell.outboxes[0] = deque(groups)
+    shell.outboxes[0] = deque()
+    shell.groups = groups
     return shell
+
+
+async def _store_each(shell: Any) -> None:
+    """Settle `_changelog_shell`'s partition once per group, each group's decisions
+    delivered just before: each is stored by a changelog write of its own."""
+    for group in shell.groups:
+        shell.outboxes[0].append(group)
+        await shell._settle(0, shell.parts[0], [], (), 1)
+
+
+async def test_groups_delivered_by_one_settle_are_stored_together() -> None:
+    """Groups whose decisions were all delivered by the time of a settle go to the
+    table in one write (each user's last state once, the progress after them), and
+    their records are acked and counted together once the changelog has it."""
+    from streams.progress import Group, decode_progress, progress_key
+
+    table, acked = FakeTable(), list[int]()
+    shell = _changelog_shell(table, acked)
+    first = shell.groups[0]
+    shell.groups[2].writes = [(b"u0", b'{"later": 1}')]  # u0 again, changed since
+    shell.outboxes[0].extend(shell.groups)
+    await shell._settle(0, shell.parts[0], [], (), 1)
+    assert shell.stored == [[b"u0", b"u1", progress_key(0)]]
+    assert table.data[b"u0"] == b'{"later": 1}'
+    assert acked == [] and shell.tally.read == 0 and not shell.outboxes[0]
+    assert len(shell.storing[0]) == 1
+    shell.changelog[0].set_result(None)
+    await shell._settle(0, shell.parts[0], [], (), 1)
+    assert acked == [0, 1, 2] and shell.tally.read == 3
+    assert shell.tally.applied["repayment"] == 3
+    progress = decode_progress(table.data[progress_key(0)])[shell.tp.topic]
+    assert (progress.below, progress.ahead) == (3, set())
+    assert Group.merged([first]) is first
 
 
 async def test_a_failed_changelog_write_stops_its_partition_and_later_groups(
@@ -526,7 +561,7 @@ async def test_a_failed_changelog_write_stops_its_partition_and_later_groups(
     table, acked = FakeTable(), list[int]()
     shell = _changelog_shell(table, acked)
     part = shell.parts[0]
-    await shell._settle(0, part, [], (), 1)
+    await _store_each(shell)
     assert [len(keys) for keys in shell.stored] == [2, 1, 1]  # the first with a progress
     assert acked == [] and len(shell.storing[0]) == 3
     shell.changelog[0].set_result(None)
@@ -553,7 +588,7 @@ async def test_a_changelog_failure_first_seen_at_a_revoke_raises_after_the_progr
 
     table, acked = FakeTable(), list[int]()
     shell = _changelog_shell(table, acked)
-    await shell._settle(0, shell.parts[0], [], (), 1)
+    await _store_each(shell)
     shell.changelog[0].set_result(None)
     shell.changelog[1].set_exception(OSError("changelog partition gone"))
     shell.changelog[2].set_result(None)
@@ -572,7 +607,7 @@ async def test_a_group_confirmed_with_nothing_after_it_has_its_progress_written(
 
     table, acked = FakeTable(), list[int]()
     shell = _changelog_shell(table, acked)
-    await shell._settle(0, shell.parts[0], [], (), 1)
+    await _store_each(shell)
     for future in shell.changelog:
         future.set_result(None)
     await shell._settle(0, shell.parts[0], [], (), 1)  # a tick
