@@ -25,9 +25,13 @@ Usage: .venv/bin/python bench/live.py [--events 1000000] [--offset 0] [--runs 3]
 3. Latency: fresh topics, a running worker, events offered at each of --rates for
    --latency-seconds; for every decision an event triggered, the time from
    sending that event to reading the decision. p50/p99 printed. The worker and
-   the reader fetch with a 50 ms max wait (TANSU_FETCH_MAX_WAIT: Tansu answers
-   records that arrive during a fetch's wait late; Kafka answers at once).
-   Beside it, the latency that the event-time watermark alone imposes on the
+   the reader fetch with a short max wait (50 and 20 ms; TANSU_FETCH_MAX_WAIT:
+   Tansu answers records that arrive during a fetch's wait late; Kafka answers at
+   once).
+   Beside it, with now stamps, the broker's own share (`relay_floor`: the same
+   events through a relay that only consumes and produces them, two trips through
+   the broker as an event and its decision make; --no-relay-floor skips it), and
+   the latency that the event-time watermark alone imposes on the
    same events at the same rate (`watermark_floor`, no processing at all). With
    --idle-timeouts, each rate is measured with each idle timeout in turn.
 
@@ -306,6 +310,91 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
             "max_ms": 1000 * latencies[-1]}
 
 
+async def relay_floor(broker: EmbeddedBroker, lines: list[bytes], rate: float,
+                      seconds: float, partitions: int) -> dict[str, float]:
+    """The latency the broker alone imposes on the worker's path: the same events
+    offered the same way to fresh input topics, and a relay in this process (one
+    consumer of the three inputs, fetching with the worker's wait, one producer
+    lingering as the worker's does) that sends every record on to the decisions
+    topic at once, with no processing; from sending each record to reading it there.
+    Two trips through the broker, as an event and its decision make."""
+    topics = Topics(f"relay{uuid.uuid4().hex[:6]}.")
+    await ensure_topics(broker.url, topics.all(), partitions)
+    sent_at: dict[bytes, float] = {}
+    latencies: list[float] = []
+    source = AIOKafkaConsumer(*topics.inputs, bootstrap_servers=broker.bootstrap,
+                              auto_offset_reset="earliest", enable_auto_commit=False,
+                              fetch_max_wait_ms=int(1000 * TANSU_FETCH_MAX_WAIT))
+    relay = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    reader = AIOKafkaConsumer(topics.decisions, bootstrap_servers=broker.bootstrap,
+                              auto_offset_reset="earliest", enable_auto_commit=False,
+                              fetch_max_wait_ms=20)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    for client in (source, relay, reader, producer):
+        await client.start()
+    try:
+        async def forward() -> None:
+            while True:
+                batch = await source.getmany(timeout_ms=100)
+                for records in batch.values():
+                    for rec in records:
+                        await relay.send(topics.decisions, rec.value, key=rec.key)
+
+        warm: set[bytes] = set()
+        repeated: set[bytes] = set()
+
+        async def read() -> None:
+            while True:
+                batch = await reader.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for rec in records:
+                        at = sent_at.get(rec.value)
+                        if at is not None and rec.value not in repeated:
+                            latencies.append(now - at)
+                        elif rec.value.startswith(b"warm-up "):
+                            warm.add(rec.value)
+
+        tasks = [asyncio.create_task(forward()), asyncio.create_task(read())]
+        # Warm-up, as the worker's measure waits for its assignment: a record through
+        # every partition of every input, relayed and read, before timing.
+        markers = [f"warm-up {t} {p}".encode() for t in topics.inputs for p in range(partitions)]
+        for marker in markers:
+            _, topic, p = marker.decode().split()
+            await producer.send(topic, marker, partition=int(p))
+        deadline = time.perf_counter() + 60
+        while len(warm) < len(markers) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+        offered = lines[:int(rate * seconds)]
+        started = time.perf_counter()
+        for i, line in enumerate(offered):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            line = restamped(line, time.time())
+            topic, key, _ = route(line, topics)
+            if line in sent_at:
+                repeated.add(line)  # (a line that cannot be restamped, sent again)
+            sent_at.setdefault(line, time.perf_counter())
+            await producer.send(topic, line, key=key)
+        await producer.flush()
+        settle = time.perf_counter() + 15
+        while (time.perf_counter() < settle
+               and len(latencies) < len(offered) - len(repeated)):
+            await asyncio.sleep(0.5)
+        for task in tasks:
+            task.cancel()
+    finally:
+        for client in (producer, reader, relay, source):
+            await client.stop()
+    latencies.sort()
+    if not latencies:
+        raise RuntimeError("nothing relayed")
+    return {"records": len(latencies), "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "max_ms": 1000 * latencies[-1], "over_1s": sum(x > 1 for x in latencies)}
+
+
 def watermark_floor(lines: list[bytes], rate: float, partitions: int,
                     lateness: float = DEFAULT_LATENESS,
                     idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> dict[str, float]:
@@ -460,6 +549,14 @@ async def run(args: argparse.Namespace) -> None:
                   f"{lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms over "
                   f"{lat['decisions']:,} event-triggered decisions (target p99 <= 250 ms "
                   f"at 5,000/s with now stamps, goal 100 ms)", flush=True)
+            if stamps == "now" and args.relay_floor:
+                relayed = await relay_floor(broker, lines, rate, args.latency_seconds,
+                                            args.partitions)
+                print(f"  the broker alone (a relay, no processing, two trips as an event "
+                      f"and its decision make): p50 {relayed['p50_ms']:.0f} ms, p99 "
+                      f"{relayed['p99_ms']:.0f} ms, max {relayed['max_ms']:.0f} ms over "
+                      f"{relayed['records']:,} records ({relayed['over_1s']:,} over 1 s)",
+                      flush=True)
             print(f"  of which the event-time watermark alone (lateness "
                   f"{DEFAULT_LATENESS:g} s, no processing): p50 {floor_lat['p50_ms']:.0f} "
                   f"ms, p99 {floor_lat['p99_ms']:.0f} ms over {floor_lat['events']:,} "
@@ -484,6 +581,9 @@ def main() -> int:
                    help="event times of the latency runs: the wall clock when sent (a "
                         "real-time producer) and/or the log's own (default both)")
     p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--relay-floor", action=argparse.BooleanOptionalAction, default=True,
+                   help="with now stamps, also time a relay with no processing through "
+                        "the same broker (the broker's own share of the latency)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--floors", nargs="*", default=["agent", "batch", "client"],
                    choices=("agent", "batch", "client", "stock"),
