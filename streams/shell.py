@@ -477,6 +477,13 @@ class Shell:
             outbox.append(Group([], [], [], Tally()))
         if not self._current(generation) or p in self.failed:
             return
+        if self.storing.get(p):
+            # One changelog write of a partition in flight at a time: another would
+            # wait here, in the fetch loop, for this one to go out (aiokafka holds
+            # one batch per partition). The groups delivered meanwhile wait in the
+            # outbox; the settle after it is delivered (a batch's, or a tick's within
+            # the tick interval) stores them together.
+            return
         ready: list[Group] = []
         error = None
         while outbox and outbox[0].ready():

@@ -516,11 +516,10 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
 
 
 async def _store_each(shell: Any) -> None:
-    """Settle `_changelog_shell`'s partition once per group, each group's decisions
-    delivered just before: each is stored by a changelog write of its own."""
+    """Store `_changelog_shell`'s groups one at a time, each by a changelog write of
+    its own, all three in flight at once (as a stop's `quiesce` stores them)."""
     for group in shell.groups:
-        shell.outboxes[0].append(group)
-        await shell._settle(0, shell.parts[0], [], (), 1)
+        await shell._complete(0, shell.parts[0].states, group)
 
 
 async def test_groups_delivered_by_one_settle_are_stored_together() -> None:
@@ -546,6 +545,30 @@ async def test_groups_delivered_by_one_settle_are_stored_together() -> None:
     progress = decode_progress(table.data[progress_key(0)])[shell.tp.topic]
     assert (progress.below, progress.ahead) == (3, set())
     assert Group.merged([first]) is first
+
+
+async def test_groups_wait_while_their_partitions_changelog_write_is_in_flight() -> None:
+    """One changelog write of a partition at a time: groups delivered while one is in
+    flight wait in the outbox (no store awaits the producer in the fetch loop), and
+    the first settle after it is delivered stores them all in one write."""
+    from streams.progress import progress_key
+
+    table, acked = FakeTable(), list[int]()
+    shell = _changelog_shell(table, acked)
+    part, (first, second, third) = shell.parts[0], shell.groups
+    shell.outboxes[0].append(first)
+    await shell._settle(0, part, [], (), 1)
+    assert shell.stored == [[b"u0", progress_key(0)]]
+    shell.outboxes[0].extend([second, third])
+    await shell._settle(0, part, [], (), 1)  # the first write still in flight
+    assert len(shell.stored) == 1 and len(shell.outboxes[0]) == 2 and acked == []
+    shell.changelog[0].set_result(None)
+    await shell._settle(0, part, [], (), 1)
+    assert acked == [0] and shell.stored[1][:2] == [b"u1", b"u2"]
+    assert not shell.outboxes[0] and len(shell.storing[0]) == 1
+    shell.changelog[1].set_result(None)
+    await shell._settle(0, part, [], (), 1)
+    assert acked == [0, 1, 2] and shell.tally.read == 3
 
 
 async def test_a_failed_changelog_write_stops_its_partition_and_later_groups(
