@@ -528,7 +528,7 @@ async def run(args: argparse.Namespace) -> None:
         if workers:  # (--runs 0: latency only)
             worker = statistics.median(workers)
             print(f"throughput, median of {args.runs}: worker {worker:,.0f} events/s "
-                  f"(target 25,000, goal 40,000)", flush=True)
+                  f"(issue 16: >= 30,000, target 50,000)", flush=True)
             for name, rates in (("floor (agent)", floors), ("batch floor", batches),
                                 ("stock floor", stocks), ("client floor", clients)):
                 if rates:

@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
     floor_rate, single_rate, multi_rate = rate(floors), rate(singles), rate(multis)
     speedups = [s["seconds"] / x["seconds"] for s, x in zip(singles, multis, strict=True)]
+    # Each replay against the floor of its own run (the two ran back to back): on a
+    # shared machine, a pair moves together where the medians of each may not.
+    paired = [f["seconds"] / s["seconds"] for f, s in zip(floors, singles, strict=True)]
     peak = statistics.median(x["maxrss_kb"] for x in singles) / 1024
     peak_max = max(x["maxrss_kb"] for x in singles) / 1024
     floor_peak = statistics.median(f["maxrss_kb"] for f in floors) / 1024
@@ -264,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         ("floor (orjson.loads only)", f"{floor_rate:,.0f} ev/s"),
         ("replay, 1 thread", f"{single_rate:,.0f} ev/s  ({single_rate / floor_rate:.3f} "
                               "of the floor)"),
+        ("  of its own run's floor", f"{statistics.median(paired):.3f} (median of per-run "
+                                     "ratios: " + ", ".join(f"{x:.3f}" for x in paired) + ")"),
         (f"replay, --jobs {args.jobs}", f"{multi_rate:,.0f} ev/s  ({multi_rate / floor_rate:.3f} "
                                         "of the floor)"),
         (f"speed-up of --jobs {args.jobs}", f"{statistics.median(speedups):.2f}x (median of "
