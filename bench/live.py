@@ -488,8 +488,9 @@ async def run(args: argparse.Namespace) -> None:
     with EmbeddedBroker(log_path=str(tmp / "tansu.log")) as broker:
         topics = Topics(f"b{uuid.uuid4().hex[:6]}.")
         await ensure_topics(broker.url, topics.inputs, args.partitions)
-        seconds = await preload(broker, topics, lines)
-        print(f"pre-loaded {len(lines):,} records in {seconds:.1f} s "
+        # (the backlog only the throughput runs read: none with --runs 0)
+        seconds = await preload(broker, topics, lines if args.runs else [])
+        print(f"pre-loaded {len(lines) if args.runs else 0:,} records in {seconds:.1f} s "
               f"({args.partitions} partitions per topic)", flush=True)
         tps = [TopicPartition(t, p) for t in topics.inputs for p in range(args.partitions)]
         floor_code = tmp / "floor_app.py"
