@@ -298,6 +298,11 @@ impl Partition {
     }
 
     pub fn apply(&mut self, event: &Event) {
+        // A fail point for the tests of how a panic is reported (never compiled in).
+        #[cfg(test)]
+        if event.event_id() == "test-panic" {
+            panic!("the test's fail point");
+        }
         let kind = event.kind();
         let uid = event.user_id();
         let start = self.decisions.len();

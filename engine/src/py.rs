@@ -599,7 +599,12 @@ fn replay<'py>(
             let cls = py.import("streams.errors")?.getattr("LogError")?;
             Err(PyErr::from_value(cls.call1((msg,))?))
         }
-        Err(crate::replay::ReplayError::Sink(msg)) => Err(EngineError::new_err(msg)),
+        Err(crate::replay::ReplayError::Sink(msg) | crate::replay::ReplayError::Engine(msg)) => {
+            Err(EngineError::new_err(msg))
+        }
+        Err(crate::replay::ReplayError::Failed(f)) => {
+            Err(EngineError::new_err(format!("the engine failed at line {}: {}", f.line, f.what)))
+        }
     }
 }
 
