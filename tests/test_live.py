@@ -555,6 +555,12 @@ async def test_live_order_decides_an_event_once_every_input_reaches_its_time(
             assert decision["reasons"][0]["code"] == "EXTERNAL_DELINQUENCY"
         stop.set()
         sent = await applying
+
+        async def all_counted() -> bool:
+            # (a record counts once final: its state stored and the changelog's)
+            return sum(s.value for family in scrape(worker.web_port) for s in family.samples
+                       if s.name == "closure_monitor_events_total") >= sent + 1
+        await wait_for(all_counted, 60, f"{sent + 1} records counted by the worker")
     finally:
         stop.set()
         await producer.stop()
