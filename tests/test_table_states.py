@@ -571,6 +571,27 @@ async def test_groups_wait_while_their_partitions_changelog_write_is_in_flight()
     assert acked == [0, 1, 2] and shell.tally.read == 3
 
 
+async def test_a_stop_stores_the_groups_held_back_behind_a_changelog_write() -> None:
+    """Groups waiting for their partition's changelog write in flight are not lost at
+    a stop: `quiesce` stores them, and counts every group the changelog has."""
+    from streams.progress import progress_key
+
+    table, acked = FakeTable(), list[int]()
+    shell = _changelog_shell(table, acked)
+    part, (first, second, third) = shell.parts[0], shell.groups
+    shell.outboxes[0].append(first)
+    await shell._settle(0, part, [], (), 1)
+    shell.outboxes[0].extend([second, third])
+    await shell._settle(0, part, [], (), 1)  # held back: the first write in flight
+    assert len(shell.stored) == 1
+    shell.changelog[0].set_result(None)  # (delivered by the stop's flush)
+    await shell.quiesce()
+    assert [k for keys in shell.stored for k in keys if k != progress_key(0)] == [
+        b"u0", b"u1", b"u2"]
+    assert acked == [0] and shell.tally.read == 1  # the others' changelog not yet had
+    assert not shell.outboxes[0]
+
+
 async def test_a_failed_changelog_write_stops_its_partition_and_later_groups(
         ) -> None:
     """A changelog send the producer gave up on: the records of its group and of every
