@@ -1458,9 +1458,14 @@ fn plain_time(b: &[u8]) -> Option<f64> {
 
 /// `_time_value` for a string: its epoch second, or the detail after `name: `.
 pub fn parse_time(value: &str) -> Result<f64, String> {
-    if let Some(t) = plain_time(value.as_bytes()) {
-        return Ok(t);
+    match plain_time(value.as_bytes()) {
+        Some(t) => Ok(t),
+        None => full_time(value),
     }
+}
+
+/// `parse_time` by the full checks, whatever the form.
+fn full_time(value: &str) -> Result<f64, String> {
     if !timestamp_matches(value) {
         return Err(NOT_DATE_TIME.to_owned());
     }
@@ -1945,14 +1950,6 @@ mod tests {
             let date = text.get(..10.min(text.len())).unwrap_or("");
             assert_eq!(ascii_date_matches(date.as_bytes()), chars_date_matches(date), "{date}");
         }
-    }
-
-    /// The full checks of `parse_time`, without its quick path.
-    fn full_time(value: &str) -> Result<f64, String> {
-        if !timestamp_matches(value) {
-            return Err(NOT_DATE_TIME.to_owned());
-        }
-        iso_timestamp(value)
     }
 
     #[test]

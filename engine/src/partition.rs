@@ -331,11 +331,18 @@ impl Partition {
         let deadline = state.deadline;
         let indexed = state.indexed;
         state.indexed = deadline;
+        self.stepped(key, start, indexed, deadline);
+    }
+
+    /// After a user's state stepped (its `indexed` already its new deadline): count
+    /// the decisions from `start`, mark the user changed, and move it in the deadline
+    /// index from `indexed` to `deadline`.
+    fn stepped(&mut self, uid: ShortStr, start: usize, indexed: Option<f64>, deadline: Option<f64>) {
         self.counted(start);
         if self.track_dirty {
-            self.dirty.push(key.clone());
+            self.dirty.push(uid.clone());
         }
-        self.reindex(key, indexed, deadline);
+        self.reindex(uid, indexed, deadline);
     }
 
     /// `apply`, counting how long it took and how far the event's time is behind the
@@ -374,13 +381,9 @@ impl Partition {
             fire(policy, state, mark, decisions);
             let next = state.deadline;
             state.indexed = next;
-            self.counted(start);
-            if self.track_dirty {
-                self.dirty.push(uid.clone());
-            }
             // its entry is gone from the index
             self.scheduled -= 1;
-            self.reindex(uid, None, next);
+            self.stepped(uid, start, None, next);
         }
     }
 

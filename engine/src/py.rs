@@ -20,11 +20,7 @@ create_exception!(_engine, EngineError, PyException, "The engine failed on a rec
 
 fn guarded<T>(place: impl FnOnce() -> String, f: impl FnOnce() -> T) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
+        let what = crate::replay::panic_text(panic.as_ref());
         EngineError::new_err(format!("engine failed on {}: {what}", place()))
     })
 }

@@ -59,12 +59,16 @@ pub struct Failure {
 }
 
 fn failure(source: u32, line: u64, at_record: bool, panic: Box<dyn std::any::Any + Send>) -> Failure {
-    let what = panic
+    Failure { source, line, at_record, what: panic_text(panic.as_ref()) }
+}
+
+/// What a caught panic said (its message, or "panic" when it carried none).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_owned());
-    Failure { source, line, at_record, what }
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// A log file, gzipped or not (by its magic bytes), or stdin for "-".
