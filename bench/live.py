@@ -305,9 +305,14 @@ async def latency(broker: EmbeddedBroker, lines: list[bytes], rate: float, secon
     if not latencies:
         raise RuntimeError("no decisions measured")
     return {"offered_rate": len(offered) / offered_s, "decisions": len(latencies),
-            "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "max_ms": 1000 * latencies[-1]}
+            **percentiles(latencies)}
+
+
+def percentiles(ordered: list[float]) -> dict[str, float]:
+    """p50, p99 and max, in ms, of waits in seconds sorted ascending (not empty)."""
+    return {"p50_ms": 1000 * ordered[len(ordered) // 2],
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "max_ms": 1000 * ordered[-1]}
 
 
 async def relay_floor(broker: EmbeddedBroker, lines: list[bytes], rate: float,
@@ -390,9 +395,8 @@ async def relay_floor(broker: EmbeddedBroker, lines: list[bytes], rate: float,
     latencies.sort()
     if not latencies:
         raise RuntimeError("nothing relayed")
-    return {"records": len(latencies), "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "max_ms": 1000 * latencies[-1], "over_1s": sum(x > 1 for x in latencies)}
+    return {"records": len(latencies), **percentiles(latencies),
+            "over_1s": sum(x > 1 for x in latencies)}
 
 
 def watermark_floor(lines: list[bytes], rate: float, partitions: int,
@@ -436,8 +440,7 @@ def watermark_floor(lines: list[bytes], rate: float, partitions: int,
         buffer.push(source, event, now)
         waits += [now - sent for e, sent in buffer.release() if e.event_id in triggers]
     waits.sort()
-    return {"events": len(waits), "p50_ms": 1000 * waits[len(waits) // 2],
-            "p99_ms": 1000 * waits[min(len(waits) - 1, int(len(waits) * 0.99))]}
+    return {"events": len(waits), **percentiles(waits)}
 
 
 async def _wait_group(broker: EmbeddedBroker, app_id: str, proc: subprocess.Popen[bytes]) -> None:

@@ -132,15 +132,17 @@ class Shell:
     def _restore(self, p: int, part: Part) -> None:
         """Index the deadlines of the users this partition holds (after recovery)."""
         n = self.settings.partitions
-        if isinstance(part, CompiledPartition):
-            def stored() -> Iterator[tuple[str, bytes]]:
-                for key, raw in self.table.data.items():
-                    if isinstance(key, bytes) and key.startswith(PROGRESS_KEY):
-                        continue
-                    uid = key if isinstance(key, str) else key.decode()
-                    if raw is not None and partition_for(uid.encode(), n) == p:
-                        yield uid, raw
 
+        def stored() -> Iterator[tuple[str, bytes]]:
+            """The table's states of this partition's users, as stored."""
+            for key, raw in self.table.data.items():
+                if isinstance(key, bytes) and key.startswith(PROGRESS_KEY):
+                    continue
+                uid = key if isinstance(key, str) else key.decode()
+                if raw is not None and partition_for(uid.encode(), n) == p:
+                    yield uid, raw
+
+        if isinstance(part, CompiledPartition):
             users = part.restore(stored())
             if users:
                 log.info("partition %d: %d users restored, %d deadlines pending", p,
@@ -149,14 +151,10 @@ class Shell:
         states = _table_states(part)
 
         def held() -> Iterator[tuple[str, UserState]]:
-            for key, raw in self.table.data.items():
-                if isinstance(key, bytes) and key.startswith(PROGRESS_KEY):
-                    continue
-                uid = key if isinstance(key, str) else key.decode()
-                if raw is not None and partition_for(uid.encode(), n) == p:
-                    state = load(raw)
-                    states.restored(uid, state)
-                    yield uid, state
+            for uid, raw in stored():
+                state = load(raw)
+                states.restored(uid, state)
+                yield uid, state
 
         part.schedule_all(held())
         if states.users:
