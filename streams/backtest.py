@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from streams.decisions import Decision
-from streams.engine import Tally
 from streams.policy import Policy
 from streams.replay import compiled, replay_each
+from streams.tally import Tally
 
 EXAMPLES = 10
 

@@ -17,8 +17,8 @@ from typing import Any, Generic, TypeVar
 
 from streams import _engine
 from streams.codec import Rejection
-from streams.engine import Tally
 from streams.policy import Policy
+from streams.tally import Tally
 
 H = TypeVar("H")
 

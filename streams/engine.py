@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from streams.core import step, step_new
@@ -20,9 +18,10 @@ from streams.events import Event, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.state import UserState
+from streams.tally import Tally
 
 if TYPE_CHECKING:
-    from streams.codec import Rejection
+    pass
 
 H = TypeVar("H")
 # Where a decision came in a partition's order of emission: (0, occurred_at, event_id,
@@ -51,49 +50,6 @@ def rare_full_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
-
-
-@dataclass
-class Tally:
-    """What happened to every input record: applied, duplicate or rejected (and late)."""
-
-    read: int = 0
-    applied: Counter[str] = field(default_factory=Counter)  # by event_type
-    duplicates: Counter[str] = field(default_factory=Counter)
-    late: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)  # by rejection reason
-    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, reason)
-    rejected_types: Counter[str] = field(default_factory=Counter)  # by event_type or "unknown"
-
-    def count_decision(self, d: Decision) -> None:
-        self.decisions[d.action, d.reasons[0].code] += 1
-
-    def count_rejection(self, r: Rejection) -> None:
-        self.rejected[r.reason] += 1
-        self.rejected_types[r.event_type or "unknown"] += 1
-
-    def add(self, other: Tally) -> None:
-        """Count another tally's records here too (partitions of one run)."""
-        self.read += other.read
-        for mine, theirs in ((self.applied, other.applied), (self.duplicates, other.duplicates),
-                             (self.late, other.late), (self.rejected, other.rejected),
-                             (self.rejected_types, other.rejected_types)):
-            mine.update(theirs)
-        self.decisions.update(other.decisions)
-
-    @classmethod
-    def from_engine(cls, counts: dict[str, Any]) -> Tally:
-        """A tally from the compiled engine's counts (`streams._engine`)."""
-        return cls(read=counts["read"], applied=Counter(counts["applied"]),
-                   duplicates=Counter(counts["duplicates"]), late=Counter(counts["late"]),
-                   rejected=Counter(counts["rejected"]),
-                   decisions=Counter(counts["decisions"]),
-                   rejected_types=Counter(counts["rejected_types"]))
-
-    @property
-    def accounted(self) -> int:
-        return (sum(self.applied.values()) + sum(self.duplicates.values())
-                + sum(self.rejected.values()))
 
 
 class Partition(Generic[H]):

@@ -40,10 +40,11 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from streams.codec import REJECT_REASONS
-from streams.engine import Partition, Tally
+from streams.engine import Partition
 from streams.events import EVENT_TYPES, Event
 from streams.policy import ACTION_RANK, ADVERSE_CODES, RESTORE_CODES, Policy
 from streams.state import UserState
+from streams.tally import Tally
 
 H = TypeVar("H")
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from faust.types import Message
 
-from streams.engine import Tally
+from streams.tally import Tally
 
 
 class Pending:

@@ -28,11 +28,12 @@ import orjson
 
 from streams.codec import Rejection, decode
 from streams.decisions import Decision
-from streams.engine import Partition, Tally, rare_full_collections
+from streams.engine import Partition, rare_full_collections
 from streams.errors import LogError, MonitorError
 from streams.policy import Policy
 from streams.state import UserState
 from streams.states import TableStates
+from streams.tally import Tally
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics

@@ -26,7 +26,7 @@ from faust.types import TP, Message
 
 from streams.codec import Rejection, decode
 from streams.compiled import CompiledPartition
-from streams.engine import Partition, Tally
+from streams.engine import Partition
 from streams.events import EVENT_TYPES
 from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
@@ -45,6 +45,7 @@ from streams.settings import Settings
 from streams.state import UserState, load
 from streams.states import TableStates
 from streams.store import store_partition
+from streams.tally import Tally
 
 log = logging.getLogger("closure_monitor")
 

@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 
 from streams import _engine, core
 from streams.codec import Rejection, decode
-from streams.engine import Partition, Tally
+from streams.engine import Partition
 from streams.events import Tick, format_date, format_time
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.state import dump, load
+from streams.tally import Tally
 from tests.factories import T0
 from tests.test_incremental import POLICIES
 

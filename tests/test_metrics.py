@@ -22,10 +22,11 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import REJECT_REASONS, Rejection, decode
-from streams.engine import Partition, Tally
+from streams.engine import Partition
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, TimedPartition, exposition
 from streams.policy import load_policy
 from streams.replay import RejectedLine, compiled, replay
+from streams.tally import Tally
 from tests.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.engine import Partition, Tally
+from streams.engine import Partition
 from streams.errors import MonitorError
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import replay, replay_each, shard_of
+from streams.tally import Tally
 from tests.test_replay import cli, stricter_policy
 
 POLICY = load_policy()

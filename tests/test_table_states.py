@@ -491,8 +491,8 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
 
     from faust.types import TP
 
-    from streams.engine import Tally
     from streams.progress import Group, Input, Pending
+    from streams.tally import Tally
 
     loop = asyncio.get_running_loop()
     shell = _with_changelog(_bare_shell(table, acked), table)
@@ -699,8 +699,8 @@ async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_prog
 
     from faust.types import TP
 
-    from streams.engine import Tally
     from streams.progress import Group, Input, Pending, Progress, decode_progress, progress_key
+    from streams.tally import Tally
 
     table, acked = FakeTable(), list[int]()
     shell = _bare_shell(table, acked)
@@ -743,8 +743,8 @@ async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_comple
     import pytest
     from faust.types import TP
 
-    from streams.engine import Tally
     from streams.progress import Group, Input, Pending
+    from streams.tally import Tally
 
     loop = asyncio.get_running_loop()
     table, acked = FakeTable(), list[int]()
