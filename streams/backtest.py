@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 
-from streams.decisions import Decision
 from streams.policy import Policy
-from streams.replay import compiled, replay_each
+from streams.replay import compiled
 from streams.tally import Tally
 
 EXAMPLES = 10
@@ -28,12 +27,8 @@ class Run:
     final: dict[str, str] = field(default_factory=dict)  # user -> status after its last decision
     actions: dict[str, list[str]] = field(default_factory=dict)  # user -> "action:REASON"...
 
-    def record(self, d: Decision) -> None:
-        self.final[d.user_id] = d.status_after
-        self.actions.setdefault(d.user_id, []).append(f"{d.action}:{d.reasons[0].code}")
-
     def record_all(self, batch: list[bytes]) -> None:
-        """Decisions as the compiled engine hands them out: JSON, a batch at a time."""
+        """Decisions as the engine hands them out: JSON, a batch at a time."""
         for line in batch:
             d = orjson.loads(line)
             user = d["user_id"]
@@ -114,18 +109,11 @@ class Report:
 
 
 def backtest(policy: Policy, baseline: Policy, paths: Sequence[str], *, lateness: float,
-             progress: Callable[[int], None] | None = None, jobs: int = 1,
-             state_cache: int | None = None) -> Report:
-    """Both policies over the log in one pass (`replay_each`): each line is read and
-    decoded once, and each policy decides as its own `replay` would."""
+             progress: Callable[[int], None] | None = None, jobs: int = 1) -> Report:
+    """Both policies over the log in one pass of the engine (`compiled`): each line is
+    read and decoded once, and each policy decides as its own replay would."""
     new, base = Run(policy, Tally()), Run(baseline, Tally())
-    if state_cache is None:
-        new.tally, base.tally = compiled([policy, baseline], paths, lateness=lateness,
-                                         on_decisions=[new.record_all, base.record_all],
-                                         progress=progress, jobs=jobs)
-        return Report(new, base)
-    new.tally, base.tally = replay_each([policy, baseline], paths, lateness=lateness,
-                                        on_decisions=[new.record, base.record],
-                                        progress=progress, jobs=jobs,
-                                        state_cache=state_cache)
+    new.tally, base.tally = compiled([policy, baseline], paths, lateness=lateness,
+                                     on_decisions=[new.record_all, base.record_all],
+                                     progress=progress, jobs=jobs)
     return Report(new, base)

@@ -16,7 +16,7 @@ import orjson
 
 from streams.errors import ConfigError, MonitorError
 from streams.policy import load_policy
-from streams.replay import DEFAULT_LATENESS, compiled, replay, summary_lines
+from streams.replay import DEFAULT_LATENESS, compiled, summary_lines
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -109,16 +109,22 @@ def _at_least_one(text: str) -> int:
 
 def _jobs_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=_at_least_one, default=default_jobs(), metavar="N",
-                   help="threads to split the users over (processes with --state-cache); "
+                   help="threads to split the users over; "
                         "the output is the same for any N (default: one per core, at most 8)")
 
 
 def _state_cache_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-cache", type=_at_least_one, default=None, metavar="N",
-                   help="user states kept decoded in each process, the others as compact "
-                        "bytes (about 2 KB a user in all instead of 4.2, at about half the "
-                        "speed): for logs of more users than memory holds; the output is "
-                        "the same (default: all decoded)")
+                   help="no effect, kept so that earlier command lines run: the engine "
+                        "holds every user's state in about 1 KB, less than the 2.1 KB a "
+                        "user this bounded cache of the earlier Python engine held")
+
+
+def _state_cache_notice(args: argparse.Namespace) -> None:
+    """`--state-cache` is accepted and ignored: say so once, on stderr."""
+    if args.state_cache is not None:
+        print("closure-monitor: --state-cache has no effect: the engine holds every "
+              "user's state (about 1 KB each)", file=sys.stderr)
 
 
 def _open_out(path: str | None) -> IO[bytes]:
@@ -205,24 +211,15 @@ def _replay(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     out = _open_out(args.output)
     dead = _open_out(args.dead_letter) if args.dead_letter else None
-    write = _writer(out, args.output or "stdout")
-    put_dead = _writer(dead, args.dead_letter) if dead is not None else None
+    write_all = _writer_of_batches(out, args.output or "stdout")
+    put_all = _writer_of_batches(dead, args.dead_letter) if dead is not None else None
+    _state_cache_notice(args)
     started = time.monotonic()
     try:
-        if args.state_cache is None:
-            write_all = _writer_of_batches(out, args.output or "stdout")
-            put_all = (_writer_of_batches(dead, args.dead_letter)
-                       if dead is not None and args.dead_letter else None)
-            tally = compiled([policy], args.logs, lateness=args.lateness,
-                             on_decisions=[write_all], on_reject=put_all,
-                             progress=progress_meter("replay"), jobs=args.jobs,
-                             metrics=metrics)[0]
-        else:
-            tally = replay(policy, args.logs, lateness=args.lateness,
-                           on_decision=lambda d: write(d.to_json()),
-                           on_reject=(lambda r: put_dead(r.to_json())) if put_dead else None,
-                           progress=progress_meter("replay"), metrics=metrics,
-                           jobs=args.jobs, state_cache=args.state_cache)
+        tally = compiled([policy], args.logs, lateness=args.lateness,
+                         on_decisions=[write_all], on_reject=put_all,
+                         progress=progress_meter("replay"), jobs=args.jobs,
+                         metrics=metrics)[0]
     finally:
         _close(out, args.output or "stdout")
         if dead is not None:
@@ -263,17 +260,6 @@ def _writing(name: str) -> Iterator[None]:
         raise ConfigError(f"{name}: cannot write: {exc.strerror or exc}") from None
 
 
-def _writer(handle: IO[bytes], name: str) -> Callable[[bytes], None]:
-    """A record and its newline to `handle`."""
-    write = handle.write
-
-    def put(record: bytes) -> None:
-        with _writing(name):
-            write(record + b"\n")
-
-    return put
-
-
 def _writer_of_batches(handle: IO[bytes], name: str) -> Callable[[list[bytes]], None]:
     """Records, each with its newline, to `handle`, a batch at a time."""
     write = handle.write
@@ -300,9 +286,9 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.policy is None:
         raise ConfigError("--policy: backtest needs the policy to try")
     policy, baseline = load_policy(args.policy), load_policy(args.baseline)
+    _state_cache_notice(args)
     report = backtest(policy, baseline, args.logs, lateness=args.lateness,
-                      progress=progress_meter("backtest"), jobs=args.jobs,
-                      state_cache=args.state_cache)
+                      progress=progress_meter("backtest"), jobs=args.jobs)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     if args.json:
