@@ -72,7 +72,7 @@ from streams.kafka import (  # noqa: E402
 )
 from streams.policy import load_policy  # noqa: E402
 from streams.reorder import ReorderBuffer  # noqa: E402
-from streams.replay import replay  # noqa: E402
+from streams.replay import compiled  # noqa: E402
 from streams.settings import (  # noqa: E402
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LATENESS,
@@ -412,8 +412,11 @@ def watermark_floor(lines: list[bytes], rate: float, partitions: int,
         f.write(b"\n".join(lines) + b"\n")
         f.flush()
         triggers: set[str] = set()
-        replay(load_policy(), [f.name], lateness=lateness,
-               on_decision=lambda d: triggers.add(d.trigger_event_id or ""))
+
+        def keep(batch: list[bytes]) -> None:
+            triggers.update(orjson.loads(line).get("trigger_event_id") or "" for line in batch)
+
+        compiled([load_policy()], [f.name], lateness=lateness, on_decisions=[keep])
     topics = Topics()
     buffers: dict[int, ReorderBuffer[float]] = {}
     last: dict[tuple[int, str], float] = {}  # latest arrival per input

@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.compiled import CompiledPartition
 from streams.kafka import EmbeddedBroker, Topics, ensure_topics, free_port, port_open
 from streams.policy import load_policy
-from streams.replay import replay
+from streams.replay import DEFAULT_LATENESS, compiled
 from streams.settings import TANSU_AIOKAFKA_PRODUCER
 from streams.transfer import ProduceSummary, log_lines, produce, route
 
@@ -53,11 +54,26 @@ class Expected:
     @classmethod
     def of(cls, path: Path) -> Expected:
         decisions: dict[str, dict[str, Any]] = {}
-        tally = replay(load_policy(None), [str(path)],
-                       on_decision=lambda d: decisions.__setitem__(d.decision_id, d.as_dict()))
+
+        def keep(batch: list[bytes]) -> None:
+            for line in batch:
+                d = orjson.loads(line)
+                decisions[d["decision_id"]] = d
+
+        tally = compiled([load_policy(None)], [str(path)], on_decisions=[keep])[0]
         return cls(decisions, tally.read, sum(tally.applied.values()),
                    sum(tally.duplicates.values()), Counter(tally.rejected),
                    sum(tally.late.values()))
+
+
+def final_states(path: Path) -> dict[bytes, bytes]:
+    """Every user's stored state (the table's bytes, by key) after `replay` of the log."""
+    part: CompiledPartition[int] = CompiledPartition(load_policy(None), DEFAULT_LATENESS)
+    part.add_input("log")
+    for n, line in enumerate(log_lines([str(path)])):
+        part.take("log", line, None, n, 1, 0)
+    part.set_idle("log", True)
+    return dict(part.states.take_dirty())
 
 
 @dataclass

@@ -17,11 +17,8 @@ import orjson
 import pytest
 
 from streams.kafka import Topics, free_port, partition_for, port_open
-from streams.policy import load_policy
 from streams.progress import PROGRESS_KEY, decode_progress, progress_key
-from streams.replay import replay
-from streams.state import UserState, dump
-from tests.live import CLI, Expected, Live, TopicReader, Worker, wait_for
+from tests.live import CLI, Expected, Live, TopicReader, Worker, final_states, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -173,15 +170,13 @@ async def test_production_changelog_batches_hold_every_final_state(
     expected, sent, worker = await on_a_backlog(live, live_log, tansu=False)
     await run_to_completion(live, expected, sent)
     assert worker.stop() == 0
-    states: dict[str, UserState] = {}
-    replay(load_policy(), [str(live_log)], on_decision=lambda d: None, states=states)
     changelog = f"{live.app_id}-state-changelog"
     async with TopicReader(live.broker, changelog) as reader:
         await reader.drain()
         records = reader.records[changelog]
     last = {r.key: r.value for r in records if not r.key.startswith(PROGRESS_KEY)}
     assert len(records) > len(last)  # users written more than once: later records win
-    assert last == {uid.encode(): dump(state) for uid, state in states.items()}
+    assert last == final_states(live_log) and last
     for r in records:  # each at its user's partition, where a restore looks for it
         if r.key.startswith(PROGRESS_KEY):  # each partition's own, at that partition
             assert r.key == progress_key(r.partition)
