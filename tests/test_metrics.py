@@ -7,11 +7,11 @@ event times decoded from the log.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import REJECT_REASONS, Rejection, decode
-from streams.engine import Partition
-from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, TimedPartition, exposition
+from streams.compiled import CompiledPartition
+from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, exposition
 from streams.policy import load_policy
-from streams.replay import RejectedLine, compiled, replay
+from streams.replay import compiled, replay
 from streams.tally import Tally
 from tests.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 
@@ -111,28 +111,43 @@ def user_ids(path: Path) -> set[str]:
 # --- a replay's metrics -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def replayed(log: Path) -> tuple[Samples, str, Tally, list[bytes], list[RejectedLine]]:
+def dead_lettered(record: bytes) -> Rejection:
+    """A dead-letter record's rejection, its event type as the decoder reads the raw line."""
+    d = orjson.loads(record)
+    raw = d["raw"].encode() if "raw" in d else base64.b64decode(d["raw_base64"])
+    rejection = decode(raw)
+    assert isinstance(rejection, Rejection) and rejection.reason == d["reason"]
+    return rejection
+
+
+def replay_counted(log: Path, jobs: int = 1, lateness: float = 600.0
+                   ) -> tuple[Samples, str, Tally, list[bytes], list[Rejection]]:
+    """`replay --metrics`: its metrics, decision lines and rejections."""
     metrics = Metrics()
     decisions: list[bytes] = []
-    rejected: list[RejectedLine] = []
-    tally = replay(POLICY, [str(log)], on_decision=lambda d: decisions.append(d.to_json()),
-                   on_reject=rejected.append, metrics=metrics)
+    dead: list[bytes] = []
+    [tally] = compiled([POLICY], [str(log)], lateness=lateness, on_decisions=[decisions.extend],
+                       on_reject=dead.extend, metrics=metrics, jobs=jobs)
     body, content_type = metrics.exposition()
-    text = body.decode()
-    return check_contract(text), content_type, tally, decisions, rejected
+    return (check_contract(body.decode()), content_type, tally, decisions,
+            [dead_lettered(d) for d in dead])
+
+
+@pytest.fixture(scope="module")
+def replayed(log: Path) -> tuple[Samples, str, Tally, list[bytes], list[Rejection]]:
+    return replay_counted(log)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_compiled_replay_metrics_are_the_python_engines(replayed: Any, log: Path,
-                                                        jobs: int) -> None:
-    # Every series the same, but the step times (the same count, other durations).
-    samples, _, tally, decisions, _ = replayed
+def test_replay_metrics_are_the_python_engines(log: Path, jobs: int) -> None:
+    """The engine's run counted as the Python engine (the oracle) counts it: every
+    series the same but the step times (the same count, other durations)."""
     metrics = Metrics()
-    lines: list[bytes] = []
-    [compiled_tally] = compiled([POLICY], [str(log)], on_decisions=[lines.extend],
-                                metrics=metrics, jobs=jobs)
-    theirs = check_contract(metrics.exposition()[0].decode())
+    decisions: list[bytes] = []
+    tally = replay(POLICY, [str(log)], on_decision=lambda d: decisions.append(d.to_json()),
+                   metrics=metrics)
+    samples = check_contract(metrics.exposition()[0].decode())
+    theirs, _, compiled_tally, lines, _ = replay_counted(log, jobs)
     assert compiled_tally == tally and lines == decisions
     step = "closure_monitor_step_seconds"
     assert theirs.keys() == samples.keys()
@@ -164,7 +179,7 @@ def test_events_account_for_every_line(replayed: Any, log: Path) -> None:
     assert outcomes["duplicate"] == sum(tally.duplicates.values()) > 0
     assert outcomes["rejected"] == len(rejected) > 0
     # Rejected records keep their type when they name a known one.
-    expected = Counter((r.rejection.event_type or "unknown") for r in rejected)
+    expected = Counter((r.event_type or "unknown") for r in rejected)
     assert {t: n for (t, o), n in events.items() if o == "rejected" and n} == expected
     assert len(expected) >= 2, "the log should reject records of known and unknown type"
     # Applied, by type, against the log itself.
@@ -178,7 +193,7 @@ def test_events_account_for_every_line(replayed: Any, log: Path) -> None:
 def test_dead_letters_are_the_rejected_records_by_reason(replayed: Any) -> None:
     samples, _, _, _, rejected = replayed
     dead = by_labels(samples, "closure_monitor_dead_letters_total", "reason")
-    assert +dead == Counter((r.rejection.reason,) for r in rejected)
+    assert +dead == Counter((r.reason,) for r in rejected)
     assert set(REJECT_REASONS) <= {reason for (reason,) in dead}  # all there, at zero or not
 
 
@@ -210,10 +225,7 @@ def test_gauges_and_histograms_after_replay(replayed: Any, log: Path) -> None:
 
 
 def test_late_events_by_type(log: Path) -> None:
-    metrics = Metrics()
-    tally = replay(POLICY, [str(log)], lateness=0.0, on_decision=lambda d: None,
-                   metrics=metrics)
-    samples = check_contract(metrics.exposition()[0].decode())
+    samples, _, tally, _, _ = replay_counted(log, lateness=0.0)
     late = by_labels(samples, "closure_monitor_late_events_total", "event_type")
     assert sum(late.values()) > 0
     assert +late == Counter({(t,): n for t, n in tally.late.items()})
@@ -282,22 +294,37 @@ def test_followed_tallies_are_read_at_collection_and_kept_after_unfollow() -> No
         metrics.unfollow(shared)
 
 
-def test_watched_partitions_and_consumer_lag() -> None:
-    from tests.factories import application
+APPLICATION = (b'{"event_id":"a1","event_type":"application","user_id":"u1",'
+               b'"occurred_at":"2026-01-04T00:00:00Z","schema_version":1,'
+               b'"application_id":"app1","product":"cash_loan","kind":"drawdown",'
+               b'"requested_amount":1000,"channel":"app"}')
+APPLIED_AT = 1_767_484_800.0  # 2026-01-04T00:00:00Z
 
+
+def _partition() -> CompiledPartition[None]:
+    part: CompiledPartition[None] = CompiledPartition(POLICY, 0.0)
+    part.add_input("in")
+    return part
+
+
+def _offer(part: CompiledPartition[None], raw: bytes) -> None:
+    released, rejection, elsewhere = part.take("in", raw, None, None, 1, 0)
+    assert rejection is None and elsewhere is None and released == [None]
+
+
+def test_watched_partitions_and_consumer_lag() -> None:
     metrics = Metrics()
-    parts = [Partition[None](POLICY, {}, 0.0), Partition[None](POLICY, {}, 0.0)]
+    parts = [_partition(), _partition()]
     for n, part in enumerate(parts):
-        part.add_input("in")
         metrics.watch(n, part)
         metrics.set_consumer_lag("credit.repayments", n, 10 + n)
     samples = parse(metrics.exposition()[0].decode())[1]
     assert samples["closure_monitor_watermark_timestamp_seconds"] == []  # no event yet
-    event = application(3.0)
-    parts[1].offer("in", event, None)
+    _offer(parts[1], APPLICATION)
+    assert parts[1].tally.applied["application"] == 1  # (the engine's count, taken)
     samples = check_contract(metrics.exposition()[0].decode())
     assert value(samples, "closure_monitor_watermark_timestamp_seconds",
-                 partition="1") == event.occurred_at
+                 partition="1") == APPLIED_AT
     assert value(samples, "closure_monitor_events_total",
                  event_type="application", outcome="applied") == 1
     assert value(samples, "closure_monitor_pending_deadlines") == parts[1].pending_deadlines
@@ -320,18 +347,14 @@ def test_watched_partitions_and_consumer_lag() -> None:
 def test_a_partition_watched_without_its_tally_shows_gauges_only() -> None:
     """The worker counts a record once it is final, in a tally of its own: a
     partition watched with follow=False exports its gauges, not its engine's counts."""
-    from tests.factories import application
-
     metrics = Metrics()
-    part = Partition[None](POLICY, {}, 0.0)
-    part.add_input("in")
+    part = _partition()
     metrics.watch(0, part, follow=False)
-    event = application(3.0)
-    part.offer("in", event, None)
+    _offer(part, APPLICATION)
     assert part.tally.applied["application"] == 1
     samples = check_contract(metrics.exposition()[0].decode())
     assert value(samples, "closure_monitor_watermark_timestamp_seconds",
-                 partition="0") == event.occurred_at
+                 partition="0") == APPLIED_AT
     assert value(samples, "closure_monitor_events_total",
                  event_type="application", outcome="applied") == 0
     metrics.unwatch(0)
@@ -361,34 +384,6 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     counts = [v for labels, v in samples[step] if "le" in labels]
     assert counts == sorted(counts) and len(counts) == len(STEP_BUCKETS) + 1
     assert len([1 for labels, _ in samples[lag] if "le" in labels]) == len(LAG_BUCKETS) + 1
-
-
-def test_timed_partition_observes_every_apply(log: Path) -> None:
-    metrics = Metrics()
-    steps: list[float] = []
-    lags: list[float] = []
-    # Lateness over the whole log: all is released at the end, in event-time order.
-    part = TimedPartition[None](POLICY, {}, 1e9, observe_step=steps.append,
-                                observe_lag=lags.append)
-    part.add_input("log")
-    events = [e for e in map(decode, log.read_bytes().splitlines())
-              if not isinstance(e, Rejection)]
-    metrics.watch(0, part)
-    before = time.time()
-    for event in events:
-        part.offer("log", event, None)
-    part.remove_input("log")
-    after = time.time()
-    tally = part.tally
-    assert len(steps) == len(lags) == len(events)
-    assert sum(tally.applied.values()) + sum(tally.duplicates.values()) == len(events)
-    assert all(0 <= s < after - before for s in steps)
-    for event, lag in zip(sorted(events, key=lambda e: (e.occurred_at, e.event_id)), lags,
-                          strict=True):
-        assert before - event.occurred_at <= lag <= after - event.occurred_at
-    samples = check_contract(metrics.exposition()[0].decode())
-    assert value(samples, "closure_monitor_events_total",
-                 event_type="repayment", outcome="applied") == tally.applied["repayment"]
 
 
 def test_write_and_exposition_agree(tmp_path: Path) -> None:
