@@ -74,10 +74,9 @@ def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], Non
                    help="longest a fetch waits for records, seconds (default 0.5, "
                         "Kafka's; 0.05 with --tansu)")
     w.add_argument("--state-cache", type=int, default=None,
-                   help="no effect on the compiled engine, which holds every user of its "
-                        "partitions (about 1.1 KB each) and stores them in the table; "
-                        "kept for the Python engine's partitions (env "
-                        "CLOSURE_MONITOR_STATE_CACHE; default 200000)")
+                   help="no effect, kept so that earlier command lines run: the engine "
+                        "holds every user of its partitions (about 1 KB each) and stores "
+                        "them in the table (env CLOSURE_MONITOR_STATE_CACHE)")
     w.add_argument("--input-buffer", type=int, default=None,
                    help="records of one input partition held (not yet applied and "
                         "acknowledged) before its fetching pauses while another input "
@@ -153,7 +152,6 @@ def _settings(args: argparse.Namespace) -> Any:
         TANSU_FETCH_MAX_WAIT,
         Settings,
     )
-    from streams.states import DEFAULT_STATE_CACHE
 
     partitions = _count(args.partitions, "--partitions", "PARTITIONS", 8)
     replication = _count(args.replication_factor, "--replication-factor",
@@ -166,7 +164,10 @@ def _settings(args: argparse.Namespace) -> Any:
         fetch_max_wait = TANSU_FETCH_MAX_WAIT if args.tansu else DEFAULT_FETCH_MAX_WAIT
     if not 0 < fetch_max_wait <= 60:
         raise ConfigError(f"--fetch-max-wait {fetch_max_wait:g}: not in (0, 60] seconds")
-    state_cache = _count(args.state_cache, "--state-cache", "STATE_CACHE", DEFAULT_STATE_CACHE)
+    if args.state_cache is not None or _env("STATE_CACHE", ""):
+        _count(args.state_cache, "--state-cache", "STATE_CACHE", 1)  # still refused when bad
+        print("closure-monitor: --state-cache (CLOSURE_MONITOR_STATE_CACHE) has no effect: "
+              "the engine holds every user's state (about 1 KB each)", file=sys.stderr)
     input_buffer = _count(args.input_buffer, "--input-buffer", "INPUT_BUFFER",
                           DEFAULT_INPUT_BUFFER)
     return Settings(broker=args.broker, store=args.store, data_dir=args.data_dir,
@@ -179,7 +180,7 @@ def _settings(args: argparse.Namespace) -> Any:
                     idle_timeout=(args.idle_timeout if args.idle_timeout is not None
                                   else STRICT_IDLE_TIMEOUT if args.strict_order
                                   else DEFAULT_IDLE_TIMEOUT),
-                    fetch_max_wait=fetch_max_wait, state_cache=state_cache,
+                    fetch_max_wait=fetch_max_wait,
                     input_buffer=input_buffer,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
                     loglevel=args.loglevel)

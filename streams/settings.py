@@ -8,7 +8,6 @@ from typing import Any
 
 from streams.kafka import Topics
 from streams.policy import Policy
-from streams.states import DEFAULT_STATE_CACHE
 
 DEFAULT_PARTITIONS = 8
 # Event-time order live, as Kafka Streams has it by default (max.task.idle.ms = 0): an
@@ -79,7 +78,6 @@ class Settings:
     lateness: float = DEFAULT_LATENESS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     tick_interval: float = DEFAULT_TICK_INTERVAL
-    state_cache: int = DEFAULT_STATE_CACHE  # decoded states kept, divided over the partitions
     input_buffer: int = DEFAULT_INPUT_BUFFER  # records held per input before it pauses
     fetch_max_wait: float = DEFAULT_FETCH_MAX_WAIT
     tansu: bool = False  # the embedded development broker's workaround

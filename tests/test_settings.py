@@ -107,10 +107,20 @@ def test_bad_seconds_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
     (["--partitions", "0"], "--partitions"),
     (["--web-port", "0"], "--web-port 0"),
     (["--replication-factor", "0"], "--replication-factor 0"),
+    (["--state-cache", "0"], "--state-cache 0"),
 ])
 def test_zero_counts_are_refused_not_defaulted(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings(*argv)
+
+
+def test_a_state_cache_is_accepted_and_said_to_do_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert settings() == settings("--state-cache", "8")
+    assert capsys.readouterr().err.count("--state-cache") == 1
+    monkeypatch.setenv("CLOSURE_MONITOR_STATE_CACHE", "8")
+    settings()
+    assert "has no effect" in capsys.readouterr().err
 
 
 def test_each_event_type_has_its_own_input_topic_behind_the_prefix() -> None:
