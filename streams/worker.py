@@ -7,7 +7,6 @@ import socket
 import sys
 
 from streams.app import build_app
-from streams.engine import rare_full_collections
 from streams.errors import PortInUseError
 from streams.kafka import check_broker, ensure_topics
 from streams.policy import Policy
@@ -50,8 +49,7 @@ def run_worker(settings: Settings, policy: Policy) -> int:
     worker.spinner = None
     code = 0
     try:
-        with rare_full_collections():
-            worker.execute_from_commandline()
+        worker.execute_from_commandline()
     except SystemExit as exc:
         code = int(exc.code or 0)
     # What this worker did, in replay's words (the operator's and the tests' record).
