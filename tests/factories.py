@@ -1,11 +1,23 @@
-"""Factory-built events for core tests: times are days after T0 (2026-01-01 00:00 UTC)."""
+"""Factory-built events for core tests: times are days after T0 (2026-01-01 00:00 UTC),
+and `encode` to write one as the JSON record a producer sends."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-from streams.events import DAY, Application, CreditReport, Repayment
+import orjson
+
+from streams.events import (
+    BUREAU_FIELDS,
+    DAY,
+    Application,
+    CreditReport,
+    Event,
+    Repayment,
+    format_date,
+    format_time,
+)
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 _ids = itertools.count(1)
@@ -36,3 +48,25 @@ def application(at: float, *, user: str = "u1", kind: str = "drawdown",
 def report(at: float, *, user: str = "u1", event_id: str | None = None, **fields: Any
            ) -> CreditReport:
     return CreditReport(event_id or _id("c"), user, day(at), "bureau-a", **fields)
+
+
+def encode(event: Event) -> bytes:
+    """The event as its input record (schema v1, JSON): what decodes back to it."""
+    body: dict[str, Any] = {"event_id": event.event_id, "event_type": event.event_type,
+                            "user_id": event.user_id,
+                            "occurred_at": format_time(event.occurred_at),
+                            "schema_version": 1}
+    if isinstance(event, Repayment):
+        body |= {"loan_id": event.loan_id, "installment": event.installment,
+                 "product": event.product, "due_date": format_date(event.due_date),
+                 "amount_due": event.amount_due, "amount_paid": event.amount_paid,
+                 "paid_at": None if event.paid_at is None else format_time(event.paid_at)}
+    elif isinstance(event, Application):
+        body |= {"application_id": event.application_id, "product": event.product,
+                 "kind": event.kind, "requested_amount": event.requested_amount}
+        if event.channel is not None:
+            body["channel"] = event.channel
+    else:
+        body["bureau"] = event.bureau
+        body |= {f: getattr(event, f) for f in BUREAU_FIELDS if getattr(event, f) is not None}
+    return orjson.dumps(body)

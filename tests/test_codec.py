@@ -536,3 +536,13 @@ def test_an_event_type_nested_as_deep_as_json_allows_is_named_not_raised() -> No
     version = decode(b'{"event_type":"application","schema_version":' + b"[" * 1000
                      + b"]" * 1000 + b"}")
     assert isinstance(version, Rejection) and version.reason == "unsupported_version"
+
+
+def test_factory_events_encode_to_records_that_decode_back_to_them() -> None:
+    from tests.factories import application, encode, repayment, report
+
+    events = [repayment(3.25, due=5, paid_at=6.5, amount_paid=40.0),
+              repayment(1, due=2), application(2.5), application(4, kind="limit_increase"),
+              report(7.001, credit_score=610, total_debt=1234.5), report(8)]
+    for event in events:
+        assert decode(encode(event)) == event

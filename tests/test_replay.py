@@ -19,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams import _engine
 from streams.codec import Rejection, decode
-from streams.core import step
+from streams.compiled import compiled_policy
 from streams.errors import ConfigError
 from streams.generate import generate_log
 from streams.policy import load_policy
-from streams.replay import open_log, replay
-from streams.state import dump
-from tests.factories import application, day, repayment, report
+from streams.replay import compiled, open_log
+from tests.factories import application, day, encode, repayment, report
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
 POLICY = load_policy()
@@ -317,7 +317,7 @@ def _replay_lines(lines: list[bytes]) -> list[bytes]:
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
         f.write(b"\n".join(lines) + b"\n")
         f.flush()
-        replay(POLICY, [f.name], on_decision=lambda d: out.append(d.to_json()))
+        compiled([POLICY], [f.name], on_decisions=[out.extend])
     return out
 
 
@@ -337,7 +337,8 @@ def test_state_stays_bounded_as_a_user_ages(years: int, seed: int):
     import random
 
     rng = random.Random(seed)
-    state = None
+    engine = compiled_policy(POLICY)
+    state: bytes | None = None
     sizes = []
     for month in range(12 * years):
         d = month * 30
@@ -348,36 +349,23 @@ def test_state_stays_bounded_as_a_user_ages(years: int, seed: int):
                   report(d + 2, user="old", credit_score=rng.randint(500, 800),
                          hard_inquiries_30d=rng.randint(0, 3))]
         for e in events:
-            state, _ = step(POLICY, state, e)
+            state, _, rejected = _engine.step(engine, state, raw=encode(e))
+            assert rejected is None
         assert state is not None
-        sizes.append(len(dump(state)))
+        sizes.append(len(state))
     assert max(sizes) < 16_384
     # after the first year, the state no longer grows with age
     assert max(sizes[24:] or sizes) <= 2 * max(sizes[:24])
-    assert state is not None and len(state.seen) <= POLICY.dedupe_ids
+    assert state is not None and len(orjson.loads(state)["e"]) <= POLICY.dedupe_ids
 
 
 def test_generated_duplicates_are_counted_not_applied(log: Path):
-    tally = replay(POLICY, [str(log)], on_decision=lambda d: None)
+    [tally] = compiled([POLICY], [str(log)], on_decisions=[lambda batch: None])
     assert sum(tally.duplicates.values()) > 0
     assert tally.accounted == tally.read
     raw = [orjson.loads(x) for x in log.read_bytes().splitlines()
            if not isinstance(decode(x), Rejection)]
     assert sum(tally.applied.values()) == len({r["event_id"] for r in raw})
-
-
-def test_rare_full_collections_raises_the_oldest_threshold_and_restores_it() -> None:
-    import gc
-
-    from streams.engine import FULL_COLLECTION_AFTER, rare_full_collections
-
-    before = gc.get_threshold()
-    with pytest.raises(RuntimeError), rare_full_collections():
-        inside = gc.get_threshold()
-        raise RuntimeError("restored even so")
-    assert inside == (before[0], before[1], max(before[2], FULL_COLLECTION_AFTER))
-    assert inside[2] >= 1000
-    assert gc.get_threshold() == before
 
 
 def test_an_event_at_the_watermark_after_its_equals_were_released_is_late():
