@@ -8,24 +8,45 @@ from collections.abc import Iterable
 import orjson
 import pytest
 
+from streams import _engine
+from streams.codec import Rejection, decode
+from streams.compiled import compiled_policy
 from streams.core import step
 from streams.decisions import Decision
 from streams.events import DAY, Event, Tick
 from streams.policy import compile_policy, load_policy
 from streams.rules import LEVERAGE_CAP, leverage
 from streams.state import UserState, dump, load
-from tests.factories import application, day, repayment, report
+from tests.factories import application, day, encode, repayment, report
 
 POLICY = load_policy()
 
 
 def run(items: Iterable[Event | float], policy=POLICY, state: UserState | None = None
         ) -> tuple[UserState | None, list[Decision]]:
-    """Events in order; a number is a watermark tick at that day."""
+    """Events in order; a number is a watermark tick at that day.
+
+    Every step is taken twice: by the Python core (whose state and decisions the
+    tests read) and by the engine (`streams._engine`, from the record as a producer
+    writes it, its state stored and loaded between steps), and the two must agree
+    byte for byte: each test's expectations are the engine's too."""
+    engine = compiled_policy(policy)
+    stored = None if state is None else dump(state)
     out: list[Decision] = []
     for item in items:
-        ev = Tick(day(item)) if isinstance(item, int | float) else item
+        if isinstance(item, int | float):
+            ev: Event | Tick = Tick(day(item))
+            stored, lines, rejected = _engine.step(engine, stored, tick=ev.at)
+        else:
+            raw = encode(item)
+            decoded = decode(raw)
+            assert not isinstance(decoded, Rejection)
+            ev = decoded
+            stored, lines, rejected = _engine.step(engine, stored, raw=raw)
         state, ds = step(policy, state, ev)
+        assert rejected is None
+        assert lines == [d.to_json() for d in ds]
+        assert stored == (None if state is None else dump(state))
         out += ds
     return state, out
 
