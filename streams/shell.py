@@ -24,9 +24,8 @@ import faust
 import orjson
 from faust.types import TP, Message
 
-from streams.codec import Rejection, decode
-from streams.compiled import CompiledPartition
-from streams.engine import Partition
+from streams.codec import Rejection
+from streams.compiled import CompiledPartition, States
 from streams.events import EVENT_TYPES
 from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
@@ -42,16 +41,13 @@ from streams.progress import (
     progress_key,
 )
 from streams.settings import Settings
-from streams.state import UserState, load
-from streams.states import TableStates
 from streams.store import store_partition
 from streams.tally import Tally
 
 log = logging.getLogger("closure_monitor")
 
-# A partition as the shell drives it: the compiled engine's (the worker's), or the
-# Python engine's over a `TableStates` (the shell's unit tests).
-Part = CompiledPartition[Pending] | Partition[Pending]
+# A partition as the shell drives it: the compiled engine's.
+Part = CompiledPartition[Pending]
 
 
 class Shell:
@@ -143,24 +139,10 @@ class Shell:
                 if raw is not None and partition_for(uid.encode(), n) == p:
                     yield uid, raw
 
-        if isinstance(part, CompiledPartition):
-            users = part.restore(stored())
-            if users:
-                log.info("partition %d: %d users restored, %d deadlines pending", p,
-                         users, part.pending_deadlines)
-            return
-        states = _table_states(part)
-
-        def held() -> Iterator[tuple[str, UserState]]:
-            for uid, raw in stored():
-                state = load(raw)
-                states.restored(uid, state)
-                yield uid, state
-
-        part.schedule_all(held())
-        if states.users:
+        users = part.restore(stored())
+        if users:
             log.info("partition %d: %d users restored, %d deadlines pending", p,
-                     states.users, part.pending_deadlines)
+                     users, part.pending_deadlines)
 
     def _progress_restored(self, p: int) -> dict[str, Progress]:
         """Partition p's progress record in the table (after recovery), by topic."""
@@ -248,41 +230,20 @@ class Shell:
                     inp.skip = None
             pending = Pending(msg)
             inp.pending.append(pending)
-            if isinstance(part, CompiledPartition):
-                # Decoded, checked (key, home partition) and buffered in the engine.
-                let_go, rejection, elsewhere = part.take(tp, raw, msg.key, pending,
-                                                         self.settings.partitions, p)
-                released += let_go
-                if rejection is not None:
-                    diverted = await self._dead_letter(None, msg, rejection)
-                elif elsewhere is not None:
-                    self.rerouted += 1
-                    user, home = elsewhere
-                    diverted = await self._send(msg.topic, user, raw, home)
-                else:
-                    continue
-                sent.setdefault(p, []).append(diverted)
-                released.append(pending)
-                continue
-            decoded = decode(raw)
-            # A record that is not applied here is sent on (dead letter or its user's
-            # partition) and done once that is delivered.
-            if isinstance(decoded, Rejection):
-                diverted = await self._dead_letter(part.tally, msg, decoded)
-            elif msg.key is not None and msg.key != decoded.user_id.encode():
-                shown = msg.key[:80].decode("utf-8", "replace")
-                diverted = await self._dead_letter(part.tally, msg, Rejection(
-                    "key_mismatch",
-                    f"record key {shown!r} is not the user_id {decoded.user_id!r}",
-                    decoded.event_type))
-            elif (home := partition_for(decoded.user_id.encode(),
-                                        self.settings.partitions)) != p:
-                # Produced with another partitioner (or no key): send it where its
-                # user's state lives; it is counted there.
+            # Decoded, checked (key, home partition) and buffered in the engine. A
+            # record that is not applied here is sent on (a dead letter, or to its
+            # user's partition when produced with another partitioner or no key: it
+            # is counted there) and done once that is delivered.
+            let_go, rejection, elsewhere = part.take(tp, raw, msg.key, pending,
+                                                     self.settings.partitions, p)
+            released += let_go
+            if rejection is not None:
+                diverted = await self._dead_letter(msg, rejection)
+            elif elsewhere is not None:
                 self.rerouted += 1
-                diverted = await self._send(msg.topic, decoded.user_id.encode(), raw, home)
+                user, home = elsewhere
+                diverted = await self._send(msg.topic, user, raw, home)
             else:
-                released += part.offer(tp, decoded, pending)
                 continue
             sent.setdefault(p, []).append(diverted)
             released.append(pending)
@@ -321,19 +282,8 @@ class Shell:
         assert inp.skip is not None
         if msg.offset + 1 >= inp.skip.until:
             inp.skip = None  # past everything the previous owner finished
-        if isinstance(part, CompiledPartition):
-            released += part.skip(msg.tp, raw, msg.key, self.settings.partitions,
-                                  msg.partition)
-            return
-        decoded = decode(raw)
-        if isinstance(decoded, Rejection):
-            return
-        key = decoded.user_id.encode()
-        if ((msg.key is None or msg.key == key)
-                and partition_for(key, self.settings.partitions) == msg.partition):
-            # One the previous owner applied here (not dead-lettered or sent on).
-            part.buffer.observe(msg.tp, decoded.occurred_at)
-            released += part.release()
+        released += part.skip(msg.tp, raw, msg.key, self.settings.partitions,
+                              msg.partition)
 
     async def on_tick(self, p: int, generation: int) -> None:
         part = await self.part(p, generation)
@@ -432,7 +382,7 @@ class Shell:
             inp = self.inputs.get(tp)
             if hw is not None and inp is not None:
                 self.metrics.set_consumer_lag(name, p, max(hw - inp.next_offset, 0))
-        self.metrics.set_users(sum(_table_states(part).users for part in self.parts.values()))
+        self.metrics.set_users(sum(part.states.users for part in self.parts.values()))
 
     async def _settle(self, p: int, part: Part, released: list[Pending],
                       sent: Iterable[Any], generation: int) -> None:
@@ -447,21 +397,16 @@ class Shell:
         is stored or acked once a rebalance began: the partition may have gone to
         another worker, which reads its records again.
         """
-        states = _table_states(part)
+        states = part.states
         # Every user of partition p has p as its home (on_batch forwards the others,
         # _restore loads only its own), and every topic the worker uses has the same
         # partition count: p is where the default partitioner puts the decision's key.
         futures = []
-        if isinstance(part, CompiledPartition):
-            for key, decision in part.drain_keyed():
-                futures.append(await self._send(self.topics.decisions, key, decision, p))
-            timings = part.take_timings()
-            if timings is not None:
-                self.metrics.add_timings(*timings)
-        else:
-            for d in part.drain():
-                futures.append(await self._send(self.topics.decisions, d.user_id.encode(),
-                                                d.to_json(), p))
+        for key, decision in part.drain_keyed():
+            futures.append(await self._send(self.topics.decisions, key, decision, p))
+        timings = part.take_timings()
+        if timings is not None:
+            self.metrics.add_timings(*timings)
         futures += sent
         writes = states.take_dirty()
         counted, part.tally = part.tally, Tally()  # what this settle's records came to
@@ -509,7 +454,7 @@ class Shell:
             self.failed.add(p)
             raise error
 
-    async def _complete(self, p: int, states: TableStates, group: Group) -> None:
+    async def _complete(self, p: int, states: States, group: Group) -> None:
         """Store a delivered group's states, and partition p's progress after them
         when it moved; the group then waits for the changelog (`_confirm`)."""
         writes = group.writes
@@ -588,7 +533,7 @@ class Shell:
                 try:
                     while (part is not None and p not in self.failed and outbox
                            and outbox[0].ready() and outbox[0].error() is None):
-                        await self._complete(p, _table_states(part), outbox.popleft())
+                        await self._complete(p, part.states, outbox.popleft())
                 except Exception as exc:
                     failed("storing a batch", p, exc)
             await producer.flush()
@@ -657,12 +602,9 @@ class Shell:
         """Hand a record to the producer; the future is done when it is delivered."""
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _dead_letter(self, tally: Tally | None, msg: Message, rejection: Rejection
-                           ) -> Any:
-        """Send a record to the dead-letter topic with its reason, counting it in `tally`
-        (None: the engine counted it)."""
-        if tally is not None:
-            tally.count_rejection(rejection)
+    async def _dead_letter(self, msg: Message, rejection: Rejection) -> Any:
+        """Send a record to the dead-letter topic with its reason (the engine counted
+        it when it rejected it)."""
         record: dict[str, Any] = {
             "reason": rejection.reason, "detail": rejection.detail,
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
@@ -696,9 +638,3 @@ def _awake(part: Part, tp: TP, inp: Input) -> None:
     watermark never goes back) and counts its idle time afresh."""
     inp.idle_at = inp.caught_up_since = None
     part.buffer.set_idle(tp, False)
-
-
-def _table_states(part: Part) -> Any:
-    """A shell partition's states, as the shell stores them: `take_dirty`, `stored`,
-    `users` (a `TableStates`, or the compiled partition's `States`)."""
-    return part.states

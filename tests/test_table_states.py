@@ -4,21 +4,29 @@ of the table, with writes taken per batch and stored later (streams.states.Table
 A fake table stands in for Faust's (its `data` is what the store holds); the shell's
 cycle is played by hand: offer events, take the dirty states, store them some
 batches later. Whatever the cache size and the delay, the decisions are replay's.
+
+The worker's shell (streams.shell.Shell) around the compiled engine's partition
+(streams.compiled.CompiledPartition), fed records as fetched (bytes): what it stores
+and when, what it acks and counts, its progress, back-pressure and idle inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.codec import Rejection, decode
+from streams.compiled import CompiledPartition
 from streams.engine import Partition
+from streams.events import Event, format_date, format_time
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import replay
@@ -31,6 +39,22 @@ POLICY = load_policy()
 class FakeTable:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+
+
+def _raw(event: Event) -> bytes:
+    """A (factory) event as the record the worker fetches: its JSON, schema v1."""
+    body: dict[str, Any] = {"event_type": event.event_type}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        if field.name in ("occurred_at", "paid_at") and value is not None:
+            value = format_time(value)
+        elif field.name == "due_date":
+            value = format_date(value)
+        if value is not None or field.name == "paid_at":
+            body[field.name] = value
+    raw = orjson.dumps(body)
+    assert decode(raw) == event
+    return raw
 
 
 def _log(tmp: Path, seed: int) -> Path:
@@ -149,8 +173,9 @@ def test_states_only_read_are_evicted_too() -> None:
 
 
 async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> None:
-    """Shell._settle: a state's bytes are kept while its decision is in flight, written
-    to the table once it is delivered, and then forgotten."""
+    """Shell._settle: a state's bytes are kept (in the partition's outbox) while its
+    decision is in flight, written to the table once it is delivered, and then
+    forgotten."""
     import asyncio
     from types import SimpleNamespace
 
@@ -178,20 +203,24 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
     shell._send = send  # type: ignore[method-assign]
     shell._store = store  # type: ignore[method-assign]
     shell.storing[0] = deque()
-    states = TableStates(table, capacity=1)
-    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part: CompiledPartition[Any] = CompiledPartition(POLICY, 0.0)
     part.add_input(0)
     shell.outboxes[0] = deque()
-    part.offer(0, repayment(0, due=10, user="u1"), None)  # released: the watermark is 0 late
-    part.offer(0, repayment(200, due=10, user="u2"), None)  # u1's deadlines fire: decisions
-    assert part.decisions
+    for event in (repayment(0, due=10, user="u1"),  # released: the watermark is 0 late
+                  repayment(200, due=10, user="u2")):  # u1's deadlines fire: decisions
+        _, rejection, elsewhere = part.take(0, _raw(event), event.user_id.encode(), None,
+                                            1, 0)
+        assert rejection is None and elsewhere is None
+    assert sum(part.tally.decisions.values()) > 0
     await shell._settle(0, part, [], (), 1)
     assert in_flight and table.data == {}  # nothing stored before delivery
-    assert set(states.unstored) == {b"u1", b"u2"}
+    assert [[k for k, _ in group.writes] for group in shell.outboxes[0]] == [[b"u1", b"u2"]]
     for future in in_flight:
         future.set_result(None)
     await shell._settle(0, part, [], (), 1)
-    assert {b"u1", b"u2"} <= set(table.data) and not states.unstored
+    assert {b"u1", b"u2"} <= set(table.data) and not shell.outboxes[0]
+    assert table.data[b"u1"] == part.engine.state("u1")  # the engine's state, as stored
+    assert part.states.take_dirty() == []  # written once
 
 
 async def test_changelog_batches_split_at_the_batch_size_and_persist_each_last_offset(
@@ -255,6 +284,7 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     from streams.progress import Input, Pending
     from streams.settings import Settings
     from streams.shell import Shell
+    from tests.factories import day, report
 
     paused: set[TP] = set()
     consumer = SimpleNamespace(flow_active=True, pause_later=paused.update,
@@ -262,17 +292,19 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     app: Any = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
     metrics = Metrics()
     shell = Shell(app, Settings(partitions=1, input_buffer=4), POLICY, FakeTable(), metrics)
-    part: Partition[Any] = Partition(POLICY, {}, 1e9)  # releases nothing on its own
+    part: CompiledPartition[Any] = CompiledPartition(POLICY, 1e9)  # releases nothing itself
     slow, fast, other = (TP(name, 0) for name in shell.topics.inputs)
     for tp in (slow, fast, other):
         part.add_input(tp)
         shell.inputs[tp] = Input()
 
     def hold(tp: TP, n: int, at: float) -> None:
+        """`tp` holds n records, the latest at `at` (days)."""
         inp = shell.inputs[tp]
         inp.pending.clear()
         inp.pending.extend(Pending(None) for _ in range(n))  # type: ignore[arg-type]
-        part.buffer.observe(tp, at)
+        part.skip(tp, _raw(report(at, user="u1")), b"u1", 1, 0)  # its time counts
+        assert part.buffer.latest(tp) == day(at)
 
     hold(slow, 9, 0)
     hold(fast, 5, 100)
@@ -418,8 +450,7 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
 
     shell._send = send
     tp = TP(shell.topics.inputs[0], 0)
-    states = TableStates(table, capacity=10)
-    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part: CompiledPartition[Any] = CompiledPartition(POLICY, 0.0)
     part.add_input(tp)
     shell.parts[0] = part
     shell.outboxes[0] = deque()
@@ -431,8 +462,11 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
         pending = Pending(SimpleNamespace(tp=tp, offset=offset))  # type: ignore[arg-type]
         inp.pending.append(pending)
         inp.next_offset = offset + 1
-        released += part.offer(tp, event, pending)
-    assert len(released) == 2 and part.decisions
+        let_go, rejection, elsewhere = part.take(tp, _raw(event), event.user_id.encode(),
+                                                 pending, 1, 0)
+        assert rejection is None and elsewhere is None
+        released += let_go
+    assert len(released) == 2 and sum(part.tally.decisions.values()) > 0
 
     def counted() -> dict[str, float]:
         return {s.labels["outcome"]: s.value for f in metrics.registry.collect()
@@ -497,7 +531,7 @@ def _changelog_shell(table: FakeTable, acked: list[int]) -> Any:
     loop = asyncio.get_running_loop()
     shell = _with_changelog(_bare_shell(table, acked), table)
     tp = shell.tp = TP(shell.topics.inputs[0], 0)
-    shell.parts[0] = Partition(POLICY, TableStates(table, capacity=10), 0.0)
+    shell.parts[0] = CompiledPartition(POLICY, 0.0)
     shell.last_message[0] = None
     inp = shell.inputs[tp] = Input()
     records = [Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1, 2)]
@@ -705,9 +739,9 @@ async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_prog
     table, acked = FakeTable(), list[int]()
     shell = _bare_shell(table, acked)
     tp = TP(shell.topics.inputs[0], 0)
-    states = TableStates(table, capacity=10)
-    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part: CompiledPartition[Any] = CompiledPartition(POLICY, 0.0)
     part.add_input(tp)
+    states = part.states
     inp = shell.inputs[tp] = Input()
     inp.skip = Progress(0, {2, 3})  # the previous owner finished 2 and 3 only
     shell.last_message[0] = None
@@ -715,7 +749,8 @@ async def test_records_skipped_after_a_takeover_leave_nothing_behind_in_the_prog
     inp.pending.extend(first)
     later: list[Pending] = []
     for o in (2, 3):
-        shell._skip(part, inp, SimpleNamespace(tp=tp, offset=o, key=None), b"not json", later)
+        shell._skip(part, inp, SimpleNamespace(tp=tp, partition=0, offset=o, key=None),
+                    b"not json", later)
     inp.next_offset = 4
     assert inp.skip is None and shell.skipped == 2
     delivered = asyncio.get_running_loop().create_future()
@@ -750,8 +785,7 @@ async def test_after_a_failed_delivery_no_later_group_of_its_partition_is_comple
     table, acked = FakeTable(), list[int]()
     shell = _bare_shell(table, acked)
     tp = TP(shell.topics.inputs[0], 0)
-    states = TableStates(table, capacity=10)
-    part: Partition[Any] = Partition(POLICY, states, 0.0)
+    part: CompiledPartition[Any] = CompiledPartition(POLICY, 0.0)
     shell.parts[0] = part
     inp = shell.inputs[tp] = Input()
     records = [Pending(SimpleNamespace(tp=tp, offset=o)) for o in (0, 1)]  # type: ignore[arg-type]
@@ -776,8 +810,6 @@ def _idle_shell(**settings: Any) -> Any:
 
     from faust.types import TP
 
-    from streams.codec import decode
-    from streams.events import Event
     from streams.metrics import Metrics
     from streams.progress import Input
     from streams.settings import Settings
@@ -808,14 +840,17 @@ def _idle_shell(**settings: Any) -> Any:
     shell._send = send
     shell.rc_line, shell.highwater = rc_line, highwater
     shell.tps = repayments, applications, reports = [TP(n, 0) for n in shell.topics.inputs]
-    part: Partition[Any] = Partition(POLICY, TableStates(table, capacity=10), 600.0)
+    part: CompiledPartition[Any] = CompiledPartition(POLICY, 600.0)
     shell.parts[0], shell.outboxes[0], shell.storing[0] = part, deque(), deque()
     for tp in (repayments, applications, reports):
         part.add_input(tp)
         shell.inputs[tp] = Input()
     shell.before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
+    last = orjson.dumps({**orjson.loads(rc_line), "event_id": "c8",
+                         "occurred_at": format_time(shell.before)})
     for tp, caught_up_at in ((repayments, 5), (applications, 3)):
-        part.buffer.observe(tp, shell.before)
+        part.skip(tp, last, b"u1", 1, 0)  # its time counts (read before this owner)
+        assert part.buffer.latest(tp) == shell.before
         part.set_idle(tp, True)  # as a tick does after the idle timeout
         shell.inputs[tp].idle_at = shell.inputs[tp].next_offset = caught_up_at
         highwater[tp] = caught_up_at
@@ -860,17 +895,24 @@ async def test_a_tick_wakes_an_idle_input_with_records_to_fetch_and_idles_it_aga
     stays woken); a paused input (back-pressure) is never idle, as its high-water
     mark is not fetched."""
     shell = _idle_shell(idle_timeout=0.0)
-    repayments, applications, _ = shell.tps
+    repayments, applications, reports = shell.tps
     part = shell.parts[0]
+    # The reports input delivered a record two days after the quiet inputs' last: the
+    # slowest input that is not idle is a quiet one while it holds the watermark
+    # back, the reports input once both are idle.
+    part.skip(reports, shell.rc_line, b"u1", 1, 0)
+    reported = part.buffer.latest(reports)
+    assert reported == shell.before + 2 * 86_400.0 and part.buffer.slowest() == reported
     shell.highwater[repayments] = 6
     await shell.on_tick(0, 1)
     assert shell.inputs[repayments].idle_at is None  # records to fetch: not idle
-    assert repayments not in part.buffer._idle
+    assert part.buffer.slowest() == shell.before  # repayments holds the watermark back
     shell.inputs[repayments].next_offset = 6  # read (an unparsable record, say)
     await shell.on_tick(0, 1)
     assert shell.inputs[repayments].idle_at == 6  # caught up again: idle again
-    assert repayments in part.buffer._idle
+    assert part.buffer.slowest() == reported  # repayments holds nothing back
     shell.paused.add(applications)
     await shell.on_tick(0, 1)
     assert shell.inputs[applications].idle_at is None
-    assert applications not in part.buffer._idle
+    assert shell.inputs[repayments].idle_at == 6
+    assert part.buffer.slowest() == shell.before  # applications holds it back now
