@@ -4,8 +4,8 @@ Names, types and labels are a contract with the Grafana dashboard and the alert
 rules (`EXPORTED_METRICS` in tests/test_deploy.py). Every label takes a small
 fixed set of values; no metric is labelled by user.
 
-Counts are not incremented here per record. A `Partition` already counts every
-input record and decision in its `Tally`; `Metrics` follows tallies and reads
+Counts are not incremented here per record. The engine already counts every
+input record and decision (`streams.tally.Tally`); `Metrics` follows tallies and reads
 them whenever it is collected, so the worker and replay count through the same
 code and nothing is added to the per-event path. What a tally does not know is
 given through methods: the wall-clock histograms (`observe_lag`,
@@ -24,10 +24,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
-from time import perf_counter, time
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import write_to_textfile as _write_to_textfile
@@ -40,13 +39,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from streams.codec import REJECT_REASONS
-from streams.engine import Partition
-from streams.events import EVENT_TYPES, Event
-from streams.policy import ACTION_RANK, ADVERSE_CODES, RESTORE_CODES, Policy
-from streams.state import UserState
+from streams.events import EVENT_TYPES
+from streams.policy import ACTION_RANK, ADVERSE_CODES, RESTORE_CODES
 from streams.tally import Tally
-
-H = TypeVar("H")
 
 UNKNOWN_TYPE = "unknown"  # event_type of a rejected record whose type cannot be read
 OUTCOMES = ("applied", "duplicate", "rejected")
@@ -149,7 +144,7 @@ class Metrics:
         self._lag.observe(seconds if seconds > 0.0 else 0.0)
 
     def observe_step(self, seconds: float) -> None:
-        """Wall time taken to apply one event (see `TimedPartition`)."""
+        """Wall time taken to apply one event."""
         self._step.observe(seconds)
 
     def add_timings(self, step: Sequence[int], step_sum: float, lag: Sequence[int],
@@ -347,24 +342,3 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     `content_type=`; send it as the Content-Type header instead.
     """
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-class TimedPartition(Partition[H]):
-    """A `Partition` that reports, for every event it applies, how long `apply` took
-    (load the user's state, check for a duplicate, step, store) to `observe_step`,
-    and, when given `observe_lag`, the wall clock then minus the event's
-    `occurred_at` (e.g. `Metrics.observe_step`, `Metrics.observe_lag`)."""
-
-    def __init__(self, policy: Policy, states: MutableMapping[str, UserState], lateness: float,
-                 tally: Tally | None = None, *, observe_step: Callable[[float], None],
-                 observe_lag: Callable[[float], None] | None = None) -> None:
-        super().__init__(policy, states, lateness, tally)
-        self._observe_step = observe_step
-        self._observe_lag = observe_lag
-
-    def apply(self, event: Event) -> None:
-        started = perf_counter()
-        super().apply(event)
-        self._observe_step(perf_counter() - started)
-        if self._observe_lag is not None:
-            self._observe_lag(time() - event.occurred_at)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streams.codec import Rejection
-    from streams.decisions import Decision
 
 
 @dataclass
@@ -26,9 +25,6 @@ class Tally:
     rejected: Counter[str] = field(default_factory=Counter)  # by rejection reason
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, reason)
     rejected_types: Counter[str] = field(default_factory=Counter)  # by event_type or "unknown"
-
-    def count_decision(self, d: Decision) -> None:
-        self.decisions[d.action, d.reasons[0].code] += 1
 
     def count_rejection(self, r: Rejection) -> None:
         self.rejected[r.reason] += 1

@@ -11,13 +11,13 @@ import pytest
 from streams import _engine
 from streams.codec import Rejection, decode
 from streams.compiled import compiled_policy
-from streams.core import step
-from streams.decisions import Decision
 from streams.events import DAY, Event, Tick
 from streams.policy import compile_policy, load_policy
-from streams.rules import LEVERAGE_CAP, leverage
-from streams.state import UserState, dump, load
 from tests.factories import application, day, encode, repayment, report
+from tests.oracle.core import step
+from tests.oracle.decisions import Decision
+from tests.oracle.rules import LEVERAGE_CAP, leverage
+from tests.oracle.state import UserState, dump, load
 
 POLICY = load_policy()
 
@@ -71,6 +71,13 @@ def yaml_default() -> dict:
 
 
 # --- OVERDUE: graded tiers fired by deadlines -------------------------------------------
+
+def test_two_loans_overdue_at_one_deadline_give_one_warning_with_both_reasons():
+    _, ds = run([repayment(0, due=10, loan="A"), repayment(0, due=10, loan="B"), 11.5])
+    assert actions(ds) == [("warn", "OVERDUE")]
+    assert [(r.code, r.observed) for r in ds[0].reasons] == [
+        ("OVERDUE", 1), ("REPEATED_LATENESS", 2)]
+
 
 def test_overdue_warns_then_downgrades_then_closes_on_deadlines():
     _, ds = run([repayment(0, due=10), 200])

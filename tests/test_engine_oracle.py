@@ -1,6 +1,6 @@
 """The compiled engine (`streams._engine`) against the Python engine, byte for byte.
 
-The Python engine (`streams.core`, `streams.engine`, `streams.codec`) is the oracle:
+The Python engine (`tests/oracle`, with `streams.codec`) is the oracle:
 the same records, under the same policy, must give the same decisions (JSON bytes),
 the same rejections (reason, detail and event type; a `not_json` detail is the
 parser's own message, so only its reason is compared), the same counts and the same
@@ -21,16 +21,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import _engine, core
+from streams import _engine
 from streams.codec import Rejection, decode
-from streams.engine import Partition
 from streams.events import Tick, format_date, format_time
 from streams.generate import generate_log
 from streams.policy import load_policy
-from streams.state import dump, load
 from streams.tally import Tally
 from tests.factories import T0
-from tests.test_incremental import POLICIES
+from tests.oracle import core
+from tests.oracle.engine import Partition
+from tests.oracle.policies import POLICIES
+from tests.oracle.state import dump, load
 
 ENGINES = [_engine.Policy(p.engine_json()) for p in POLICIES]
 

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from streams import _engine
 from streams.codec import Rejection, decode
 from streams.compiled import CompiledPartition
-from streams.engine import Partition
 from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
 from streams.policy import load_policy
+from tests.oracle.engine import Partition
 from tests.test_engine_oracle import _log
 
 POLICY = load_policy()
@@ -135,7 +135,7 @@ def test_decisions_states_and_counts_come_out_as_the_python_partition_gives_them
     assert counted.applied == ours.tally.applied and counted.decisions == ours.tally.decisions
     assert counted.duplicates == ours.tally.duplicates
     assert sum(theirs.tally.applied.values()) == 0  # taken: zero from now
-    from streams.state import dump
+    from tests.oracle.state import dump
     writes = dict(theirs.states.take_dirty())
     assert writes == {uid.encode(): dump(s) for uid, s in ours.states.items()}
     assert theirs.states.take_dirty() == []  # once each

@@ -25,8 +25,9 @@ from streams.codec import REJECT_REASONS, Rejection, decode
 from streams.compiled import CompiledPartition
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, exposition
 from streams.policy import load_policy
-from streams.replay import compiled, replay
+from streams.replay import compiled
 from streams.tally import Tally
+from tests.oracle.replay import replay
 from tests.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")

@@ -1,50 +1,59 @@
-"""Replay over several processes (`--jobs`) gives what one process gives, byte for byte."""
+"""Replay over several threads (`--jobs`) gives what one gives, and what the Python
+engine (the oracle, tests/oracle) gives, byte for byte: on logs shuffled far beyond
+any lateness and dealt over several files, under several policies at once."""
 
 from __future__ import annotations
 
 import io
 import json
-import multiprocessing
-import os
 import random
-import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.engine import Partition
-from streams.errors import MonitorError
 from streams.generate import generate_log
-from streams.policy import load_policy
-from streams.replay import replay, replay_each, shard_of
+from streams.policy import Policy, load_policy
+from streams.replay import compiled
 from streams.tally import Tally
+from tests.oracle.replay import replay
 from tests.test_replay import cli, stricter_policy
 
 POLICY = load_policy()
 
+Run = tuple[list[bytes], list[bytes], tuple[Any, ...]]
 
-def _run(paths: list[str], jobs: int, lateness: float, **kw: Any
-         ) -> tuple[list[bytes], list[bytes], Tally, list[bytes]]:
-    """Decisions, rejected lines, the tally, and both callbacks' calls in their order."""
+
+def _dead(record: bytes) -> bytes:
+    """A dead letter, but a `not_json` detail (each parser's own message)."""
+    d = orjson.loads(record)
+    if d["reason"] == "not_json":
+        d["detail"] = None
+    return orjson.dumps(d)
+
+
+def _run(paths: list[str], jobs: int, lateness: float = 600.0,
+         policies: tuple[Policy, ...] = (POLICY,)) -> list[Run]:
+    """The engine's decisions, dead letters and counts, per policy."""
+    decisions: list[list[bytes]] = [[] for _ in policies]
+    dead: list[bytes] = []
+    tallies = compiled(list(policies), paths, lateness=lateness,
+                       on_decisions=[out.extend for out in decisions], on_reject=dead.extend,
+                       jobs=jobs)
+    return [(out, [_dead(d) for d in dead], _counts(t))
+            for out, t in zip(decisions, tallies, strict=True)]
+
+
+def _oracle(paths: list[str], lateness: float = 600.0, policy: Policy = POLICY) -> Run:
     decisions: list[bytes] = []
-    rejected: list[bytes] = []
-    calls: list[bytes] = []
-
-    def on_decision(d: Any) -> None:
-        decisions.append(d.to_json())
-        calls.append(b"d" + decisions[-1])
-
-    def on_reject(r: Any) -> None:
-        rejected.append(r.to_json())
-        calls.append(b"r" + rejected[-1])
-
-    tally = replay(POLICY, paths, lateness=lateness, jobs=jobs, on_decision=on_decision,
-                   on_reject=on_reject, **kw)
-    return decisions, rejected, tally, calls
+    dead: list[bytes] = []
+    tally = replay(policy, paths, lateness=lateness,
+                   on_decision=lambda d: decisions.append(d.to_json()),
+                   on_reject=lambda r: dead.append(_dead(r.to_json())))
+    return decisions, dead, _counts(tally)
 
 
 def _counts(t: Tally) -> tuple[Any, ...]:
@@ -73,32 +82,27 @@ def _disordered_logs(tmp: Path, seed: int, files: int, shuffle: int) -> list[str
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000), files=st.integers(1, 3), jobs=st.integers(2, 4),
+@given(seed=st.integers(0, 10_000), files=st.integers(1, 3), jobs=st.integers(1, 4),
        shuffle=st.sampled_from([0, 40, 400]),
        lateness=st.sampled_from([0.0, 600.0, 3 * 86_400.0]))
-def test_any_number_of_processes_gives_the_same_output(tmp_path: Path, seed: int, files: int,
-                                                       jobs: int, shuffle: int,
-                                                       lateness: float) -> None:
+def test_any_number_of_threads_gives_the_oracles_output(tmp_path: Path, seed: int, files: int,
+                                                        jobs: int, shuffle: int,
+                                                        lateness: float) -> None:
     paths = _disordered_logs(tmp_path, seed, files, shuffle)
-    one = _run(paths, 1, lateness)
-    many = _run(paths, jobs, lateness)
-    assert many[0] == one[0]  # the same decisions in the same order
-    assert many[1] == one[1]  # the same rejected lines in the same order
-    assert many[3] == one[3]  # and each rejected line between the same decisions
-    assert _counts(many[2]) == _counts(one[2])
-    assert many[2].accounted == many[2].read
+    [ours] = _run(paths, jobs, lateness)
+    assert ours == _oracle(paths, lateness)  # the decisions, dead letters, counts, in order
+    assert ours[0] and ours[1]
 
 
 def test_late_and_out_of_order_records_still_merge_in_one_order(tmp_path: Path) -> None:
     """Records far out of order across three files with no lateness allowed: many are
-    late, deadlines fire between them, and the merged order is still one process's."""
+    late, deadlines fire between them, and the merged order is still one thread's."""
     paths = _disordered_logs(tmp_path, 11, 3, 400)
-    one = _run(paths, 1, 0.0)
-    assert sum(one[2].late.values()) > 100 and len(one[0]) > 50 and one[1]
-    for jobs in (2, 3):
-        many = _run(paths, jobs, 0.0)
-        assert (many[0], many[1], _counts(many[2])) == (one[0], one[1], _counts(one[2]))
-        assert many[3] == one[3]
+    want = _oracle(paths, 0.0)
+    late = want[2][3]
+    assert sum(late.values()) > 100 and len(want[0]) > 50 and want[1]
+    for jobs in (1, 2, 3):
+        assert _run(paths, jobs, 0.0) == [want]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -106,78 +110,21 @@ def test_one_pass_under_two_policies_decides_as_each_replay(tmp_path: Path, jobs
     """backtest's pass: each line decoded once, fed to one partition per policy; each
     policy's decisions and tally are those of its own replay, rejections come once."""
     paths = _disordered_logs(tmp_path, 5, 2, 40)
-    policies = [load_policy(str(stricter_policy(tmp_path))), POLICY]
-    alone = []
-    for policy in policies:
-        decisions: list[bytes] = []
-        rejected: list[bytes] = []
-        tally = replay(policy, paths, on_decision=lambda d, out=decisions: out.append(d.to_json()),
-                       on_reject=lambda r, out=rejected: out.append(r.to_json()))
-        alone.append((decisions, rejected, _counts(tally)))
+    policies = (load_policy(str(stricter_policy(tmp_path))), POLICY)
+    alone = [_oracle(paths, policy=policy) for policy in policies]
     assert alone[0][0] != alone[1][0]  # the policies disagree somewhere
-    both: list[list[bytes]] = [[], []]
-    rejected_once: list[bytes] = []
-    tallies = replay_each(policies, paths, jobs=jobs,
-                          on_decisions=[lambda d: both[0].append(d.to_json()),
-                                        lambda d: both[1].append(d.to_json())],
-                          on_reject=lambda r: rejected_once.append(r.to_json()))
-    for i in range(2):
-        assert (both[i], _counts(tallies[i])) == (alone[i][0], alone[i][2])
-    assert rejected_once == alone[0][1] and rejected_once
+    assert _run(paths, jobs, policies=policies) == alone and alone[0][1]
 
 
-def test_every_process_owns_some_users() -> None:
-    users = [f"u{n:06d}" for n in range(2_000)]
-    for n in (2, 3, 8):
-        owned = [sum(1 for u in users if shard_of(u, n) == k) for k in range(n)]
-        assert min(owned) > len(users) / n * 0.8, owned
-
-
-def _on_users(monkeypatch: pytest.MonkeyPatch, suffix: str, act: Callable[[str], None]) -> None:
-    """Make applying an event of a user whose id ends with `suffix` call `act(user_id)`
-    first (the forked processes inherit the patch)."""
-    apply = Partition.apply
-
-    def patched(self: Partition[Any], event: Any) -> None:
-        if event.user_id.endswith(suffix):
-            act(event.user_id)
-        apply(self, event)
-
-    monkeypatch.setattr(Partition, "apply", patched)
-
-
-def test_a_failing_process_fails_the_run_and_leaves_none_behind(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = _disordered_logs(tmp_path, 5, 1, 0)
-
-    def fail(user_id: str) -> None:
-        raise ValueError("cannot apply " + user_id)
-
-    _on_users(monkeypatch, "7", fail)
-    with pytest.raises(RuntimeError, match="ValueError: cannot apply u"):
-        _run(paths, 2, 600.0)
-    assert not multiprocessing.active_children()
-
-
-def test_a_killed_process_ends_the_run_with_one_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = _disordered_logs(tmp_path, 8, 1, 0)
-    # as the kernel's OOM killer would
-    _on_users(monkeypatch, "3", lambda _: os.kill(os.getpid(), signal.SIGKILL))
-    with pytest.raises(MonitorError, match=r"ended early \(killed by signal 9; out of memory"):
-        _run(paths, 2, 600.0)
-    assert not multiprocessing.active_children()
-
-
-def test_a_failing_consumer_stops_the_processes(tmp_path: Path) -> None:
+def test_a_failing_consumer_stops_the_threads(tmp_path: Path) -> None:
     paths = _disordered_logs(tmp_path, 6, 1, 0)
 
     def full(_: object) -> None:
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
-        replay(POLICY, paths, jobs=3, on_decision=full)
-    assert not multiprocessing.active_children()
+    for jobs in (1, 3):
+        with pytest.raises(OSError, match="disk full"):
+            compiled([POLICY], paths, on_decisions=[full], jobs=jobs)
 
 
 def test_replay_and_backtest_commands_take_jobs(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ Run from the repository root with the project's virtualenv:
 
 decode: one record of each event type as the generator writes it, a few of its
 malformed ones, and two at the nesting limit. state: stored states
-(`streams.state.dump`) of users while a generated log goes through
-`streams.core.step` with the default policy: the smallest one of each status
+(`tests.oracle.state.dump`) of users while a generated log goes through
+`tests.oracle.core.step` with the default policy: the smallest one of each status
 reached, one with a ledger of paid and unpaid installments, one with notices
 pending, and one stored before "W" existed.
 """
@@ -20,12 +20,13 @@ from pathlib import Path
 
 import orjson
 
-from streams.codec import Rejection, decode
-from streams.core import step
-from streams.policy import load_policy
-from streams.state import UserState, dump
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))  # the repository root, for tests.oracle
+
+from streams.codec import Rejection, decode  # noqa: E402
+from streams.policy import load_policy  # noqa: E402
+from tests.oracle.core import step  # noqa: E402
+from tests.oracle.state import UserState, dump  # noqa: E402
 
 
 def generated(users: int, days: int, seed: int, malformed: float) -> list[bytes]:

@@ -1,6 +1,6 @@
 //! The decision core: `step(policy, state, event) -> decisions`, the port of the Python
-//! engine's core (`streams/core.py`, whose non-incremental form is the oracle the tests
-//! check this against, decision for decision and state for state).
+//! engine's core (`tests/oracle/core.py`, the oracle the tests check this against,
+//! decision for decision and state for state).
 //!
 //! Everything runs in event time: before an event at t is applied, the user's deadlines
 //! <= t fire first, each evaluated at its own time; a tick (the partition watermark)

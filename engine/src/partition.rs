@@ -1,5 +1,5 @@
 //! One partition's loop around the core: reorder, apply, fire deadlines, count (the
-//! port of `streams/engine.py`). The live worker runs one per Kafka partition; replay
+//! port of the Python engine's, `tests/oracle/engine.py`). The live worker runs one per Kafka partition; replay
 //! runs one per policy, so both decide identically.
 
 use crate::codec::Rejection;

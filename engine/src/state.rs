@@ -1,6 +1,6 @@
 //! Per-user state: what the core remembers about one user, bounded and compact, and
 //! its stored form (`dump`/`load`), the same JSON as the Python engine's
-//! `streams/state.py`, so that the tables of running workers load unchanged.
+//! (`tests/oracle/state.py`), so that the tables of running workers load unchanged.
 
 use crate::decisions::{Num, STATUSES};
 use crate::policy::ADVERSE_CODES;
@@ -590,7 +590,7 @@ impl UserState {
         self.seen.push(&self.user_id, event_id, keep);
     }
 
-    /// The compact JSON for the table, byte for byte as `streams.state.dump` writes it.
+    /// The compact JSON for the table, byte for byte as the Python engine's `dump` writes it.
     pub fn dump(&self) -> Vec<u8> {
         let mut o = String::with_capacity(256 + 80 * self.ledger.len() + 24 * self.seen.len());
         o.push_str("{\"u\":");
@@ -698,7 +698,7 @@ impl UserState {
         o.into_bytes()
     }
 
-    /// A stored state (`streams.state.load`); an error names what is wrong.
+    /// A stored state (the Python engine's `load`); an error names what is wrong.
     pub fn load(data: &[u8]) -> Result<UserState, String> {
         let d: Stored = serde_json::from_slice(data).map_err(|e| format!("stored state: {e}"))?;
         let status = STATUSES

@@ -1,27 +1,24 @@
-"""One partition's loop around `step`: reorder, apply, fire deadlines, count.
-
-The live worker runs one `Partition` per Kafka partition with the table as
-`states`; `replay` runs one with a dict. Both therefore decide identically.
+"""The Python engine's partition: its loop around `step` (reorder, apply, fire
+deadlines, count), as the worker and replay ran it before the engine
+(`streams._engine`) took it over; kept as the oracle that engine is checked against.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Hashable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from time import perf_counter, time
+from typing import Any, Generic, TypeVar
 
-from streams.core import step, step_new
-from streams.decisions import Decision
 from streams.events import Event, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
-from streams.state import UserState
 from streams.tally import Tally
-
-if TYPE_CHECKING:
-    pass
+from tests.oracle.core import step, step_new
+from tests.oracle.decisions import Decision
+from tests.oracle.state import UserState
 
 H = TypeVar("H")
 # Where a decision came in a partition's order of emission: (0, occurred_at, event_id,
@@ -168,7 +165,7 @@ class Partition(Generic[H]):
     def _emit(self, decisions: list[Decision]) -> None:
         if decisions:
             for d in decisions:
-                self.tally.count_decision(d)
+                self.tally.decisions[d.action, d.reasons[0].code] += 1
             self.decisions += decisions
             if self.places is not None:
                 phase, at, name, handle, _ = self._place
@@ -186,3 +183,23 @@ class Partition(Generic[H]):
             self._heap = [(d, u) for u, d in self._scheduled.items()]
             heapq.heapify(self._heap)
 
+
+class TimedPartition(Partition[H]):
+    """A `Partition` that reports, for every event it applies, how long `apply` took
+    (load the user's state, check for a duplicate, step, store) to `observe_step`,
+    and, when given `observe_lag`, the wall clock then minus the event's
+    `occurred_at` (e.g. `Metrics.observe_step`, `Metrics.observe_lag`)."""
+
+    def __init__(self, policy: Policy, states: MutableMapping[str, UserState], lateness: float,
+                 tally: Tally | None = None, *, observe_step: Callable[[float], None],
+                 observe_lag: Callable[[float], None] | None = None) -> None:
+        super().__init__(policy, states, lateness, tally)
+        self._observe_step = observe_step
+        self._observe_lag = observe_lag
+
+    def apply(self, event: Event) -> None:
+        started = perf_counter()
+        super().apply(event)
+        self._observe_step(perf_counter() - started)
+        if self._observe_lag is not None:
+            self._observe_lag(time() - event.occurred_at)

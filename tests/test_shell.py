@@ -1,37 +1,21 @@
-"""The worker's view of the state table: a bounded cache of decoded states in front
-of the table, with writes taken per batch and stored later (streams.states.TableStates).
-
-A fake table stands in for Faust's (its `data` is what the store holds); the shell's
-cycle is played by hand: offer events, take the dirty states, store them some
-batches later. Whatever the cache size and the delay, the decisions are replay's.
-
-The worker's shell (streams.shell.Shell) around the compiled engine's partition
-(streams.compiled.CompiledPartition), fed records as fetched (bytes): what it stores
+"""The worker's shell (streams.shell.Shell) around the engine's partition
+(streams.compiled.CompiledPartition), fed records as fetched (bytes), with a fake
+table standing in for Faust's (its `data` is what the store holds): what it stores
 and when, what it acks and counts, its progress, back-pressure and idle inputs.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from streams.codec import Rejection, decode
+from streams.codec import decode
 from streams.compiled import CompiledPartition
-from streams.engine import Partition
-from streams.events import Event, format_date, format_time
-from streams.generate import generate_log
+from streams.events import Event, format_time
 from streams.policy import load_policy
-from streams.replay import replay
-from streams.state import UserState, dump, load
-from streams.states import TableStates
 
 POLICY = load_policy()
 
@@ -39,137 +23,6 @@ POLICY = load_policy()
 class FakeTable:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
-
-
-def _raw(event: Event) -> bytes:
-    """A (factory) event as the record the worker fetches: its JSON, schema v1."""
-    body: dict[str, Any] = {"event_type": event.event_type}
-    for field in dataclasses.fields(event):
-        value = getattr(event, field.name)
-        if field.name in ("occurred_at", "paid_at") and value is not None:
-            value = format_time(value)
-        elif field.name == "due_date":
-            value = format_date(value)
-        if value is not None or field.name == "paid_at":
-            body[field.name] = value
-    raw = orjson.dumps(body)
-    assert decode(raw) == event
-    return raw
-
-
-def _log(tmp: Path, seed: int) -> Path:
-    buf = io.BytesIO()
-    generate_log(buf, seed=seed, users=30, days=120, malformed_share=0.0,
-                 duplicate_share=0.03)
-    path = tmp / f"log-{seed}.jsonl"
-    path.write_bytes(buf.getvalue())
-    return path
-
-
-def _shell_cycle(path: Path, capacity: int, batch: int, delay: int
-                 ) -> tuple[list[bytes], TableStates, FakeTable, int]:
-    """Decisions made through TableStates; writes stored `delay` batches late."""
-    table = FakeTable()
-    states = TableStates(table, capacity)
-    part: Partition[int] = Partition(POLICY, states, 600.0)
-    part.add_input(0)
-    taken: deque[list[tuple[bytes, bytes]]] = deque()
-    most_cached = 0
-
-    def settle() -> None:
-        nonlocal most_cached
-        taken.append(states.take_dirty())
-        most_cached = max(most_cached, len(states.cache))
-        while len(taken) > delay:
-            writes = taken.popleft()
-            table.data.update(writes)
-            states.stored(writes)
-
-    decisions: list[bytes] = []
-    for n, line in enumerate(path.read_bytes().splitlines()):
-        event = decode(line)
-        if isinstance(event, Rejection):
-            continue
-        part.offer(0, event, n)
-        decisions += [d.to_json() for d in part.drain()]
-        if n % batch == 0:
-            settle()
-    part.remove_input(0)
-    decisions += [d.to_json() for d in part.drain()]
-    delay = 0
-    settle()
-    return decisions, states, table, most_cached
-
-
-@settings(max_examples=15, deadline=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 1000), capacity=st.integers(1, 40), batch=st.integers(1, 50),
-       delay=st.integers(0, 3))
-def test_a_bounded_cache_decides_as_replay(tmp_path: Path, seed: int, capacity: int,
-                                           batch: int, delay: int) -> None:
-    path = _log(tmp_path, seed)
-    expected: list[bytes] = []
-    final: dict[str, UserState] = {}
-    replay(POLICY, [str(path)], on_decision=lambda d: expected.append(d.to_json()),
-           states=final)
-    decisions, states, table, most_cached = _shell_cycle(path, capacity, batch, delay)
-    assert decisions == expected
-    assert most_cached <= capacity  # after every batch
-    assert states.users == len(final) == len(states)  # every user, not the decoded ones
-    with pytest.raises(TypeError):
-        iter(states)  # the cache is not the set of users
-    assert not states.unstored  # every write taken was stored
-    # The table ends with every user's final state.
-    assert {k.decode(): load(v) for k, v in table.data.items()} == final
-
-
-def test_an_evicted_state_is_read_from_its_unstored_bytes() -> None:
-    table = FakeTable()
-    states = TableStates(table, capacity=1)
-    old = UserState("a", first_seen=0.0, clock=0.0)
-    states["a"] = old
-    table.data.update(states.take_dirty())  # stored: the table has "a" at clock 0
-    states.stored(list(table.data.items()))
-    newer = states.get("a")
-    assert newer is not None
-    newer.clock = 5.0
-    states["a"] = newer
-    writes = states.take_dirty()  # taken, not yet stored
-    states["b"] = UserState("b", first_seen=1.0, clock=1.0)
-    states.take_dirty()  # evicts "a", the least recently written
-    assert "a" not in states.cache
-    again = states.get("a")
-    assert again is not None and again.clock == 5.0  # not the table's clock 0
-    table.data.update(writes)
-    states.stored(writes)
-    assert b"a" not in states.unstored
-    assert states.users == 2
-
-
-def test_restored_users_count_and_fill_the_cache_up_to_its_capacity() -> None:
-    table = FakeTable()
-    states = TableStates(table, capacity=2)
-    for n, uid in enumerate("abc"):
-        state = UserState(uid, first_seen=float(n), clock=float(n))
-        table.data[uid.encode()] = dump(state)
-        states.restored(uid, state)
-    assert states.users == 3 and list(states.cache) == ["a", "b"]
-    c = states.get("c")  # not cached: decoded from the table
-    assert c is not None and c.clock == 2.0 and "c" in states.cache
-    assert states.get("d") is None and states.users == 3
-
-
-def test_states_only_read_are_evicted_too() -> None:
-    """A batch of duplicates reads states back without writing any: the cache still
-    comes down to its capacity at the next settle."""
-    table = FakeTable()
-    states = TableStates(table, capacity=2)
-    for uid in "abcde":
-        table.data[uid.encode()] = dump(UserState(uid, first_seen=0.0, clock=0.0))
-        assert states.get(uid) is not None
-    assert len(states.cache) == 5
-    assert states.take_dirty() == []
-    assert list(states.cache) == ["d", "e"]
 
 
 async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> None:
@@ -182,7 +35,7 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
     from streams.metrics import Metrics
     from streams.settings import Settings
     from streams.shell import Shell
-    from tests.factories import repayment
+    from tests.factories import encode, repayment
 
     loop = asyncio.get_running_loop()
     app: Any = SimpleNamespace(consumer=SimpleNamespace(flow_active=True, ack=lambda m: None),
@@ -208,7 +61,7 @@ async def test_the_shell_stores_writes_once_their_decisions_are_delivered() -> N
     shell.outboxes[0] = deque()
     for event in (repayment(0, due=10, user="u1"),  # released: the watermark is 0 late
                   repayment(200, due=10, user="u2")):  # u1's deadlines fire: decisions
-        _, rejection, elsewhere = part.take(0, _raw(event), event.user_id.encode(), None,
+        _, rejection, elsewhere = part.take(0, encode(event), event.user_id.encode(), None,
                                             1, 0)
         assert rejection is None and elsewhere is None
     assert sum(part.tally.decisions.values()) > 0
@@ -284,7 +137,7 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     from streams.progress import Input, Pending
     from streams.settings import Settings
     from streams.shell import Shell
-    from tests.factories import day, report
+    from tests.factories import day, encode, report
 
     paused: set[TP] = set()
     consumer = SimpleNamespace(flow_active=True, pause_later=paused.update,
@@ -303,7 +156,7 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
         inp = shell.inputs[tp]
         inp.pending.clear()
         inp.pending.extend(Pending(None) for _ in range(n))  # type: ignore[arg-type]
-        part.skip(tp, _raw(report(at, user="u1")), b"u1", 1, 0)  # its time counts
+        part.skip(tp, encode(report(at, user="u1")), b"u1", 1, 0)  # its time counts
         assert part.buffer.latest(tp) == day(at)
 
     hold(slow, 9, 0)
@@ -435,7 +288,7 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
     from faust.types import TP
 
     from streams.progress import Input, Pending, decode_progress, progress_key
-    from tests.factories import repayment
+    from tests.factories import encode, repayment
 
     loop = asyncio.get_running_loop()
     table, acked = FakeTable(), list[int]()
@@ -462,7 +315,7 @@ async def test_the_shell_counts_a_group_once_its_decisions_and_states_are_delive
         pending = Pending(SimpleNamespace(tp=tp, offset=offset))  # type: ignore[arg-type]
         inp.pending.append(pending)
         inp.next_offset = offset + 1
-        let_go, rejection, elsewhere = part.take(tp, _raw(event), event.user_id.encode(),
+        let_go, rejection, elsewhere = part.take(tp, encode(event), event.user_id.encode(),
                                                  pending, 1, 0)
         assert rejection is None and elsewhere is None
         released += let_go

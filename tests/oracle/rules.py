@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from streams.events import DAY
 from streams.policy import Policy, Rule, whole_days
-from streams.state import UserState
+from tests.oracle.state import UserState
 
 INQUIRY_WINDOW = 30 * DAY  # hard_inquiries_30d counts for 30 days after its report
 Observed = float | int | None

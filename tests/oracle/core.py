@@ -26,10 +26,10 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass
 from typing import Any
 
-from streams.decisions import Decision, Reason, decision_id
 from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
 from streams.policy import REPAYMENT_CODES, RULE_BIT, Policy, Rule, Tier
-from streams.rules import (
+from tests.oracle.decisions import Decision, Reason, decision_id
+from tests.oracle.rules import (
     OBSERVERS,
     UNTIL,
     application_change,
@@ -40,7 +40,7 @@ from streams.rules import (
     message,
     score_change,
 )
-from streams.state import (
+from tests.oracle.state import (
     APPLICATIONS_CAP,
     LEDGER_CAP,
     NEVER,
