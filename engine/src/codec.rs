@@ -439,8 +439,10 @@ struct Record<'a> {
 
 impl<'a> Record<'a> {
     fn new() -> Record<'a> {
+        // Made a field at a time, each None is its tag alone (23 stores); the array
+        // written as one constant was copied whole, 736 bytes, for every record.
         Record {
-            fields: [const { None }; N_FIELDS],
+            fields: std::array::from_fn(|_| None),
         }
     }
 
