@@ -282,14 +282,20 @@ fn field_of(key: &str) -> Option<usize> {
     if name.len() != b.len() {
         return None;
     }
-    // 8 to 16 bytes (most names): the first eight and the last eight, as two words.
-    let heads = (name.first_chunk::<8>(), b.first_chunk::<8>());
-    let tails = (name.last_chunk::<8>(), b.last_chunk::<8>());
-    let same = match (heads, tails) {
-        ((Some(x), Some(y)), (Some(z), Some(w))) if b.len() <= 16 => x == y && z == w,
+    // The first and the last 8 bytes (names of 8 to 16 bytes, most of them) or 4 bytes
+    // (4 to 7 bytes), as two words each: the same length, so the whole name.
+    let same = match b.len() {
+        8..=16 => same_ends::<8>(name, b),
+        4..=7 => same_ends::<4>(name, b),
         _ => name == b,
     };
     same.then_some(field)
+}
+
+/// Whether two byte strings (of one length, at least N) have the same first and last N
+/// bytes.
+fn same_ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+    a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
 }
 
 /// FIELD_NAMES by the hash of `field_of` (N_FIELDS where none).
