@@ -131,11 +131,10 @@ fn simple_record<'a>(text: &'a str, record: &mut Record<'a>) -> Option<()> {
                 return None;
             }
             i = skip_ws(b, i + 1);
-            let (value, after) = simple_value(text, i)?;
-            if let Some(slot) = field_of(key).and_then(|f| record.fields.get_mut(f)) {
-                *slot = Some(value);
-            }
-            i = skip_ws(b, after);
+            // The value is read into its field's slot (a field not kept, into a spare).
+            let mut spare = None;
+            let slot = field_of(key).and_then(|f| record.fields.get_mut(f)).unwrap_or(&mut spare);
+            i = skip_ws(b, simple_value(text, i, slot)?);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
                 Some(b'}') => {
@@ -167,19 +166,20 @@ fn plain_string(text: &str, start: usize) -> Option<(&str, usize)> {
     }
 }
 
-/// A scalar value at `i` (not a container, not a string with an escape) and the
-/// offset after it, as `Parser::value` reads it.
-fn simple_value(text: &str, i: usize) -> Option<(Json<'_>, usize)> {
+/// A scalar value at `i` (not a container, not a string with an escape), as
+/// `Parser::value` reads it, put in `slot`: the offset after it.
+fn simple_value<'a>(text: &'a str, i: usize, slot: &mut Option<Json<'a>>) -> Option<usize> {
     let b = text.as_bytes();
-    let word = |w: &[u8], value| (b.get(i..i + w.len()) == Some(w)).then_some((value, i + w.len()));
-    match b.get(i)? {
-        b'"' => plain_string(text, i + 1).map(|(s, end)| (Json::Str(Cow::Borrowed(s)), end)),
-        b'-' | b'0'..=b'9' => simple_number(text, i),
-        b't' => word(b"true", Json::Bool(true)),
-        b'f' => word(b"false", Json::Bool(false)),
-        b'n' => word(b"null", Json::Null),
-        _ => None,
-    }
+    let (value, end) = match b.get(i)? {
+        b'"' => plain_string(text, i + 1).map(|(s, end)| (Json::Str(Cow::Borrowed(s)), end))?,
+        b'-' | b'0'..=b'9' => simple_number(text, i)?,
+        b't' if b.get(i..i + 4) == Some(b"true") => (Json::Bool(true), i + 4),
+        b'f' if b.get(i..i + 5) == Some(b"false") => (Json::Bool(false), i + 5),
+        b'n' if b.get(i..i + 4) == Some(b"null") => (Json::Null, i + 4),
+        _ => return None,
+    };
+    *slot = Some(value);
+    Some(end)
 }
 
 /// 10^0 ..= 10^22, every one exact in a double.
@@ -282,14 +282,20 @@ fn field_of(key: &str) -> Option<usize> {
     if name.len() != b.len() {
         return None;
     }
-    // 8 to 16 bytes (most names): the first eight and the last eight, as two words.
-    let heads = (name.first_chunk::<8>(), b.first_chunk::<8>());
-    let tails = (name.last_chunk::<8>(), b.last_chunk::<8>());
-    let same = match (heads, tails) {
-        ((Some(x), Some(y)), (Some(z), Some(w))) if b.len() <= 16 => x == y && z == w,
+    // The first and the last 8 bytes (names of 8 to 16 bytes, most of them) or 4 bytes
+    // (4 to 7 bytes), as two words each: the same length, so the whole name.
+    let same = match b.len() {
+        8..=16 => same_ends::<8>(name, b),
+        4..=7 => same_ends::<4>(name, b),
         _ => name == b,
     };
     same.then_some(field)
+}
+
+/// Whether two byte strings (of one length, at least N) have the same first and last N
+/// bytes.
+fn same_ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+    a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
 }
 
 /// FIELD_NAMES by the hash of `field_of` (N_FIELDS where none).
@@ -439,8 +445,10 @@ struct Record<'a> {
 
 impl<'a> Record<'a> {
     fn new() -> Record<'a> {
+        // Made a field at a time, each None is its tag alone (23 stores); the array
+        // written as one constant was copied whole, 736 bytes, for every record.
         Record {
-            fields: [const { None }; N_FIELDS],
+            fields: std::array::from_fn(|_| None),
         }
     }
 

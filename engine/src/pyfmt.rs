@@ -295,7 +295,7 @@ fn round_scaled(x: f64, ndigits: i32) -> Option<f64> {
     if p.is_nan() || p.abs() >= 4_503_599_627_370_496.0 {
         return None;
     }
-    let k = p.round_ties_even();
+    let k = round_ties_even_small(p);
     // The product is off the exact one by at most half an ulp of p: under |p| * 2^-53,
     // or half the least subnormal. `p - k` is exact (Sterbenz).
     let error = p.abs() * f64::EPSILON + f64::MIN_POSITIVE;
@@ -303,6 +303,17 @@ fn round_scaled(x: f64, ndigits: i32) -> Option<f64> {
         return None;
     }
     Some(k / scale)
+}
+
+/// `x.round_ties_even()` for |x| < 2^52, with no call to the library's rint (the
+/// processors this is built for by default have no rounding instruction): adding
+/// 2^52 leaves no fraction bit, so the sum is rounded to an integer under the
+/// default rounding, ties to even (2^52 is even), and taking 2^52 off again is exact.
+/// The sign is x's, as rint gives -0.0 for a negative x that rounds to zero.
+fn round_ties_even_small(x: f64) -> f64 {
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    let k = if x >= 0.0 { (x + TWO_52) - TWO_52 } else { (x - TWO_52) + TWO_52 };
+    k.copysign(x)
 }
 
 /// `py_round` through exact decimal formatting, for every input.
@@ -462,7 +473,7 @@ pub fn utc_from_timestamp(t: f64) -> Option<UtcDateTime> {
     if int_part.abs() > 1e12 {
         return None;
     }
-    let mut frac = ((t - int_part) * 1e6).round_ties_even();
+    let mut frac = round_ties_even_small((t - int_part) * 1e6);
     if frac >= 1e6 {
         frac -= 1e6;
         int_part += 1.0;
@@ -538,6 +549,21 @@ pub fn format_date(t: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_ties_even_small_is_rint() {
+        let mut x = -5.0;
+        while x <= 5.0 {
+            for v in [x, x + 1e-9, x - 1e-9, x * 1e6, x * 1e14 + 0.5, 0.5 + x * 1e14 + 1.0] {
+                let (ours, std) = (round_ties_even_small(v), v.round_ties_even());
+                assert_eq!(ours.to_bits(), std.to_bits(), "{v}");
+            }
+            x += 0.125;
+        }
+        for v in [0.0, -0.0, 0.49999999999999994, -0.49999999999999994, 4_503_599_627_370_495.5] {
+            assert_eq!(round_ties_even_small(v).to_bits(), v.round_ties_even().to_bits(), "{v}");
+        }
+    }
 
     #[test]
     fn decimal_is_str_of_int() {
