@@ -598,9 +598,6 @@ fn replay<'py>(
         Err(crate::replay::ReplayError::Sink(msg) | crate::replay::ReplayError::Engine(msg)) => {
             Err(EngineError::new_err(msg))
         }
-        Err(crate::replay::ReplayError::Failed(f)) => {
-            Err(EngineError::new_err(format!("the engine failed at line {}: {}", f.line, f.what)))
-        }
     }
 }
 

@@ -39,13 +39,26 @@ pub trait Sink {
 
 /// Why a run stopped: a file could not be read (one line naming it), the sink
 /// failed (its own message), or the engine failed (a panic, caught: one line naming
-/// the record it was taking, `Failed` until the file's name is put in).
+/// the file and line of the record it was taking).
 #[derive(Debug)]
 pub enum ReplayError {
     Log(String),
     Sink(String),
     Engine(String),
+}
+
+/// Why the run's loop stopped: a `ReplayError`, or a panic caught in a shard, whose
+/// file is named (`replay`) once the loop is left.
+#[derive(Debug)]
+enum Halt {
+    Error(ReplayError),
     Failed(Failure),
+}
+
+impl From<ReplayError> for Halt {
+    fn from(e: ReplayError) -> Self {
+        Halt::Error(e)
+    }
 }
 
 /// A panic caught in a shard: the input and line of the record it was taking (or the
@@ -444,7 +457,7 @@ impl Workers {
     }
 
     /// Hand an item over; decisions that are ready go to the emitter.
-    fn push(&mut self, item: Item, emit: &mut Emitter) -> Result<(), ReplayError> {
+    fn push(&mut self, item: Item, emit: &mut Emitter) -> Result<(), Halt> {
         match self {
             Workers::Inline(shard, out) => {
                 match item {
@@ -454,12 +467,12 @@ impl Workers {
                     Item::Done { source, step } => shard.done(source, step, out),
                 }
                 if let Some(f) = shard.failed.take() {
-                    return Err(ReplayError::Failed(f));
+                    return Err(Halt::Failed(f));
                 }
                 if out.is_empty() {
                     return Ok(());
                 }
-                emit.push(out.drain(..))
+                Ok(emit.push(out.drain(..))?)
             }
             Workers::Threads { chunks, .. } => {
                 match item {
@@ -491,7 +504,7 @@ impl Workers {
     }
 
     /// Send each thread its chunk of the steps gathered.
-    fn send(&mut self, emit: &mut Emitter) -> Result<(), ReplayError> {
+    fn send(&mut self, emit: &mut Emitter) -> Result<(), Halt> {
         match self {
             Workers::Inline(..) => Ok(()),
             Workers::Threads { chunks, spare, to, in_flight, .. } => {
@@ -509,7 +522,7 @@ impl Workers {
         }
     }
 
-    fn collect_one(&mut self, emit: &mut Emitter) -> Result<(), ReplayError> {
+    fn collect_one(&mut self, emit: &mut Emitter) -> Result<(), Halt> {
         if let Workers::Threads { from, spare, in_flight, .. } = self {
             let mut all: Vec<Out> = Vec::new();
             let mut failed = None;
@@ -523,7 +536,7 @@ impl Workers {
             }
             *in_flight -= 1;
             if let Some(f) = failed {
-                return Err(ReplayError::Failed(f));
+                return Err(Halt::Failed(f));
             }
             all.sort_by(out_cmp);
             emit.push(all.into_iter())?;
@@ -531,7 +544,7 @@ impl Workers {
         Ok(())
     }
 
-    fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Finished>, ReplayError> {
+    fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Finished>, Halt> {
         self.send(emit)?;
         if let Workers::Threads { in_flight, .. } = &self {
             for _ in 0..*in_flight {
@@ -573,7 +586,7 @@ pub fn replay(
     sink: &mut dyn Sink,
 ) -> Result<Vec<Finished>, ReplayError> {
     run(policies, paths, lateness, jobs, steps, sink).map_err(|e| match e {
-        ReplayError::Failed(f) => {
+        Halt::Failed(f) => {
             let name = paths.get(f.source as usize).map_or("", String::as_str);
             let place = if f.at_record { "line" } else { "after line" };
             ReplayError::Engine(format!(
@@ -582,7 +595,7 @@ pub fn replay(
                 f.what
             ))
         }
-        e => e,
+        Halt::Error(e) => e,
     })
 }
 
@@ -593,7 +606,7 @@ fn run(
     jobs: usize,
     steps: Option<&[f64]>,
     sink: &mut dyn Sink,
-) -> Result<Vec<Finished>, ReplayError> {
+) -> Result<Vec<Finished>, Halt> {
     let mut handles = Vec::with_capacity(paths.len());
     for p in paths {
         handles.push(open_log(p).map_err(ReplayError::Log)?);
@@ -645,11 +658,11 @@ fn run(
                         let outs = workers.finish(&mut emit);
                         emit.flush()?;
                         outs?;
-                        return Err(ReplayError::Log(format!(
+                        return Err(Halt::Error(ReplayError::Log(format!(
                             "{name}: unreadable after line {}: {}",
                             thousands(number),
                             io_text(&e)
-                        )));
+                        ))));
                     }
                 };
                 number += 1;
