@@ -252,10 +252,12 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> int:
     from streams.cli import _open_out
-    from streams.kafka import Topics
+    from streams.kafka import Topics, check_broker
     from streams.transfer import record
 
     names = args.topic_names or list(Topics(args.topic_prefix).inputs)
+    # An unreachable broker leaves an earlier file of that name as it was.
+    asyncio.run(check_broker(args.broker))
     out = _open_out(args.output)
     try:
         count = asyncio.run(record(args.broker, names, out, follow=args.follow))

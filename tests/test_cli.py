@@ -1,5 +1,6 @@
 """The command line as its users read it, through the console script: the help of the
-tool and of every command, the version, and a command's errors under its own usage."""
+tool and of every command, the version, a command's errors under its own usage, and
+one line when the broker cannot be reached."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.kafka import free_port
 from tests.test_replay import usage_error
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
@@ -152,3 +154,23 @@ def test_the_default_broker_is_named(command: str) -> None:
     helps = option_helps(run(command, "--help").stdout)
     assert helps["--broker URL"].endswith(
         "(default: kafka://127.0.0.1:9092; env CLOSURE_MONITOR_BROKER)"), helps["--broker URL"]
+
+
+@pytest.mark.parametrize("command", ["produce", "record", "worker"])
+def test_an_unreachable_broker_is_one_line(command: str, tmp_path: Path) -> None:
+    """Nothing listens on the port: one line names the broker, and nothing else is
+    printed (aiokafka's connection log, "Unclosed AIOKafkaProducer", tracebacks).
+    ResourceWarnings are shown, as they would be in development."""
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(EVENT)
+    port = free_port()
+    url = f"kafka://127.0.0.1:{port}"
+    argv = {"produce": ["produce", str(log)], "record": ["record", "-o", str(log)],
+            "worker": ["worker", "--web-port", str(free_port())]}[command]
+    done = run(*argv, "--broker", url, PYTHONWARNINGS="default::ResourceWarning")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"closure-monitor: cannot reach the Kafka broker at {url}: no "
+                           f"connection could be made to 127.0.0.1:{port}; is it running, "
+                           "and is that its address?\n")
+    assert done.stdout == ""
+    assert log.read_bytes() == EVENT  # record's output is opened once the broker answers
