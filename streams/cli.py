@@ -1,4 +1,8 @@
-"""The `closure-monitor` command: parse arguments once, then call the right loop."""
+"""The `closure-monitor` command: parse arguments once, then call the right loop.
+
+What its help says is in `streams.cli_help`; the commands that talk to Kafka are in
+`streams.cli_live`.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ from typing import IO, TYPE_CHECKING
 
 import orjson
 
-from streams.errors import ConfigError, MonitorError
+from streams.cli_help import ALL_REJECTED, add_command, top_parser
+from streams.errors import ConfigError, MonitorError, UsageError
 from streams.policy import load_policy
 from streams.replay import DEFAULT_LATENESS, compiled, summary_lines
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
+    from streams.tally import Tally
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except UsageError as exc:
+        args.usage_error(str(exc))  # the command's usage, then the message; exits 2
+        raise  # not reached
     except MonitorError as exc:
         print(f"closure-monitor: {exc}", file=sys.stderr)
         return 2
@@ -38,38 +47,53 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="closure-monitor", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p, sub = top_parser()
 
-    r = sub.add_parser("replay", help="decide over recorded JSONL logs (.gz too; - for stdin)")
-    r.add_argument("logs", nargs="+", metavar="LOG")
+    r = add_command(sub, "replay")
+    _logs_argument(r)
     _policy_flags(r)
-    r.add_argument("--output", "-o", help="decisions JSONL here instead of stdout")
-    r.add_argument("--dead-letter", help="rejected lines, with reason and line number, here")
+    r.add_argument("--output", "-o", metavar="FILE",
+                   help="write the decisions to FILE, gzipped if it ends in .gz "
+                        "(default: stdout)")
+    r.add_argument("--dead-letter", metavar="FILE",
+                   help="write every rejected line here, with its reason, source and line "
+                        "number (default: not kept)")
     r.add_argument("--metrics", metavar="FILE",
-                   help="the worker's Prometheus metrics after the run, in the text format, "
-                        "here (the run then uses one process)")
+                   help="write the worker's Prometheus metrics after the run here, in the "
+                        "text format; the run then uses one process (default: not written)")
     _jobs_flag(r)
     _state_cache_flag(r)
     r.set_defaults(run=_replay)
 
-    b = sub.add_parser("backtest", help="a policy against a baseline on the same log")
-    b.add_argument("logs", nargs="+", metavar="LOG")
-    _policy_flags(b)
-    b.add_argument("--baseline", help="baseline policy file (default: the shipped default)")
-    b.add_argument("--json", action="store_true", help="machine-readable report")
+    b = add_command(sub, "backtest")
+    _logs_argument(b)
+    _policy_flags(b, policy_help="the policy under test, a YAML file (required; env "
+                                 "CLOSURE_MONITOR_POLICY may name it instead)")
+    b.needed += [a for a in b._actions if a.dest == "policy"]
+    b.add_argument("--baseline", metavar="FILE",
+                   help="the policy to compare with, a YAML file (default: the shipped "
+                        "default policy)")
+    b.add_argument("--json", action="store_true",
+                   help="print the report as JSON instead of a table")
     _jobs_flag(b)
     _state_cache_flag(b)
     b.set_defaults(run=_backtest)
 
-    g = sub.add_parser("generate", help="a realistic synthetic event log")
-    g.add_argument("--output", "-o", default="-", help="file (.gz to compress); - for stdout")
-    g.add_argument("--users", type=int, default=10_000)
-    g.add_argument("--days", type=int, default=180)
-    g.add_argument("--start", default="2026-01-01", help="first day, YYYY-MM-DD")
-    g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--malformed-share", type=float, default=0.002)
-    g.add_argument("--duplicate-share", type=float, default=0.01)
+    g = add_command(sub, "generate")
+    g.add_argument("--output", "-o", default="-", metavar="FILE",
+                   help="write the log to FILE, gzipped if it ends in .gz; - is stdout")
+    g.add_argument("--users", type=_at_least_one, default=10_000, metavar="N",
+                   help="borrowers in the population")
+    g.add_argument("--days", type=_at_least_one, default=180, metavar="N",
+                   help="days of events, from --start")
+    g.add_argument("--start", type=_day, default="2026-01-01", metavar="YYYY-MM-DD",
+                   help="the first day")
+    g.add_argument("--seed", type=int, default=1, metavar="N",
+                   help="random seed: the same seed gives the same log")
+    g.add_argument("--malformed-share", type=_share, default=0.002, metavar="FRACTION",
+                   help="share of lines written malformed, in [0, 1)")
+    g.add_argument("--duplicate-share", type=_share, default=0.01, metavar="FRACTION",
+                   help="share of events written twice, in [0, 1)")
     g.set_defaults(run=_generate)
 
     from streams.cli_live import add_commands
@@ -78,11 +102,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _policy_flags(p: argparse.ArgumentParser) -> None:
+def _logs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("logs", nargs="+", metavar="LOG",
+                   help="a recorded event log: JSONL, gzipped or not; - reads stdin")
+
+
+def _policy_flags(p: argparse.ArgumentParser, *,
+                  policy_help: str = "the risk policy, a YAML file (default: the shipped "
+                                     "default policy; env CLOSURE_MONITOR_POLICY)",
+                  lateness_default: float | None = DEFAULT_LATENESS,
+                  lateness_help: str = "allowed lateness, in seconds of event time: how "
+                                       "far one input's events may run behind another's "
+                                       "and still be applied in order") -> None:
     p.add_argument("--policy", default=os.environ.get("CLOSURE_MONITOR_POLICY"),
-                   help="policy file (default: the shipped default; env CLOSURE_MONITOR_POLICY)")
-    p.add_argument("--lateness", type=seconds, default=DEFAULT_LATENESS,
-                   help=f"allowed lateness in seconds of event time (default {DEFAULT_LATENESS:g})")
+                   metavar="FILE", help=policy_help)
+    p.add_argument("--lateness", type=seconds, default=lateness_default, metavar="SECONDS",
+                   help=lateness_help)
 
 
 def default_jobs() -> int:
@@ -107,17 +142,35 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
+def _share(text: str) -> float:
+    """An argparse type: a fraction in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1)")
+    return value
+
+
+def _day(text: str) -> date:
+    """An argparse type: a YYYY-MM-DD date."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date ({exc})") from None
+
+
 def _jobs_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=_at_least_one, default=default_jobs(), metavar="N",
-                   help="threads to split the users over; "
-                        "the output is the same for any N (default: one per core, at most 8)")
+                   help="threads to split the users over; the output is the same for any N "
+                        "(default: one per core, at most 8)")
 
 
 def _state_cache_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-cache", type=_at_least_one, default=None, metavar="N",
                    help="no effect, kept so that earlier command lines run: the engine "
-                        "holds every user's state in about 1 KB, less than the 2.1 KB a "
-                        "user this bounded cache of the earlier Python engine held")
+                        "holds every user's state (about 1 KB each) without a cache")
 
 
 def _state_cache_notice(args: argparse.Namespace) -> None:
@@ -151,7 +204,7 @@ def _check_logs(paths: Sequence[str], outputs: Sequence[tuple[str, str | None]] 
         if not os.path.exists(path):  # a pipe such as <(zcat ...) exists and is read once
             raise ConfigError(f"{path}: no such log file")
     if list(paths).count("-") > 1:
-        raise ConfigError("stdin (-) can be read once only")
+        raise UsageError("LOG: stdin (-) can be read once only")
     named = [(flag, path) for flag, path in outputs if path is not None and path != "-"]
     for n, (flag, path) in enumerate(named):
         for log in paths:
@@ -236,7 +289,20 @@ def _replay(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(f"policy {policy.version}; {tally.read / max(elapsed, 1e-9):,.0f} events/s",
           file=sys.stderr)
-    return 0
+    return _all_rejected(tally, "the summary above gives the reasons" if args.dead_letter
+                         else "the summary above gives the reasons; --dead-letter FILE keeps "
+                              "each line with its own")
+
+
+def _all_rejected(tally: Tally, hint: str) -> int:
+    """`ALL_REJECTED`, with a warning on stderr, when lines were read and every one was
+    rejected (the wrong file, most likely); 0 otherwise, an empty log too."""
+    if tally.read == 0 or sum(tally.rejected.values()) < tally.read:
+        return 0
+    which = "the one line" if tally.read == 1 else f"every one of the {tally.read:,} lines"
+    print(f"closure-monitor: warning: {which} read was rejected: is this a closure-monitor "
+          f"event log? ({hint})", file=sys.stderr)
+    return ALL_REJECTED
 
 
 def _metrics_for(path: str | None) -> Metrics | None:
@@ -282,9 +348,9 @@ def _close(handle: IO[bytes], name: str) -> None:
 def _backtest(args: argparse.Namespace) -> int:
     from streams.backtest import backtest
 
-    _check_logs(args.logs)
     if args.policy is None:
-        raise ConfigError("--policy: backtest needs the policy to try")
+        raise UsageError("--policy: backtest needs the policy to try")
+    _check_logs(args.logs)
     policy, baseline = load_policy(args.policy), load_policy(args.baseline)
     _state_cache_notice(args)
     report = backtest(policy, baseline, args.logs, lateness=args.lateness,
@@ -295,33 +361,26 @@ def _backtest(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         print(report.table())
-    return 0
+    return _all_rejected(report.new.tally, "replay --dead-letter FILE gives each line's "
+                                           "reason")
 
 
 def _generate(args: argparse.Namespace) -> int:
     from streams.generate import generate_log
 
-    if args.users < 1 or args.days < 1:
-        raise ConfigError("--users and --days must be at least 1")
-    for name in ("malformed_share", "duplicate_share"):
-        if not 0 <= getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}: must be in [0, 1)")
-    try:
-        first = date.fromisoformat(args.start)
-    except ValueError as exc:
-        raise ConfigError(f"--start {args.start}: not a YYYY-MM-DD date ({exc})") from None
+    first: date = args.start
     # Event dates run from 1000 to 8999 (the schemas), loans a year past the last day.
     if not (first.year >= 1000 and first.toordinal() + args.days + 400
             <= date(8999, 12, 31).toordinal()):
-        raise ConfigError(f"--start {args.start} with --days {args.days}: the log must stay "
-                          "within the years 1000 to 8999")
+        raise UsageError(f"--start {first} with --days {args.days}: the log must stay "
+                         "within the years 1000 to 8999")
     _check_logs([], [("--output", args.output)])
     out = _open_out(args.output)
     name = "stdout" if args.output == "-" else args.output
     try:
         with _writing(name):
             summary = generate_log(out, seed=args.seed, users=args.users, days=args.days,
-                                   start=args.start, malformed_share=args.malformed_share,
+                                   start=first.isoformat(), malformed_share=args.malformed_share,
                                    duplicate_share=args.duplicate_share,
                                    progress=progress_meter("generate"))
     except ValueError as exc:

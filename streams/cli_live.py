@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams.errors import ConfigError, MonitorError
+from streams.errors import ConfigError, MonitorError, UsageError
 
 ENV = "CLOSURE_MONITOR_"
 
@@ -31,113 +32,142 @@ def _int_env(name: str, default: int) -> int:
         raise ConfigError(f"{ENV}{name}={value!r}: not an integer") from None
 
 
-def add_commands(sub: Any, policy_flags: Callable[[argparse.ArgumentParser], None],
+def add_commands(sub: Any, policy_flags: Callable[..., None],
                  seconds: Callable[[str], float]) -> None:
-    w = sub.add_parser("worker", help="the Faust worker: decide live on Kafka")
+    from streams.cli_help import add_command
+
+    w = add_command(sub, "worker")
     _broker_flag(w)
-    policy_flags(w)
     # Live, an event waits for no lateness unless told (app.DEFAULT_LATENESS).
-    w.set_defaults(lateness=None)
-    for action in w._actions:
-        if action.dest == "lateness":
-            action.help = ("allowed lateness in seconds of event time (default 0: an event "
-                           "waits only for the other inputs to reach its time; 600 with "
-                           "--strict-order)")
+    policy_flags(w, lateness_default=None,
+                 lateness_help="allowed lateness, in seconds of event time: how long an "
+                               "event waits for the other inputs to reach its time (default: "
+                               "0: it waits only for them; 600 with --strict-order)")
     w.add_argument("--store", choices=("memory", "rocksdb"), default=_env("STORE", "memory"),
-                   help="state store (env CLOSURE_MONITOR_STORE; default memory)")
+                   help="where the table of users' states is kept, backed by its "
+                        "changelog topic either way (default: memory; env "
+                        "CLOSURE_MONITOR_STORE)")
     w.add_argument("--data-dir", default=_env("DATA_DIR", "closure-monitor-data"),
-                   help="where RocksDB keeps state (env CLOSURE_MONITOR_DATA_DIR)")
-    w.add_argument("--web-host", default=_env("WEB_HOST", "127.0.0.1"),
-                   help="address of the /metrics web server (env CLOSURE_MONITOR_WEB_HOST)")
-    w.add_argument("--web-port", type=int, default=None,
-                   help="port of the /metrics web server (env CLOSURE_MONITOR_WEB_PORT; 6066)")
+                   metavar="DIR",
+                   help="where RocksDB keeps state (default: closure-monitor-data; env "
+                        "CLOSURE_MONITOR_DATA_DIR)")
+    w.add_argument("--web-host", default=_env("WEB_HOST", "127.0.0.1"), metavar="HOST",
+                   help="address of the /metrics web server; 0.0.0.0 for every interface "
+                        "(default: 127.0.0.1; env CLOSURE_MONITOR_WEB_HOST)")
+    w.add_argument("--web-port", type=int, default=None, metavar="PORT",
+                   help="port of the /metrics web server (default: 6066; env "
+                        "CLOSURE_MONITOR_WEB_PORT)")
     _partitions_flag(w)
-    w.add_argument("--replication-factor", type=int, default=None,
+    w.add_argument("--replication-factor", type=int, default=None, metavar="N",
                    help="replicas of every topic the worker creates, its changelog "
-                        "included (env CLOSURE_MONITOR_REPLICATION_FACTOR; default 1: "
-                        "set 3 on a production cluster)")
-    w.add_argument("--app-id", default=_env("APP_ID", "closure-monitor"),
-                   help="consumer group and changelog prefix (env CLOSURE_MONITOR_APP_ID)")
+                        "included; set 3 on a production cluster (default: 1; env "
+                        "CLOSURE_MONITOR_REPLICATION_FACTOR)")
+    w.add_argument("--app-id", default=_env("APP_ID", "closure-monitor"), metavar="NAME",
+                   help="consumer group and prefix of the changelog and tick topics "
+                        "(default: closure-monitor; env CLOSURE_MONITOR_APP_ID)")
     _prefix_flag(w)
-    w.add_argument("--idle-timeout", type=seconds, default=None,
-                   help="seconds an input must be caught up with the broker before it "
-                        "stops holding the watermark (default 0, Kafka Streams' "
-                        "max.task.idle.ms default: never wait for a silent input; 2 "
-                        "with --strict-order)")
+    w.add_argument("--idle-timeout", type=seconds, default=None, metavar="SECONDS",
+                   help="how long an input must be caught up with the broker before it "
+                        "stops holding the watermark back (default: 0, as Kafka Streams' "
+                        "max.task.idle.ms: never wait for a silent input; 2 with "
+                        "--strict-order)")
     w.add_argument("--strict-order", action="store_true",
                    default=_env("STRICT_ORDER", "") not in ("", "0"),
                    help="event-time order as replay has it: a lateness of 600 s and an "
                         "idle timeout of 2 s unless set, so that live equals replay for "
                         "any disorder within the lateness; events then wait that long "
-                        "for their decisions (env CLOSURE_MONITOR_STRICT_ORDER)")
-    w.add_argument("--fetch-max-wait", type=float, default=None,
-                   help="longest a fetch waits for records, seconds (default 0.5, "
-                        "Kafka's; 0.05 with --tansu)")
-    w.add_argument("--state-cache", type=int, default=None,
+                        "for their decisions (env CLOSURE_MONITOR_STRICT_ORDER=1 sets it)")
+    w.add_argument("--fetch-max-wait", type=float, default=None, metavar="SECONDS",
+                   help="longest a fetch waits for records (default: 0.5, Kafka's; 0.05 "
+                        "with --tansu)")
+    w.add_argument("--state-cache", type=int, default=None, metavar="N",
                    help="no effect, kept so that earlier command lines run: the engine "
                         "holds every user of its partitions (about 1 KB each) and stores "
                         "them in the table (env CLOSURE_MONITOR_STATE_CACHE)")
-    w.add_argument("--input-buffer", type=int, default=None,
+    w.add_argument("--input-buffer", type=int, default=None, metavar="N",
                    help="records of one input partition held (not yet applied and "
                         "acknowledged) before its fetching pauses while another input "
-                        "holds the watermark back (env CLOSURE_MONITOR_INPUT_BUFFER; "
-                        "default 5000)")
+                        "holds the watermark back (default: 5000; env "
+                        "CLOSURE_MONITOR_INPUT_BUFFER)")
     w.add_argument("--tansu", action="store_true",
                    default=_env("TANSU", "") not in ("", "0"),
-                   help="the embedded development broker's workarounds (never for Kafka)")
+                   help="the embedded development broker's workarounds, never for Kafka "
+                        "(env CLOSURE_MONITOR_TANSU=1 sets it)")
     w.add_argument("--fast-rebalance", action="store_true",
                    default=_env("FAST_REBALANCE", "") not in ("", "0"),
-                   help="short group session timeouts (a one-machine broker)")
-    w.add_argument("--loglevel", default=_env("LOGLEVEL", "warning"))
+                   help="short group session timeouts, for a broker on this machine "
+                        "(env CLOSURE_MONITOR_FAST_REBALANCE=1 sets it)")
+    w.add_argument("--loglevel", default=_env("LOGLEVEL", "warning"), metavar="LEVEL",
+                   help="the worker's log level: debug, info, warning, error or critical "
+                        "(default: warning; env CLOSURE_MONITOR_LOGLEVEL)")
     w.set_defaults(run=_worker)
 
-    d = sub.add_parser("dev", help="embedded broker + worker + synthetic producer, live")
-    d.add_argument("--users", type=int, default=3000)
-    d.add_argument("--days", type=int, default=180)
-    d.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
-    d.add_argument("--web-port", type=int, default=6066)
-    d.add_argument("--partitions", type=int, default=4)
-    d.add_argument("--seed", type=int, default=1)
+    d = add_command(sub, "dev")
+    d.add_argument("--users", type=int, default=3000, metavar="N",
+                   help="borrowers in the synthetic log")
+    d.add_argument("--days", type=int, default=180, metavar="N",
+                   help="days of events in the synthetic log")
+    d.add_argument("--rate", type=float, default=300.0, metavar="EVENTS",
+                   help="events sent a second")
+    d.add_argument("--web-port", type=int, default=6066, metavar="PORT",
+                   help="port of the worker's /metrics web server (default: 6066, or a "
+                        "free port if that one is taken)")
+    d.add_argument("--partitions", type=int, default=4, metavar="N",
+                   help="partitions of every topic")
+    d.add_argument("--seed", type=int, default=1, metavar="N",
+                   help="random seed of the synthetic log")
     d.set_defaults(run=_dev)
 
-    p = sub.add_parser("produce", help="send recorded logs to the input topics")
-    p.add_argument("logs", nargs="+", metavar="LOG")
+    p = add_command(sub, "produce")
+    p.add_argument("logs", nargs="+", metavar="LOG",
+                   help="a recorded event log: JSONL, gzipped or not; - reads stdin")
     _broker_flag(p)
     _prefix_flag(p)
-    p.add_argument("--rate", type=float, default=None, help="lines per second (default: all out)")
+    p.add_argument("--rate", type=float, default=None, metavar="LINES",
+                   help="lines sent a second (default: as fast as the broker takes them)")
     p.set_defaults(run=_produce)
 
-    r = sub.add_parser("record", help="the input topics into a JSONL log replay accepts")
+    r = add_command(sub, "record")
     _broker_flag(r)
     _prefix_flag(r)
-    r.add_argument("--output", "-o", default="-", help="file (.gz to compress); - for stdout")
-    r.add_argument("--topic", action="append", dest="topic_names",
-                   help="record these topics instead of the three input topics")
-    r.add_argument("--follow", "-f", action="store_true", help="keep recording until Ctrl-C")
+    r.add_argument("--output", "-o", default="-", metavar="FILE",
+                   help="write the log to FILE, gzipped if it ends in .gz; - is stdout")
+    r.add_argument("--topic", action="append", dest="topic_names", metavar="TOPIC",
+                   help="record this topic instead; repeat for more (default: the three "
+                        "input topics)")
+    r.add_argument("--follow", "-f", action="store_true",
+                   help="keep recording new records until Ctrl-C")
     r.set_defaults(run=_record)
 
 
 def _broker_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", default=_env("BROKER", "kafka://127.0.0.1:9092"),
-                   help="Kafka bootstrap URL (env CLOSURE_MONITOR_BROKER)")
+    p.add_argument("--broker", default=_env("BROKER", "kafka://127.0.0.1:9092"), metavar="URL",
+                   help="Kafka bootstrap URL, kafka://HOST:PORT (several separated by ;) "
+                        "(default: kafka://127.0.0.1:9092; env CLOSURE_MONITOR_BROKER)")
 
 
 def _prefix_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", ""),
-                   help="prefix to every topic name (env CLOSURE_MONITOR_TOPIC_PREFIX)")
+    p.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", ""), metavar="PREFIX",
+                   help="prefix to every topic name (default: none; env "
+                        "CLOSURE_MONITOR_TOPIC_PREFIX)")
 
 
 def _partitions_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--partitions", type=int, default=None,
-                   help="partitions of every topic (env CLOSURE_MONITOR_PARTITIONS; 8)")
+    p.add_argument("--partitions", type=int, default=None, metavar="N",
+                   help="partitions of every topic the worker creates (default: 8; env "
+                        "CLOSURE_MONITOR_PARTITIONS)")
 
 
 def _count(value: int | None, flag: str, env: str, default: int) -> int:
     """A count of at least 1: the flag's value, else its environment variable, else
-    the default."""
-    count = value if value is not None else _int_env(env, default)
+    the default. A bad value is named as it was given: flag or variable."""
+    if value is not None:
+        if value < 1:
+            raise UsageError(f"{flag} {value}: must be at least 1")
+        return value
+    count = _int_env(env, default)
     if count < 1:
-        raise ConfigError(f"{flag} {count}: must be at least 1")
+        raise ConfigError(f"{ENV}{env}={count}: must be at least 1 (as {flag})")
     return count
 
 
@@ -156,14 +186,19 @@ def _settings(args: argparse.Namespace) -> Any:
     partitions = _count(args.partitions, "--partitions", "PARTITIONS", 8)
     replication = _count(args.replication_factor, "--replication-factor",
                          "REPLICATION_FACTOR", 1)
-    web_port = args.web_port if args.web_port is not None else _int_env("WEB_PORT", 6066)
-    if not 0 < web_port < 65536:
-        raise ConfigError(f"--web-port {web_port}: not a port number")
+    if args.web_port is not None:
+        web_port = args.web_port
+        if not 0 < web_port < 65536:
+            raise UsageError(f"--web-port {web_port}: not a port number")
+    else:
+        web_port = _int_env("WEB_PORT", 6066)
+        if not 0 < web_port < 65536:
+            raise ConfigError(f"{ENV}WEB_PORT={web_port}: not a port number")
     fetch_max_wait = args.fetch_max_wait
     if fetch_max_wait is None:
         fetch_max_wait = TANSU_FETCH_MAX_WAIT if args.tansu else DEFAULT_FETCH_MAX_WAIT
     if not 0 < fetch_max_wait <= 60:
-        raise ConfigError(f"--fetch-max-wait {fetch_max_wait:g}: not in (0, 60] seconds")
+        raise UsageError(f"--fetch-max-wait {fetch_max_wait:g}: not in (0, 60] seconds")
     if args.state_cache is not None or _env("STATE_CACHE", ""):
         _count(args.state_cache, "--state-cache", "STATE_CACHE", 1)  # still refused when bad
         print("closure-monitor: --state-cache (CLOSURE_MONITOR_STATE_CACHE) has no effect: "
@@ -203,8 +238,8 @@ def _produce(args: argparse.Namespace) -> int:
     for path in args.logs:
         if path != "-" and not os.path.isfile(path):
             raise ConfigError(f"{path}: no such log file")
-    if args.rate is not None and args.rate <= 0:
-        raise ConfigError("--rate must be positive")
+    if args.rate is not None and not 0 < args.rate < math.inf:
+        raise UsageError(f"--rate {args.rate:g}: must be a positive number of lines a second")
     started = time.monotonic()
     summary = asyncio.run(produce(args.broker, log_lines(args.logs), Topics(args.topic_prefix),
                                   rate=args.rate))
@@ -217,10 +252,12 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> int:
     from streams.cli import _open_out
-    from streams.kafka import Topics
+    from streams.kafka import Topics, check_broker
     from streams.transfer import record
 
     names = args.topic_names or list(Topics(args.topic_prefix).inputs)
+    # An unreachable broker leaves an earlier file of that name as it was.
+    asyncio.run(check_broker(args.broker))
     out = _open_out(args.output)
     try:
         count = asyncio.run(record(args.broker, names, out, follow=args.follow))
@@ -255,8 +292,8 @@ def _dev(args: argparse.Namespace) -> int:
     from streams.kafka import EmbeddedBroker, Topics, free_port, port_open, stop_process
     from streams.worker import check_port
 
-    if args.rate <= 0 or args.users < 1 or args.days < 1:
-        raise ConfigError("--rate, --users and --days must be positive")
+    if not 0 < args.rate < math.inf or args.users < 1 or args.days < 1:
+        raise UsageError("--rate, --users and --days must be positive")
     web_port = args.web_port
     try:
         check_port("127.0.0.1", web_port)

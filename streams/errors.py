@@ -17,6 +17,11 @@ class ConfigError(MonitorError):
     """A command-line flag or environment variable is unusable: fix the value named."""
 
 
+class UsageError(ConfigError):
+    """A command's flags are unusable as given: the command's usage is shown above the
+    flag named."""
+
+
 class LogError(MonitorError):
     """A log file cannot be read to its end (a cut or damaged gzip file): the file and
     line are named; decisions before it are written (with `--jobs` > 1, those the

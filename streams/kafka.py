@@ -16,12 +16,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import murmur2
 
 from streams.errors import BrokerError, ConfigError
@@ -100,25 +101,47 @@ def _positive_murmur2(key: bytes) -> int:
 
 
 def _unreachable(url: str, exc: BaseException) -> BrokerError:
-    text = str(exc) or type(exc).__name__
-    return BrokerError(f"cannot reach the Kafka broker at {url}: {text}")
+    if isinstance(exc, KafkaConnectionError):
+        # aiokafka's text lists socket addresses: "Unable to bootstrap from [('127...
+        text = f"no connection could be made to {bootstrap(url)}"
+    elif isinstance(exc, TimeoutError):
+        text = "no answer in time"
+    else:
+        text = str(exc) or type(exc).__name__
+    return BrokerError(f"cannot reach the Kafka broker at {url}: {text}; is it running, "
+                       "and is that its address?")
+
+
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_client(client: _Client, url: str, close: Callable[[], Awaitable[object]],
+                       timeout: float | None = None) -> None:
+    """Start an aiokafka client (producer, consumer or admin), or close it with `close`
+    and raise BrokerError with one line. aiokafka logs each failed connection itself
+    (quiet here: the error says it all), and a producer or consumer that failed to
+    start and was never stopped warns "Unclosed AIOKafka..." when it is collected."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await close()
+        raise _unreachable(url, exc) from None
+    finally:
+        quiet.setLevel(level)
 
 
 async def check_broker(url: str, timeout: float = 10.0) -> None:
     """Raise BrokerError with one line when the broker can't be reached."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
                                 request_timeout_ms=int(timeout * 1000))
-    quiet = logging.getLogger("aiokafka")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # the one-line error below says it all
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        raise _unreachable(url, exc) from None
-    finally:
-        quiet.setLevel(level)
-        with contextlib.suppress(Exception):
-            await admin.close()
+    await start_client(admin, url, admin.close, timeout)
+    with contextlib.suppress(Exception):
+        await admin.close()
 
 
 async def ensure_topics(url: str, names: Iterable[str], partitions: int,
@@ -137,10 +160,7 @@ async def ensure_topics(url: str, names: Iterable[str], partitions: int,
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
                                 request_timeout_ms=int(timeout * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        raise _unreachable(url, exc) from None
+    await start_client(admin, url, admin.close, timeout)
     try:
         # Never describe a topic before it exists: a metadata request for an unknown
         # topic makes some brokers (Tansu) auto-create it with their own default count.

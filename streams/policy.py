@@ -128,11 +128,33 @@ def load_policy(path: str | Path | None = None) -> Policy:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"policy {source}: not valid YAML: {exc}".splitlines()[0]) from exc
+        raise PolicyError(f"policy {source}: {_yaml_problem(exc, text)}") from None
     try:
         return compile_policy(data)
     except PolicyError as exc:
         raise PolicyError(f"policy {source}: {exc}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """A YAML error on one line, where it is first: "line 3, column 5: could not find
+    expected ':' (not valid YAML: while scanning a simple key started at line 2,
+    column 1)". Lines and columns count from 1, as editors do."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        before = text[:exc.position]
+        line, column = before.count("\n"), exc.position - (before.rfind("\n") + 1)
+        problem = str(exc).splitlines()[0]
+        return f"line {line + 1}, column {column + 1}: {problem} (not valid YAML)"
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem and exc.problem_mark:
+        why = "not valid YAML"
+        if exc.context:
+            why += f": {exc.context}"
+            if exc.context_mark is not None:
+                why += f" started at {at(exc.context_mark)}"
+        return f"{at(exc.problem_mark)}: {exc.problem} ({why})"
+    return f"not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
 def compile_policy(data: Any) -> Policy:

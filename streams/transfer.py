@@ -19,11 +19,10 @@ from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from streams.codec import Rejection, decode
 from streams.errors import BrokerError
-from streams.kafka import Topics, bootstrap
+from streams.kafka import Topics, bootstrap, start_client
 from streams.reorder import ReorderBuffer
 from streams.replay import open_log
 
@@ -72,10 +71,7 @@ async def produce(url: str, lines: Iterable[bytes], topics: Topics, *,
     """Send the lines; at `rate` lines per second if given, else as fast as possible."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), linger_ms=5,
                                 **(producer_settings or {}))
-    try:
-        await producer.start()
-    except (KafkaError, OSError) as exc:
-        raise BrokerError(f"cannot reach the Kafka broker at {url}: {exc}") from None
+    await start_client(producer, url, producer.stop)
     summary = ProduceSummary()
     started = time.monotonic()
     try:
@@ -110,10 +106,7 @@ async def record(url: str, names: Iterable[str], out: IO[bytes], *, follow: bool
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False,
                                 auto_offset_reset="earliest")
-    try:
-        await consumer.start()
-    except (KafkaError, OSError) as exc:
-        raise BrokerError(f"cannot reach the Kafka broker at {url}: {exc}") from None
+    await start_client(consumer, url, consumer.stop)
     count = 0
     try:
         tps = []

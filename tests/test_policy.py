@@ -115,6 +115,33 @@ def test_not_yaml(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("text, where", [
+    pytest.param("version: x\ncooling_off_days 3\nrules: 2\n",
+                 "line 3, column 1: could not find expected ':' (not valid YAML: while "
+                 "scanning a simple key started at line 2, column 1)", id="missing-colon"),
+    pytest.param("version: x\nrules:\n    OVERDUE\n    enabled: true\n",
+                 "line 4, column 12: mapping values are not allowed here (not valid YAML)",
+                 id="bad-indent"),
+    pytest.param("version: [unclosed\nrules: {\n",
+                 "line 2, column 6: expected ',' or ']', but got ':' (not valid YAML: while "
+                 "parsing a flow sequence started at line 1, column 10)", id="unclosed"),
+    pytest.param("version: x\n\trules: 3\n",
+                 "line 2, column 1: found character '\\t' that cannot start any token",
+                 id="tab"),
+    pytest.param("version: x\nrules: \x07\n",
+                 "line 2, column 8: unacceptable character #x0007", id="control-character"),
+])
+def test_a_yaml_error_names_its_line_and_column(text: str, where: str, tmp_path: Path) -> None:
+    """Counted from 1, as editors count; the file named first, as for every policy error."""
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    message = str(info.value)
+    assert message.startswith(f"policy {bad}: {where}"), message
+    assert "not valid YAML" in message and "\n" not in message
+
+
 @pytest.mark.parametrize("text", ["", "- just\n- a list\n", "42\n"])
 def test_not_a_mapping(text: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
@@ -202,3 +229,5 @@ def test_cli_bad_policy_exits_2_with_one_line(make_bad: Callable[[Path], Path],
     assert len(lines) == 1, stderr
     assert lines[0].startswith("closure-monitor: policy"), stderr
     assert done.stdout == b""
+    if make_bad is _not_yaml:
+        assert lines[0].startswith(f"closure-monitor: policy {bad}: line 2, column 6: "), stderr

@@ -126,6 +126,19 @@ def _one_line_error(result: subprocess.CompletedProcess[bytes], *parts: str) -> 
     return message
 
 
+def usage_error(result: subprocess.CompletedProcess[bytes], command: str, *parts: str) -> str:
+    """argparse's form, from the command's own parser: its usage, then one line
+    "closure-monitor COMMAND: error: ..." naming the problem; returns that line."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert lines[0].startswith(f"usage: closure-monitor {command} "), lines
+    assert all(line.startswith(" ") for line in lines[1:-1]), lines  # the usage, wrapped
+    assert lines[-1].startswith(f"closure-monitor {command}: error: "), lines
+    for part in parts:
+        assert part in lines[-1], lines
+    return lines[-1]
+
+
 def test_an_output_that_is_the_log_is_refused_and_the_log_kept(log: Path, tmp_path: Path):
     copy = tmp_path / "in.jsonl"
     copy.write_bytes(log.read_bytes())
@@ -266,10 +279,10 @@ def test_gzip_on_stdin_is_read_as_gzip(log: Path):
 def test_generate_checks_start_before_opening_its_output(tmp_path: Path):
     kept = tmp_path / "log.jsonl"
     kept.write_bytes(b"earlier log\n")
-    _one_line_error(cli("generate", "--users", "20", "-o", str(kept), "--start", "2026-02-30"),
-                    "--start 2026-02-30")
-    _one_line_error(cli("generate", "--users", "20", "-o", str(kept), "--start", "8999-12-01"),
-                    "within the years 1000 to 8999")
+    usage_error(cli("generate", "--users", "20", "-o", str(kept), "--start", "2026-02-30"),
+                 "generate", "--start", "'2026-02-30' is not a YYYY-MM-DD date")
+    usage_error(cli("generate", "--users", "20", "-o", str(kept), "--start", "8999-12-01"),
+                 "generate", "--start 8999-12-01", "within the years 1000 to 8999")
     assert kept.read_bytes() == b"earlier log\n"
 
 
@@ -282,6 +295,47 @@ def stricter_policy(tmp: Path) -> Path:
     path = tmp / "strict.yaml"
     path.write_text(stricter)
     return path
+
+
+REJECTED = (b'not json\n{"event_type": "loan_offer", "user_id": "u1"}\n\n'
+            b'{"event_id": "r-1", "event_type": "repayment", "user_id": "u1"}\n')
+
+
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_a_log_of_nothing_but_rejected_lines_warns_and_exits_1(command: str, log: Path,
+                                                               tmp_path: Path):
+    """The wrong file, most likely: it says so, and the status says it to scripts; the
+    run still ends as any other (dead letters written, the summary or report given).
+    An empty log, or one with a line applied, is no such case."""
+    bad = tmp_path / "not-events.jsonl"
+    bad.write_bytes(REJECTED)
+    dead = tmp_path / "dead.jsonl"
+    flags = (["--dead-letter", str(dead)] if command == "replay"
+             else ["--policy", str(Path(__file__).parent.parent / "deploy/policies/default.yaml")])
+    result = cli(command, str(bad), *flags)
+    assert result.returncode == 1, result.stderr
+    stderr = result.stderr.decode().splitlines()
+    assert stderr[-1].startswith("closure-monitor: warning: every one of the 3 lines read "
+                                 "was rejected: is this a closure-monitor event log?"), stderr
+    if command == "replay":
+        assert result.stdout == b"" and stderr[0].startswith("events read 3:"), stderr
+        assert [d["line"] for d in lines_of(dead.read_bytes())] == [1, 2, 4]
+    else:
+        assert "rejected 3" in result.stdout.decode()
+    one = tmp_path / "one.jsonl"
+    one.write_bytes(b"not json\n")
+    result = cli(command, str(one), *flags)
+    assert result.returncode == 1
+    assert "the one line read was rejected" in result.stderr.decode()
+
+    empty, blank, mixed = (tmp_path / name for name in ("empty", "blank", "mixed"))
+    empty.write_bytes(b"")
+    blank.write_bytes(b"\n  \n")
+    mixed.write_bytes(REJECTED + log.read_bytes().splitlines(keepends=True)[0])
+    for path in (empty, blank, mixed):
+        result = cli(command, str(path), *flags)
+        assert result.returncode == 0, result.stderr
+        assert b"warning" not in result.stderr and b"rejected:" not in result.stderr
 
 
 def test_backtest_reports_differences(log: Path, tmp_path: Path):
