@@ -416,7 +416,7 @@ def watermark_floor(lines: list[bytes], rate: float, partitions: int,
     """The latency the event-time watermark alone imposes (no processing at all):
     `lines` offered at `rate`, each partition's events through the worker's own
     ReorderBuffer, for the events whose decisions replay says they trigger. The
-    contract (DESIGN.md) holds an event until every input of its partition is
+    contract (docs/design.md) holds an event until every input of its partition is
     `lateness` of event time past it; how long that takes in wall time depends on
     how fast event time moves through the offered log."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:

@@ -1,4 +1,4 @@
-"""Input events, schema v1, as typed values (DESIGN.md "Input events").
+"""Input events, schema v1, as typed values (docs/design.md, "Input events").
 
 Times are float seconds since the Unix epoch (UTC); dates are the epoch second of
 their 00:00 UTC. The codec turns JSON into these; the core only ever sees these.

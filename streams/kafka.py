@@ -31,7 +31,7 @@ from streams.events import EVENT_TYPES
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic names of DESIGN.md, optionally behind a common prefix."""
+    """The topic names of docs/design.md, optionally behind a common prefix."""
 
     prefix: str = ""
 

@@ -43,7 +43,7 @@ def _day_end(x: str) -> float:
 
 
 def problem(line: bytes) -> str | None:
-    """Why `line` is not a valid v1 input event (DESIGN.md "Input events"), or None."""
+    """Why `line` is not a valid v1 input event (docs/design.md, "Input events"), or None."""
     try:
         e = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:

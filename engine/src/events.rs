@@ -1,4 +1,4 @@
-//! Input events, schema v1, as typed values (DESIGN.md "Input events").
+//! Input events, schema v1, as typed values (docs/design.md, "Input events").
 //!
 //! Times are f64 seconds since the Unix epoch (UTC); dates are the epoch second of
 //! their 00:00 UTC, exactly as the Python engine holds them.

@@ -375,7 +375,7 @@ impl Installment {
         self.paid.get().is_some()
     }
 
-    /// DESIGN.md: 0 if paid by the end of the due date, else whole days to payment or t.
+    /// docs/design.md: 0 if paid by the end of the due date, else whole days to payment or t.
     pub fn days_past_due(&self, t: f64) -> i64 {
         let end = self.paid.get().unwrap_or(t);
         if end < self.due + 86_400.0 {

@@ -40,7 +40,7 @@ class Installment:
     paid_at: float | None
 
     def days_past_due(self, t: float) -> int:
-        """DESIGN.md: 0 if paid by the end of the due date, else whole days to payment or t."""
+        """docs/design.md: 0 if paid by the end of the due date, else whole days to payment or t."""
         end = self.paid_at if self.paid_at is not None else t
         if end < self.due + 86_400.0:
             return 0
