@@ -26,7 +26,7 @@ from streams.codec import Rejection, decode
 from streams.generate import generate_log
 from tests import codec_cases
 from tests.codec_cases import MISSING, Raw, record
-from tests.test_codec import BASES, json_values
+from tests.unit.test_codec import BASES, json_values
 
 
 def python_fields(raw: bytes) -> tuple[Any, ...]:

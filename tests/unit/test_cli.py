@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from streams.kafka import free_port
-from tests.test_replay import usage_error
+from tests.unit.test_replay import usage_error
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent  # (tests/<kind>/ is two levels down)
 COMMANDS = ("replay", "backtest", "generate", "worker", "dev", "produce", "record")
 EVENT = (b'{"event_id": "c-1", "event_type": "credit_report", "user_id": "u1", '
          b'"occurred_at": "2026-01-05T10:00:00Z", "bureau": "b", "credit_score": 640}\n')

@@ -103,7 +103,7 @@ def test_replay_of_logs_split_by_type_equals_the_mixed_log(log: Path, tmp_path: 
 
 def test_decisions_match_the_decision_schema(log: Path):
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((Path(__file__).parent.parent / "schemas/decision.schema.json").read_text())
+    schema = json.loads((Path(__file__).parents[2] / "schemas/decision.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     for d in lines_of(cli("replay", str(log)).stdout):
         errors = list(validator.iter_errors(d))
@@ -288,7 +288,7 @@ def test_generate_checks_start_before_opening_its_output(tmp_path: Path):
 
 def stricter_policy(tmp: Path) -> Path:
     """The default policy, but closing at 45 days past due instead of 90: "strict"."""
-    text = (Path(__file__).parent.parent / "deploy/policies/default.yaml").read_text()
+    text = (Path(__file__).parents[2] / "deploy/policies/default.yaml").read_text()
     text = text.replace('version: "2026.11-default"', 'version: "strict"')
     stricter = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
     assert stricter != text
@@ -311,7 +311,7 @@ def test_a_log_of_nothing_but_rejected_lines_warns_and_exits_1(command: str, log
     bad.write_bytes(REJECTED)
     dead = tmp_path / "dead.jsonl"
     flags = (["--dead-letter", str(dead)] if command == "replay"
-             else ["--policy", str(Path(__file__).parent.parent / "deploy/policies/default.yaml")])
+             else ["--policy", str(Path(__file__).parents[2] / "deploy/policies/default.yaml")])
     result = cli(command, str(bad), *flags)
     assert result.returncode == 1, result.stderr
     stderr = result.stderr.decode().splitlines()

@@ -19,7 +19,7 @@ from referencing import Registry, Resource
 from streams.codec import MAX_RECORD_BYTES, REJECT_REASONS, Rejection, decode
 from streams.events import Application, CreditReport, Repayment
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parent.parent.parent / "schemas"
 _EVENT_ID = "https://closure-monitor.example/schemas/event.schema.json"
 
 

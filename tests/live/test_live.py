@@ -18,8 +18,7 @@ import orjson
 import pytest
 
 from streams.kafka import Topics, free_port, partition_for, port_open
-from streams.progress import PROGRESS_KEY, decode_progress, progress_key
-from tests.live import CLI, Expected, Live, TopicReader, Worker, final_states, wait_for
+from tests.live.helpers import CLI, Expected, Live, TopicReader, Worker, final_states, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -168,6 +167,10 @@ async def test_production_changelog_batches_hold_every_final_state(
     """With production settings the worker builds its changelog record batches itself
     (app.changelog_batches): read back, the changelog's last record for each user is
     the final state replay computes, and every user has one."""
+    # (streams.progress imports Faust: imported here, not when the fast suite collects
+    # this file.)
+    from streams.progress import PROGRESS_KEY, decode_progress, progress_key
+
     expected, sent, worker = await on_a_backlog(live, live_log, tansu=False)
     await run_to_completion(live, expected, sent)
     assert worker.stop() == 0

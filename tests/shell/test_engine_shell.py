@@ -23,7 +23,7 @@ from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
 from streams.policy import load_policy
 from tests.oracle.engine import Partition
-from tests.test_engine_oracle import _log
+from tests.unit.test_engine_oracle import _log
 
 POLICY = load_policy()
 

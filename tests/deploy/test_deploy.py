@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_queries import DASHBOARD, dashboard_panels, dashboard_queries
+from tests.deployment import DASHBOARD, dashboard_panels, dashboard_queries
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent  # (tests/<kind>/ is two levels down)
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"

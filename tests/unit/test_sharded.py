@@ -20,7 +20,7 @@ from streams.policy import Policy, load_policy
 from streams.replay import compiled
 from streams.tally import Tally
 from tests.oracle.replay import replay
-from tests.test_replay import cli, stricter_policy
+from tests.unit.test_replay import cli, stricter_policy
 
 POLICY = load_policy()
 
