@@ -25,13 +25,13 @@ import pytest
 import yaml
 
 from streams.kafka import free_port
-from tests.deploy.test_deploy import (
+from tests.deployment import (
     ALERTS,
     EXPORTED_METRICS,
     PROMETHEUS_CONFIG,
     SCRAPE_JOB,
+    dashboard_queries,
 )
-from tests.deployment import dashboard_queries
 from tests.live.helpers import Live, wait_for
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.broker]

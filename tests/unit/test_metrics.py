@@ -27,7 +27,7 @@ from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, exposition
 from streams.policy import load_policy
 from streams.replay import compiled
 from streams.tally import Tally
-from tests.deploy.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
+from tests.deployment import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 from tests.oracle.replay import replay
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
