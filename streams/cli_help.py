@@ -189,16 +189,24 @@ or broker, before it starts (one line says which); other non-zero: it failed""")
         """\
 Everything on one machine with no set-up: an embedded Kafka-compatible broker
 (Tansu), a worker, and a producer that sends a synthetic log at --rate events a
-second. Each decision is shown as it is made, one line each; the worker's
-metrics are served on --web-port. Ctrl-C stops it all. The broker's and the
-worker's logs are kept in a temporary folder, named at start.""",
+second. Each decision is shown on stdout as it is made, one line each under a
+line naming the columns: event time, user, action, status before -> after, the
+reasons' codes and the first reason's message. The worker's metrics are served
+on --web-port. Ctrl-C (or SIGTERM) stops the producer, lets the worker finish
+the events sent (a second Ctrl-C stops it at once), shows its last decisions,
+then its summary (events read, applied, duplicate, rejected and late; decisions
+by action) and the count of decisions shown. The broker's and the worker's logs
+are in a temporary folder, named at start, removed at exit unless --keep or a
+failure.""",
         f"""\
 examples:
   {PROG} dev
   {PROG} dev --users 500 --rate 50 --web-port 7066
+  {PROG} dev --keep > decisions.txt
 
-exit status: 0 stopped with Ctrl-C; 2 unusable arguments, or the worker did not
-start (the reason is shown)"""),
+exit status: 0 stopped with Ctrl-C or SIGTERM; 1 the worker or the producer
+failed (the logs are kept); 2 unusable arguments, or the worker did not start
+(the reason is shown)"""),
     "produce": Command(
         "send recorded logs to the input topics",
         """\

@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.errors import ConfigError, MonitorError, UsageError
@@ -116,6 +118,10 @@ def add_commands(sub: Any, policy_flags: Callable[..., None],
                    help="partitions of every topic")
     d.add_argument("--seed", type=int, default=1, metavar="N",
                    help="random seed of the synthetic log")
+    d.add_argument("--keep", action="store_true",
+                   help="keep the temporary folder of the logs (the broker's, the "
+                        "worker's, the synthetic events) at exit; it is kept anyway when "
+                        "something failed")
     d.set_defaults(run=_dev)
 
     p = add_command(sub, "produce")
@@ -270,24 +276,55 @@ def _record(args: argparse.Namespace) -> int:
 
 # -- dev -------------------------------------------------------------------------
 
+# `dev` shows a decision a line, in columns: when (event time, to the minute), whose,
+# the action, the status it moved from and to, why (every reason's code; the codes
+# that do not fit are counted, "+1"), and the first reason's message. A user id
+# longer than its column pushes the rest of that line along (the synthetic ids of
+# `dev` are 7 characters).
+_ROW = ("{time:<16}  {user:<10}  {action:<9}  {before:<10} -> {after:<10}  "
+        "{reasons:<26}  {message}")
+_REASONS_WIDTH = 26
+
+
+def header() -> str:
+    """The names of `describe`'s columns, for the line above the first decision."""
+    return _ROW.format(time="EVENT TIME", user="USER", action="ACTION", before="BEFORE",
+                       after="AFTER", reasons="REASONS", message="MESSAGE")
+
+
+def _codes(reasons: list[dict[str, Any]]) -> str:
+    """The reasons' codes, comma-separated, within the column: those that do not fit
+    are counted ("EXTERNAL_DELINQUENCY +1")."""
+    codes = [reason["code"] for reason in reasons]
+    text, shown = ",".join(codes), len(codes)
+    while len(text) > _REASONS_WIDTH and shown > 1:
+        shown -= 1
+        text = f"{','.join(codes[:shown])} +{len(codes) - shown}"
+    return text
+
 
 def describe(decision: dict[str, Any]) -> str:
-    """One readable line per decision, for people watching `dev`."""
-    reason = decision["reasons"][0]
-    more = len(decision["reasons"]) - 1
-    line = (f"{decision['event_time'][:16].replace('T', ' ')}  {decision['action']:<9} "
-            f"{decision['user_id']:<12} {decision['status_before']:>10} -> "
-            f"{decision['status_after']:<10} {reason['code']}: {reason['message']}")
-    if more:
-        line += f" (+{more} more)"
+    """One readable line per decision, in the columns `header` names, for people
+    watching `dev`: a user's decisions read in order down the page."""
+    reasons = decision["reasons"]
+    message = reasons[0]["message"]
     if decision.get("effective_at") and decision["effective_at"] != decision["event_time"]:
-        line += f"; takes effect {decision['effective_at'][:10]} unless cured"
+        message += f"; takes effect {decision['effective_at'][:10]} unless cured"
     if decision.get("supersedes"):
-        line += f"; supersedes {decision['supersedes']}"
-    return line
+        message += f"; supersedes {decision['supersedes']}"
+    return _ROW.format(time=decision["event_time"][:16].replace("T", " "),
+                       user=decision["user_id"], action=decision["action"],
+                       before=decision["status_before"], after=decision["status_after"],
+                       reasons=_codes(reasons), message=message)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dev(args: argparse.Namespace) -> int:
+    import shutil
+
     from streams.generate import generate_log
     from streams.kafka import EmbeddedBroker, Topics, free_port, port_open, stop_process
     from streams.worker import check_port
@@ -299,83 +336,308 @@ def _dev(args: argparse.Namespace) -> int:
         check_port("127.0.0.1", web_port)
     except MonitorError:
         web_port = free_port()
-    log_dir = tempfile.mkdtemp(prefix="closure-monitor-dev-")
-    log_path = os.path.join(log_dir, "events.jsonl")
-    print(f"generating {args.users:,} synthetic users over {args.days} days ...", file=sys.stderr)
-    with open(log_path, "wb") as out:
-        summary = generate_log(out, seed=args.seed, users=args.users, days=args.days)
-    broker = EmbeddedBroker(log_path=os.path.join(log_dir, "broker.log")).start()
+    # SIGTERM stops dev as Ctrl-C does, wherever it is: the broker and the worker run
+    # in sessions of their own, and only dev stops them.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    folder = tempfile.mkdtemp(prefix="closure-monitor-dev-")
+    log_path = os.path.join(folder, "events.jsonl")
+    worker_log_path = os.path.join(folder, "worker.log")
+    broker: EmbeddedBroker | None = None
     worker: subprocess.Popen[bytes] | None = None
+    run: _DevRun | None = None
+    failed = True  # until it ends as asked (a signal) or the run says otherwise
     try:
+        print(f"generating {args.users:,} synthetic users over {args.days} days "
+              "(--users, --days) ...", file=sys.stderr)
+        with open(log_path, "wb") as out:
+            summary = generate_log(out, seed=args.seed, users=args.users, days=args.days)
+        broker = EmbeddedBroker(log_path=os.path.join(folder, "broker.log"))
+        broker.start()  # (stopped at exit even if interrupted while it starts)
         print(f"embedded broker (Tansu) on {broker.bootstrap}", file=sys.stderr)
         topics = Topics()
         cmd = [sys.executable, "-m", "streams.cli", "worker", "--broker", broker.url,
                "--partitions", str(args.partitions), "--web-port", str(web_port), "--tansu",
-               "--app-id", "closure-monitor-dev", "--data-dir", os.path.join(log_dir, "data")]
-        worker_log = open(os.path.join(log_dir, "worker.log"), "wb")  # noqa: SIM115
-        worker = subprocess.Popen(cmd, stdout=worker_log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+               "--app-id", "closure-monitor-dev", "--data-dir", os.path.join(folder, "data")]
+        with open(worker_log_path, "wb") as worker_log:
+            worker = subprocess.Popen(cmd, stdout=worker_log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
         deadline = time.monotonic() + 60
         while not port_open("127.0.0.1", web_port):
             if worker.poll() is not None:
-                worker_log.close()
-                with open(os.path.join(log_dir, "worker.log"), "rb") as f:
+                with open(worker_log_path, "rb") as f:
                     tail = f.read()[-2000:]
                 raise MonitorError("the worker exited at startup:\n"
                                    + tail.decode("utf-8", "replace"))
             if time.monotonic() > deadline:
                 raise MonitorError("the worker did not start within 60 s")
             time.sleep(0.1)
-        print(f"worker up: metrics http://127.0.0.1:{web_port}/metrics; "
-              f"producing {summary.lines:,} events at {args.rate:g}/s; Ctrl-C stops\n"
-              f"logs in {log_dir}", file=sys.stderr)
-        asyncio.run(_dev_loop(broker.url, topics, log_path, args.rate, worker))
+        print(f"worker up: metrics on http://127.0.0.1:{web_port}/metrics (--web-port)\n"
+              f"producing {summary.lines:,} events at {args.rate:g}/s (--rate); "
+              "Ctrl-C stops\n"
+              f"logs in {folder}, "
+              + ("kept at exit (--keep)" if args.keep
+                 else "removed at exit unless --keep or a failure"), file=sys.stderr)
+        run = asyncio.run(_dev_loop(broker.url, topics, args.partitions, log_path,
+                                    summary.lines, args.rate, worker, worker_log_path,
+                                    web_port))
+        failed = run.problem is not None
     except KeyboardInterrupt:
-        pass
+        failed = False  # stopped before the decisions were shown: nothing to report
+        print(file=sys.stderr)
     finally:
-        if worker is not None:
-            stop_process(worker, 20)
-        broker.stop()
-        print("stopped", file=sys.stderr)
-    return 0
+        # Cleaning up is not to be interrupted: it would leave the broker running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if worker is not None:
+                stop_process(worker, 60)  # it has exited unless dev was stopped early
+            if broker is not None:
+                broker.stop()
+            if run is not None:
+                _report(run)
+            if args.keep or failed:
+                print(f"logs kept in {folder} (worker.log, broker.log)", file=sys.stderr)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+                print(f"removed {folder} with its logs (--keep keeps them)",
+                      file=sys.stderr)
+            print("stopped", file=sys.stderr, flush=True)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+    return 1 if run is not None and run.problem is not None else 0
 
 
-async def _dev_loop(url: str, topics: Any, log_path: str, rate: float,
-                    worker: subprocess.Popen[bytes]) -> None:
+@dataclass
+class _DevRun:
+    """What `dev` saw: the events sent, the decisions shown, whether the worker had
+    finished every event sent when it was told to stop, its summary and its count of
+    decisions, and what went wrong if anything did."""
+
+    sent: int = 0
+    shown: int = 0
+    finished: bool = False
+    summary: list[str] = field(default_factory=list)
+    decisions: int | None = None
+    problem: str | None = None
+
+
+def _report(run: _DevRun) -> None:
+    """The worker's summary (it prints it to its log at exit) and the decisions shown."""
+    out = sys.stderr
+    if run.summary:
+        print("the worker's summary:", file=out)
+        for line in run.summary:
+            print(f"  {line}", file=out)
+    if run.decisions is None:
+        print(f"{run.shown:,} decisions shown (the worker printed no summary: see its log)",
+              file=out)
+    elif run.decisions == run.shown:
+        print(f"{run.shown:,} decisions shown, every decision the worker made", file=out)
+    elif run.shown > run.decisions and not run.finished:
+        # The worker counts a record once its state is stored (`shell._confirm`): it
+        # stopped with records decided and not yet stored, which a restart decides
+        # again (same decision ids).
+        print(f"{run.shown:,} decisions shown; the worker's summary counts "
+              f"{run.decisions:,}: it stopped before it had finished the events of the "
+              "others", file=out)
+    else:
+        print(f"{run.shown:,} decisions shown, but the worker made {run.decisions:,}",
+              file=out)
+    if run.problem is not None:
+        print(f"closure-monitor: {run.problem}", file=out)
+    out.flush()
+
+
+# The lines of the worker's summary at exit (`worker.run_worker`): replay's summary
+# (`replay.summary_lines`), then what it rerouted, skipped and still held.
+_SUMMARY_LINES = ("events read ", "applied by type: ", "rejected by reason: ", "decisions ",
+                  "  ", "rerouted ")
+
+
+def worker_summary(text: str) -> list[str]:
+    """The summary the worker printed last to its log (none if it printed none)."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("events read ")]
+    if not starts:
+        return []
+    summary = []
+    for line in lines[starts[-1]:]:
+        if not line.startswith(_SUMMARY_LINES):
+            break
+        summary.append(line)
+    return summary
+
+
+def _decisions_counted(summary: list[str]) -> int | None:
+    for line in summary:
+        m = re.match(r"decisions ([\d,]+):", line)
+        if m:
+            return int(m.group(1).replace(",", ""))
+    return None
+
+
+def _events_counted(web_port: int) -> int | None:
+    """The records the worker has finished (applied, duplicate or rejected, their
+    states stored), from its /metrics; None if it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics",
+                                    timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("closure_monitor_events_total{"))
+
+
+# How long `dev`, stopping, waits for the worker to finish the events sent before it
+# tells the worker to stop anyway.
+FINISH_TIMEOUT = 60.0
+
+
+async def _dev_loop(url: str, topics: Any, partitions: int, log_path: str, lines: int,
+                    rate: float, worker: subprocess.Popen[bytes], worker_log: str,
+                    web_port: int) -> _DevRun:
+    """Produce the log at `rate` and show the decisions as they come, until a signal
+    (or the worker or the producer fails). Then stop the producer, let the worker
+    finish the events sent (its /metrics counts them), stop it (SIGTERM: it prints
+    its summary), and show the decisions to the end of their topic. A second signal
+    stops the worker without waiting for it to finish; a third kills it."""
     import orjson
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.kafka import bootstrap
+    from streams.kafka import bootstrap, start_client
     from streams.settings import TANSU_AIOKAFKA_PRODUCER
     from streams.transfer import log_lines, produce
 
-    stop = asyncio.Event()
+    run = _DevRun()
+    stop, hurry, killed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+        elif not hurry.is_set():
+            hurry.set()
+        elif worker.poll() is None:
+            worker.kill()
+            killed.set()
+            print("killed the worker", file=sys.stderr, flush=True)
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
+
+    # The decisions topic is new (the worker created it on this new broker): read it
+    # from its first offset, positioned before the first event is sent, so that no
+    # decision goes by unshown (a consumer at "latest" misses those made before it
+    # first fetched; and Tansu answers "latest" with the newest batch's base offset
+    # + 1, not the high-water mark).
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await start_client(consumer, url, consumer.stop)
+    tps = [TopicPartition(topics.decisions, p) for p in range(partitions)]
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, 0)
+
+    def show(batch: dict[Any, list[Any]]) -> None:
+        shown = []
+        for records in batch.values():
+            for rec in records:
+                try:
+                    shown.append(describe(orjson.loads(rec.value)))
+                except Exception:
+                    shown.append(f"(not a decision: {rec.topic}[{rec.partition}] offset "
+                                 f"{rec.offset})")
+        if shown:
+            sys.stdout.write("\n".join(shown) + "\n")
+            sys.stdout.flush()
+            run.shown += len(shown)
+
+    print(header(), flush=True)
     producing = asyncio.create_task(produce(url, log_lines([log_path]), topics, rate=rate,
                                             producer_settings=TANSU_AIOKAFKA_PRODUCER,
                                             stop=stop))
-    consumer = AIOKafkaConsumer(topics.decisions, bootstrap_servers=bootstrap(url),
-                                auto_offset_reset="latest", enable_auto_commit=False)
-    await consumer.start()
-    shown = 0
     try:
+        all_sent = False
         while not stop.is_set():
             if worker.poll() is not None:
-                print(f"the worker exited with status {worker.returncode}", file=sys.stderr)
+                run.problem = f"the worker exited by itself, with status {worker.returncode}"
                 break
-            batch = await consumer.getmany(timeout_ms=250)
-            for records in batch.values():
-                for rec in records:
-                    with contextlib.suppress(Exception):
-                        print(describe(orjson.loads(rec.value)), flush=True)
-                        shown += 1
-            if producing.done() and producing.exception() is not None:
-                raise producing.exception()  # type: ignore[misc]
+            show(await consumer.getmany(timeout_ms=250))
+            if producing.done() and not all_sent and not stop.is_set():
+                if producing.exception() is not None:
+                    run.problem = f"the producer failed: {producing.exception()}"
+                    break
+                all_sent = True
+                print(f"all {producing.result().sent:,} events sent; Ctrl-C stops",
+                      file=sys.stderr, flush=True)
+        # Stopping: the producer, then the worker once it has finished the events sent
+        # (decided them and stored their states: its summary counts them all).
+        stop.set()
+        with contextlib.suppress(Exception):
+            run.sent = (await producing).sent
+        if worker.poll() is None and run.problem is None:
+            print(f"stopping: {run.sent:,} of {lines:,} events sent; the worker finishes "
+                  "them (Ctrl-C again stops it now)", file=sys.stderr, flush=True)
+            deadline = time.monotonic() + FINISH_TIMEOUT
+            while not hurry.is_set() and worker.poll() is None:
+                show(await consumer.getmany(timeout_ms=250))
+                counted = await asyncio.to_thread(_events_counted, web_port)
+                if counted is not None and counted >= run.sent:
+                    run.finished = True
+                    break
+                if time.monotonic() > deadline:
+                    print(f"the worker had not finished them within {FINISH_TIMEOUT:g} s",
+                          file=sys.stderr, flush=True)
+                    break
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while worker.poll() is None:
+            show(await consumer.getmany(timeout_ms=250))
+            if time.monotonic() > deadline and worker.poll() is None:
+                worker.kill()
+                killed.set()
+                run.problem = "the worker did not stop within 60 s of SIGTERM: killed"
+        if worker.returncode != 0 and not killed.is_set() and run.problem is None:
+            run.problem = f"the worker stopped with status {worker.returncode}"
+        with open(worker_log, encoding="utf-8", errors="replace") as f:
+            run.summary = worker_summary(f.read())
+        run.decisions = _decisions_counted(run.summary)
+        await _read_to_end(consumer, tps, show, lambda: run.shown, run.decisions)
+        if run.problem is None and run.decisions is not None and (
+                run.shown < run.decisions or (run.finished and run.shown != run.decisions)):
+            run.problem = "dev showed another count of decisions than the worker made"
     finally:
         stop.set()
+        if not producing.done():
+            producing.cancel()
         await consumer.stop()
-        with contextlib.suppress(Exception):
-            await producing
-        print(f"{shown:,} decisions shown", file=sys.stderr)
+    return run
+
+
+async def _read_to_end(consumer: Any, tps: list[Any], show: Callable[[Any], None],
+                       shown: Callable[[], int], expected: int | None,
+                       idle: float = 1.0, timeout: float = 30.0) -> None:
+    """Once the worker has exited, show the decisions to the end of their topic: every
+    partition's position at the high-water mark its fetches report (not ListOffsets,
+    wrong on Tansu) for `idle` seconds, and as many decisions shown as the worker
+    counted (when its summary says); at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    caught_up_since: float | None = None
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=200)
+        show(batch)
+        at_end = True
+        for tp in tps:
+            hw = consumer.highwater(tp)
+            at_end = at_end and hw is not None and await consumer.position(tp) >= hw
+        if batch or not at_end or (expected is not None and shown() < expected):
+            caught_up_since = None
+        elif caught_up_since is None:
+            caught_up_since = time.monotonic()
+        elif time.monotonic() - caught_up_since >= idle:
+            return

@@ -249,7 +249,7 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
 # once by `datetime.fromisoformat`, then cached), any other form as `_time` reads it. A
 # record msgspec refuses, or an invalid time, goes through the checks above, which decide
 # and name what is wrong: the fast path only ever accepts what those checks accept, with
-# the same values (tests/test_codec.py).
+# the same values (tests/unit/test_codec.py).
 
 _Id = Annotated[str, Meta(min_length=1, max_length=128)]
 _ShortId = Annotated[str, Meta(min_length=1, max_length=64)]

@@ -1,7 +1,7 @@
 """Prometheus metrics: what the worker serves on /metrics and `replay --metrics` writes.
 
 Names, types and labels are a contract with the Grafana dashboard and the alert
-rules (`EXPORTED_METRICS` in tests/test_deploy.py). Every label takes a small
+rules (`EXPORTED_METRICS` in tests/deployment.py). Every label takes a small
 fixed set of values; no metric is labelled by user.
 
 Counts are not incremented here per record. The engine already counts every

@@ -1,5 +1,5 @@
 """Records, times and dates that probe the decoder: what engine/tests/gen_codec.py writes
-to the compiled decoder's fixture, and what tests/test_engine_codec.py decodes with both
+to the compiled decoder's fixture, and what tests/unit/test_engine_codec.py decodes with both
 decoders at test time.
 
 Every builder is deterministic (fixed seeds): the same arguments give the same cases.

@@ -1,6 +1,6 @@
 """The Python engine's replay: the loop the engine (`streams.replay.compiled`) was
-checked against, byte for byte, and still is (tests/test_engine_oracle.py,
-tests/test_metrics.py, bench/differential.py).
+checked against, byte for byte, and still is (tests/unit/test_engine_oracle.py,
+tests/unit/test_metrics.py, bench/differential.py).
 
 Recorded logs through `Partition`s: a file stands in for each topic. Several files
 are read as several inputs, like the three topics live: the next line always comes

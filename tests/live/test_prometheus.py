@@ -25,14 +25,14 @@ import pytest
 import yaml
 
 from streams.kafka import free_port
-from tests.deploy_queries import dashboard_queries
-from tests.live import Live, wait_for
-from tests.test_deploy import (
+from tests.deployment import (
     ALERTS,
     EXPORTED_METRICS,
     PROMETHEUS_CONFIG,
     SCRAPE_JOB,
+    dashboard_queries,
 )
+from tests.live.helpers import Live, wait_for
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.broker]
 

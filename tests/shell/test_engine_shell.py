@@ -22,8 +22,8 @@ from streams.compiled import CompiledPartition
 from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
 from streams.policy import load_policy
+from tests.helpers import generated_lines
 from tests.oracle.engine import Partition
-from tests.test_engine_oracle import _log
 
 POLICY = load_policy()
 
@@ -57,7 +57,7 @@ _KEYS = [None, b"", b"u1", b"u000001", b"'quoted\"", b"\xff\xfe bad utf-8", "ÐºÐ
 
 
 def test_records_are_applied_sent_on_or_rejected_as_the_python_shell_did() -> None:
-    lines = _log(seed=11, users=60, days=60, malformed_share=0.05, duplicate_share=0.0)
+    lines = generated_lines(seed=11, users=60, days=60, malformed_share=0.05, duplicate_share=0.0)
     rng = random.Random(3)
     part: CompiledPartition[int] = CompiledPartition(POLICY, 600.0)
     part.add_input("t")
@@ -108,7 +108,7 @@ def test_a_skipped_record_moves_the_watermark_as_the_python_shell_did() -> None:
 
 
 def test_decisions_states_and_counts_come_out_as_the_python_partition_gives_them() -> None:
-    lines = _log(seed=12, users=80, days=120, malformed_share=0.0, duplicate_share=0.02)
+    lines = generated_lines(seed=12, users=80, days=120, malformed_share=0.0, duplicate_share=0.02)
     ours: Partition[int] = Partition(POLICY, {}, 600.0)
     theirs: CompiledPartition[int] = CompiledPartition(POLICY, 600.0)
     ours.add_input("t")
@@ -144,7 +144,7 @@ def test_decisions_states_and_counts_come_out_as_the_python_partition_gives_them
 
 def test_restored_users_decide_as_they_would_have() -> None:
     """States loaded from the table (at assignment) go on as if never stored."""
-    lines = _log(seed=13, users=50, days=150, malformed_share=0.0, duplicate_share=0.0)
+    lines = generated_lines(seed=13, users=50, days=150, malformed_share=0.0, duplicate_share=0.0)
     half = len(lines) // 2
     whole: CompiledPartition[int] = CompiledPartition(POLICY, 0.0)
     first: CompiledPartition[int] = CompiledPartition(POLICY, 0.0)
@@ -175,7 +175,7 @@ def test_restored_users_decide_as_they_would_have() -> None:
 
 
 def test_step_and_lag_histograms_reach_the_metrics() -> None:
-    lines = _log(seed=14, users=20, days=30, malformed_share=0.0, duplicate_share=0.0)
+    lines = generated_lines(seed=14, users=20, days=30, malformed_share=0.0, duplicate_share=0.0)
     part: CompiledPartition[int] = CompiledPartition(POLICY, 0.0, step_bounds=STEP_BUCKETS,
                                                      lag_bounds=LAG_BUCKETS)
     part.add_input("t")

@@ -11,7 +11,6 @@ Python side), and generated logs through a whole partition, inputs interleaved.
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -24,10 +23,10 @@ from hypothesis import strategies as st
 from streams import _engine
 from streams.codec import Rejection, decode
 from streams.events import Tick, format_date, format_time
-from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.tally import Tally
 from tests.factories import T0
+from tests.helpers import generated_lines
 from tests.oracle import core
 from tests.oracle.engine import Partition
 from tests.oracle.policies import POLICIES
@@ -132,12 +131,6 @@ def test_steps_equal_the_python_core(items: list[Any], which: int, redeliver: bo
 
 # --- generated logs through a partition ---------------------------------------------
 
-def _log(**kwargs: Any) -> list[bytes]:
-    out = io.BytesIO()
-    generate_log(out, **kwargs)
-    return [line for line in out.getvalue().split(b"\n") if line.strip()]
-
-
 def _source(raw: bytes) -> int:
     """Which input a line comes on: its event type's topic (unknown ones on the first)."""
     for i, name in enumerate((b'"repayment"', b'"application"', b'"credit_report"')):
@@ -221,7 +214,7 @@ def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: 
 ])
 def test_generated_logs_equal_the_python_engine(seed: int, users: int, days: int,
                                                 lateness: float, sources: int) -> None:
-    lines = _log(seed=seed, users=users, days=days, malformed_share=0.02,
+    lines = generated_lines(seed=seed, users=users, days=days, malformed_share=0.02,
                  duplicate_share=0.02)
     assert len(lines) > 1000
     for policy in (load_policy(), *POLICIES[1:]):
@@ -230,7 +223,7 @@ def test_generated_logs_equal_the_python_engine(seed: int, users: int, days: int
 
 def test_stored_states_load_unchanged() -> None:
     """States stored by the Python engine load and dump again to the same bytes."""
-    lines = _log(seed=7, users=200, days=200, malformed_share=0.0, duplicate_share=0.0)
+    lines = generated_lines(seed=7, users=200, days=200, malformed_share=0.0, duplicate_share=0.0)
     part: Partition[int] = Partition(load_policy(), {}, 600.0)
     part.add_input(0)
     for n, raw in enumerate(lines):

@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -17,8 +18,7 @@ import orjson
 import pytest
 
 from streams.kafka import Topics, free_port, partition_for, port_open
-from streams.progress import PROGRESS_KEY, decode_progress, progress_key
-from tests.live import CLI, Expected, Live, TopicReader, Worker, final_states, wait_for
+from tests.live.helpers import CLI, Expected, Live, TopicReader, Worker, final_states, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -167,6 +167,10 @@ async def test_production_changelog_batches_hold_every_final_state(
     """With production settings the worker builds its changelog record batches itself
     (app.changelog_batches): read back, the changelog's last record for each user is
     the final state replay computes, and every user has one."""
+    # (streams.progress imports Faust: imported here, not when the fast suite collects
+    # this file.)
+    from streams.progress import PROGRESS_KEY, decode_progress, progress_key
+
     expected, sent, worker = await on_a_backlog(live, live_log, tansu=False)
     await run_to_completion(live, expected, sent)
     assert worker.stop() == 0
@@ -439,35 +443,124 @@ def test_worker_names_a_web_port_in_use() -> None:
     assert f"127.0.0.1:{port}" in run.stderr and "--web-port" in run.stderr
 
 
-def test_dev_shows_live_decisions_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def start_dev(cwd: Path, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`closure-monitor dev` with these flags (a small log at a high rate); its web port."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CLOSURE_MONITOR_DATA_DIR"}
-    proc = subprocess.Popen([*CLI, "dev", "--users", "200", "--rate", "500",
-                             "--web-port", str(port)], stdout=subprocess.PIPE, cwd=tmp_path,
-                            stderr=subprocess.PIPE, env={**env, "PYTHONUNBUFFERED": "1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSURE_MONITOR_")}
+    proc = subprocess.Popen([*CLI, "dev", "--web-port", str(port), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            env={**env, "PYTHONUNBUFFERED": "1"})
+    return proc, port
+
+
+def read_stdout(proc: subprocess.Popen[bytes], lines: int, timeout: float) -> bytes:
+    """Dev's stdout as soon as it holds `lines` lines (and whatever came with them),
+    read from the pipe itself: `communicate` then reads the rest."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    out = b""
     try:
-        assert proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 90
-        first = b""
-        while not first and time.monotonic() < deadline and proc.poll() is None:
+        while out.count(b"\n") < lines:
+            assert proc.poll() is None, f"dev exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"fewer than {lines} lines in {timeout:g} s"
             if sel.select(timeout=1):
-                first = proc.stdout.readline()
-        assert first, "no decision within 90 s"
-        fields = first.decode().split()
-        assert fields[2] in ("warn", "downgrade", "close", "restore")
-        assert port_open("127.0.0.1", port)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+                out += os.read(fd, 65536)
+    finally:
+        sel.close()
+    return out
+
+
+def stop_dev(proc: subprocess.Popen[bytes], sig: int) -> tuple[str, str]:
+    """Send the signal; the rest of stdout and all of stderr once dev has exited."""
+    try:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert b"stopped" in err
+    return out.decode(), err.decode()
+
+
+def check_dev_output(out: str, err: str) -> int:
+    """The header, the decisions in its columns, the worker's summary (of every event
+    sent) and the count of decisions shown (the worker's own, and the decision
+    lines'): returns that count."""
+    lines = out.splitlines()
+    header, *rows = lines
+    assert header.split() == ["EVENT", "TIME", "USER", "ACTION", "BEFORE", "->", "AFTER",
+                              "REASONS", "MESSAGE"], header
+    starts = [header.index(name) for name in ("USER", "ACTION", "BEFORE", "AFTER", "REASONS",
+                                              "MESSAGE")]
+    arrow = header.index("->")
+    for row in rows:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d  u\d{6} ", row), row
+        for start in starts:  # every column starts under its name
+            assert row[start - 1] == " " and row[start] != " ", (header, row)
+        assert row[arrow:arrow + 2] == "->", (header, row)
+        assert row.split()[3] in ("warn", "downgrade", "close", "restore"), row
+    summary = re.search(r"events read ([\d,]+): applied ([\d,]+), duplicates ([\d,]+), "
+                        r"rejected ([\d,]+); late ([\d,]+)\n", err)
+    sent = re.search(r"stopping: ([\d,]+) of [\d,]+ events sent; the worker finishes them",
+                     err)
+    assert summary and sent, err
+    assert summary.group(1) == sent.group(1) != "0"
+    by_action = re.search(r"\n  decisions ([\d,]+): ((?:warn|downgrade|close|restore) \d)",
+                          err)
+    assert by_action, err
+    decisions = int(by_action.group(1).replace(",", ""))
+    shown = re.search(r"\n([\d,]+) decisions shown, every decision the worker made\n", err)
+    assert shown, err
+    assert int(shown.group(1).replace(",", "")) == decisions == len(rows)
+    return decisions
+
+
+def test_dev_shows_decisions_in_columns_and_the_worker_summary_on_ctrl_c(
+        tmp_path: Path) -> None:
+    """Ctrl-C mid-stream: the producer stops, the worker finishes what it read, and dev
+    shows every decision it made (none missed at the start or at the stop), then the
+    worker's summary, and removes its temporary folder."""
+    # 11,051 events at 1,000 a second: stopped while the producer sends them.
+    proc, port = start_dev(tmp_path, "--users", "1000", "--days", "180", "--rate", "1000")
+    try:
+        first = read_stdout(proc, 1 + 30, 120)  # the header and 30 decisions
+        assert port_open("127.0.0.1", port)
+    finally:
+        out, err = stop_dev(proc, signal.SIGINT)
+    assert proc.returncode == 0, err
+    assert "producing 11,051 events at 1000/s (--rate)" in err
+    check_dev_output(first.decode() + out, err)
+    folder = re.search(r"^logs in (\S+), removed at exit unless --keep", err, re.MULTILINE)
+    assert folder, err
+    assert f"removed {folder.group(1)} with its logs" in err
+    assert not Path(folder.group(1)).exists()
+    assert err.rstrip().endswith("stopped")
+    broker = re.search(r"embedded broker \(Tansu\) on 127.0.0.1:(\d+)", err)
+    assert broker and not port_open("127.0.0.1", int(broker.group(1)))
     assert not port_open("127.0.0.1", port)
-    assert not list(tmp_path.iterdir())  # its files are under its own temporary directory
+    assert not list(tmp_path.iterdir())  # its files are under its own temporary folder
+
+
+def test_dev_stops_on_sigterm_and_keeps_its_logs_with_keep(tmp_path: Path) -> None:
+    proc, _ = start_dev(tmp_path, "--users", "300", "--days", "150", "--rate", "1000",
+                        "--keep")
+    try:
+        first = read_stdout(proc, 1 + 1, 120)
+    finally:
+        out, err = stop_dev(proc, signal.SIGTERM)
+    folder = re.search(r"^logs kept in (\S+) \(worker.log, broker.log\)$", err, re.MULTILINE)
+    assert folder, err
+    try:
+        assert proc.returncode == 0, err
+        decisions = check_dev_output(first.decode() + out, err)
+        worker_log = (Path(folder.group(1)) / "worker.log").read_text()
+        assert f"decisions {decisions:,}: " in worker_log
+        assert (Path(folder.group(1)) / "broker.log").exists()
+    finally:
+        shutil.rmtree(folder.group(1))
 
 
 async def test_wait_for_reports_what_it_waited_for() -> None:

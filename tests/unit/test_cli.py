@@ -7,17 +7,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from streams.kafka import free_port
-from tests.test_replay import usage_error
+from tests.helpers import CLI, ROOT, usage_error
 
-CLI = str(Path(sys.executable).parent / "closure-monitor")
-ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ("replay", "backtest", "generate", "worker", "dev", "produce", "record")
 EVENT = (b'{"event_id": "c-1", "event_type": "credit_report", "user_id": "u1", '
          b'"occurred_at": "2026-01-05T10:00:00Z", "bureau": "b", "credit_score": 640}\n')
@@ -120,7 +117,7 @@ def test_a_command_s_argument_errors_come_under_its_own_usage(argv: list[str], m
                                                               tmp_path: Path) -> None:
     """argparse's own errors and the ones the command finds after parsing alike; an
     error in what the arguments name (a file, the environment, a broker) stays one
-    line (tests/test_replay.py)."""
+    line (tests/unit/test_replay.py)."""
     (tmp_path / "log.jsonl").write_bytes(EVENT)
     done = subprocess.run([CLI, *argv], capture_output=True, timeout=120, cwd=tmp_path)
     usage_error(done, argv[0], message)

@@ -27,8 +27,8 @@ from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics, exposition
 from streams.policy import load_policy
 from streams.replay import compiled
 from streams.tally import Tally
+from tests.deployment import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 from tests.oracle.replay import replay
-from tests.test_deploy import EXPORTED_METRICS, HISTOGRAM_SUFFIXES
 
 CLI = str(Path(sys.executable).parent / "closure-monitor")
 POLICY = load_policy()

@@ -26,7 +26,7 @@ from streams.codec import Rejection, decode
 from streams.generate import generate_log
 from tests import codec_cases
 from tests.codec_cases import MISSING, Raw, record
-from tests.test_codec import BASES, json_values
+from tests.unit.codec_samples import BASES, json_values
 
 
 def python_fields(raw: bytes) -> tuple[Any, ...]:
@@ -134,7 +134,7 @@ _BYTES = b'{}[],:"\\ \t\n0123456789.eE+-tfnulrsa\xff\xc3\xa9\x00\x1f'
 
 @st.composite
 def _events(draw: st.DrawFn) -> bytes:
-    """A valid event (the generator's, or tests/test_codec.py's with offsets and
+    """A valid event (the generator's, or tests/unit/codec_samples.py's with offsets and
     fractions of a second) with up to three fields changed, added or removed."""
     bases = {**{f"test_codec/{k}": v for k, v in BASES.items()}, **_bases()}
     base = bases[draw(st.sampled_from(sorted(bases)))]

@@ -15,8 +15,8 @@ import yaml
 
 from streams.errors import PolicyError
 from streams.policy import ADVERSE_CODES, compile_policy, load_policy
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_YAML = ROOT / "deploy" / "policies" / "default.yaml"
 DEFAULT: dict[str, Any] = yaml.safe_load(DEFAULT_YAML.read_text(encoding="utf-8"))
 

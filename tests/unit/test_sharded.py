@@ -19,8 +19,8 @@ from streams.generate import generate_log
 from streams.policy import Policy, load_policy
 from streams.replay import compiled
 from streams.tally import Tally
+from tests.helpers import cli, stricter_policy
 from tests.oracle.replay import replay
-from tests.test_replay import cli, stricter_policy
 
 POLICY = load_policy()
 

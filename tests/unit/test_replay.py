@@ -27,13 +27,9 @@ from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.replay import compiled, open_log
 from tests.factories import application, day, encode, repayment, report
+from tests.helpers import CLI, ROOT, cli, stricter_policy, usage_error
 
-CLI = str(Path(sys.executable).parent / "closure-monitor")
 POLICY = load_policy()
-
-
-def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([CLI, *args], input=stdin, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +99,7 @@ def test_replay_of_logs_split_by_type_equals_the_mixed_log(log: Path, tmp_path: 
 
 def test_decisions_match_the_decision_schema(log: Path):
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((Path(__file__).parent.parent / "schemas/decision.schema.json").read_text())
+    schema = json.loads((ROOT / "schemas/decision.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     for d in lines_of(cli("replay", str(log)).stdout):
         errors = list(validator.iter_errors(d))
@@ -124,19 +120,6 @@ def _one_line_error(result: subprocess.CompletedProcess[bytes], *parts: str) -> 
     for part in parts:
         assert part in message, message
     return message
-
-
-def usage_error(result: subprocess.CompletedProcess[bytes], command: str, *parts: str) -> str:
-    """argparse's form, from the command's own parser: its usage, then one line
-    "closure-monitor COMMAND: error: ..." naming the problem; returns that line."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.decode().splitlines()
-    assert lines[0].startswith(f"usage: closure-monitor {command} "), lines
-    assert all(line.startswith(" ") for line in lines[1:-1]), lines  # the usage, wrapped
-    assert lines[-1].startswith(f"closure-monitor {command}: error: "), lines
-    for part in parts:
-        assert part in lines[-1], lines
-    return lines[-1]
 
 
 def test_an_output_that_is_the_log_is_refused_and_the_log_kept(log: Path, tmp_path: Path):
@@ -286,17 +269,6 @@ def test_generate_checks_start_before_opening_its_output(tmp_path: Path):
     assert kept.read_bytes() == b"earlier log\n"
 
 
-def stricter_policy(tmp: Path) -> Path:
-    """The default policy, but closing at 45 days past due instead of 90: "strict"."""
-    text = (Path(__file__).parent.parent / "deploy/policies/default.yaml").read_text()
-    text = text.replace('version: "2026.11-default"', 'version: "strict"')
-    stricter = text.replace("{threshold: 90, action: close}", "{threshold: 45, action: close}")
-    assert stricter != text
-    path = tmp / "strict.yaml"
-    path.write_text(stricter)
-    return path
-
-
 REJECTED = (b'not json\n{"event_type": "loan_offer", "user_id": "u1"}\n\n'
             b'{"event_id": "r-1", "event_type": "repayment", "user_id": "u1"}\n')
 
@@ -311,7 +283,7 @@ def test_a_log_of_nothing_but_rejected_lines_warns_and_exits_1(command: str, log
     bad.write_bytes(REJECTED)
     dead = tmp_path / "dead.jsonl"
     flags = (["--dead-letter", str(dead)] if command == "replay"
-             else ["--policy", str(Path(__file__).parent.parent / "deploy/policies/default.yaml")])
+             else ["--policy", str(ROOT / "deploy/policies/default.yaml")])
     result = cli(command, str(bad), *flags)
     assert result.returncode == 1, result.stderr
     stderr = result.stderr.decode().splitlines()

@@ -17,57 +17,21 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_queries import DASHBOARD, dashboard_panels, dashboard_queries
-
-ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
-PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-ALERTS = PROMETHEUS_DIR / "alerts.yml"
-ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
-COMPOSE = ROOT / "docker-compose.yml"
-GRAFANA_DATASOURCE = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-
-SCRAPE_JOB = "closure-monitor"
-
-EVENT_TYPES = frozenset({"repayment", "application", "credit_report", "unknown"})
-OUTCOMES = frozenset({"applied", "duplicate", "rejected"})
-ACTIONS = frozenset({"warn", "downgrade", "close", "restore"})
-REASONS = frozenset(
-    {
-        "OVERDUE",
-        "REPEATED_LATENESS",
-        "SCORE_BELOW_MIN",
-        "SCORE_DROP",
-        "MULTI_LENDER",
-        "APPLICATION_BURST",
-        "EXTERNAL_DELINQUENCY",
-        "OVER_LEVERAGE",
-        "DORMANT",
-        "CURED",
-        "DATA_CORRECTION",
-    }
+from tests.deployment import (
+    ALERTS,
+    ALERTS_TEST,
+    ANY,
+    COMPOSE,
+    DASHBOARD,
+    EXPORTED_METRICS,
+    GRAFANA_DATASOURCE,
+    HISTOGRAM_SUFFIXES,
+    PROMETHEUS_CONFIG,
+    SCRAPE_JOB,
+    dashboard_panels,
+    dashboard_queries,
 )
-ANY = None  # a label whose values are not a fixed set here
 
-# What the worker exports on /metrics, by exposition name: kind, and each
-# label with its allowed values (ANY: not pinned down here). The worker's
-# metrics module is to be checked against this.
-EXPORTED_METRICS: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
-    "closure_monitor_events_total": ("counter", {"event_type": EVENT_TYPES, "outcome": OUTCOMES}),
-    "closure_monitor_late_events_total": ("counter", {"event_type": EVENT_TYPES}),
-    "closure_monitor_decisions_total": ("counter", {"action": ACTIONS, "reason": REASONS}),
-    "closure_monitor_dead_letters_total": ("counter", {"reason": ANY}),
-    "closure_monitor_event_lag_seconds": ("histogram", {}),
-    "closure_monitor_step_seconds": ("histogram", {}),
-    "closure_monitor_users": ("gauge", {}),
-    "closure_monitor_pending_deadlines": ("gauge", {}),
-    "closure_monitor_watermark_timestamp_seconds": ("gauge", {"partition": ANY}),
-    "closure_monitor_policy_info": ("gauge", {"version": ANY}),
-    "closure_monitor_consumer_lag": ("gauge", {"topic": ANY, "partition": ANY}),
-    "closure_monitor_buffered_events": ("gauge", {"partition": ANY}),
-    "closure_monitor_input_pauses_total": ("counter", {"event_type": EVENT_TYPES}),
-}
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 TARGET_LABELS = frozenset({"job", "instance"})  # added by Prometheus at scrape time
 
 INPUT_TOPICS = ("credit.repayments", "credit.applications", "credit.report-changes")
