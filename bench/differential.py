@@ -39,12 +39,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streams.compiled import CompiledPartition
 from streams.generate import generate_log
 from streams.policy import Policy, load_policy
 from streams.replay import compiled
 from streams.tally import Tally
-from streams.transfer import log_lines
+from tests.helpers import final_states
 from tests.oracle.policies import POLICIES
 from tests.oracle.replay import replay
 from tests.oracle.state import UserState, dump
@@ -91,16 +90,6 @@ def oracle_run(policy: Policy, paths: list[str], lateness: float,
     return decisions, dead, tally
 
 
-def engine_states(policy: Policy, path: str, lateness: float) -> list[tuple[bytes, bytes]]:
-    """Every user's stored state after one partition of the engine took the log."""
-    part: CompiledPartition[int] = CompiledPartition(policy, lateness)
-    part.add_input("log")
-    for n, line in enumerate(log_lines([path])):
-        part.take("log", line, None, n, 1, 0)
-    part.set_idle("log", True)
-    return sorted(part.states.take_dirty())
-
-
 def first_difference(a: Sequence[bytes], b: Sequence[bytes]) -> str:
     for n, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
@@ -131,7 +120,7 @@ def check(name: str, policy: Policy, paths: list[str], lateness: float,
                             f"{counts(want_tally)}")
     users = ""
     if states is not None:
-        ours = engine_states(policy, paths[0], lateness)
+        ours = sorted(final_states(paths[0], policy, lateness).items())
         theirs = sorted((uid.encode(), dump(s)) for uid, s in states.items())
         users = f", {len(theirs):,} users' stored states"
         if ours != theirs:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.generate import generate_log
+from streams.policy import Policy, load_policy
+from streams.replay import DEFAULT_LATENESS
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "closure-monitor")
@@ -55,3 +57,18 @@ def generated_lines(**kwargs: Any) -> list[bytes]:
     out = io.BytesIO()
     generate_log(out, **kwargs)
     return [line for line in out.getvalue().split(b"\n") if line.strip()]
+
+
+def final_states(path: Path | str, policy: Policy | None = None,
+                 lateness: float = DEFAULT_LATENESS) -> dict[bytes, bytes]:
+    """Every user's stored state (the table's bytes, by key) after one partition of
+    the engine took the whole log, as `replay` of it does."""
+    from streams.compiled import CompiledPartition
+    from streams.transfer import log_lines
+
+    part: CompiledPartition[int] = CompiledPartition(policy or load_policy(None), lateness)
+    part.add_input("log")
+    for n, line in enumerate(log_lines([str(path)])):
+        part.take("log", line, None, n, 1, 0)
+    part.set_idle("log", True)
+    return dict(part.states.take_dirty())

@@ -7,7 +7,7 @@ Run from the repository with the project's Python (it needs `streams` importable
     .venv/bin/python engine/tests/gen_codec.py --large --output /tmp/big.jsonl
         # a larger run elsewhere: CODEC_FIXTURE=/tmp/big.jsonl cargo test --test codec
 
-The cases are tests/codec_cases.py's: tests/test_engine_codec.py decodes all of them with
+The cases are tests/codec_cases.py's: tests/unit/test_engine_codec.py decodes all of them with
 both decoders at test time; this fixture, for `cargo test` without Python, keeps every edge
 case (of a field's edge values, one of each that the checks treat alike) and a sample of
 the random ones (`--generated`, `--prefix-step`, `--damaged`, `--random`; `--large` for
@@ -303,7 +303,7 @@ def main() -> None:
         if name.startswith("field/") and not args.large:
             # A field's values that the checks treat alike (the same JSON type, and the
             # same rejection or the same value read: `field_key`) are written once, from
-            # the first base record that has the field; tests/test_engine_codec.py tries
+            # the first base record that has the field; tests/unit/test_engine_codec.py tries
             # them all.
             key = field_key(name, got)
             if key in field_results:

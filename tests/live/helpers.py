@@ -20,10 +20,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.compiled import CompiledPartition
 from streams.kafka import EmbeddedBroker, Topics, ensure_topics, free_port, port_open
 from streams.policy import load_policy
-from streams.replay import DEFAULT_LATENESS, compiled
+from streams.replay import compiled
 from streams.settings import TANSU_AIOKAFKA_PRODUCER
 from streams.transfer import ProduceSummary, log_lines, produce, route
 
@@ -64,16 +63,6 @@ class Expected:
         return cls(decisions, tally.read, sum(tally.applied.values()),
                    sum(tally.duplicates.values()), Counter(tally.rejected),
                    sum(tally.late.values()))
-
-
-def final_states(path: Path) -> dict[bytes, bytes]:
-    """Every user's stored state (the table's bytes, by key) after `replay` of the log."""
-    part: CompiledPartition[int] = CompiledPartition(load_policy(None), DEFAULT_LATENESS)
-    part.add_input("log")
-    for n, line in enumerate(log_lines([str(path)])):
-        part.take("log", line, None, n, 1, 0)
-    part.set_idle("log", True)
-    return dict(part.states.take_dirty())
 
 
 @dataclass

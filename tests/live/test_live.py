@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from streams.kafka import Topics, free_port, partition_for, port_open
-from tests.live.helpers import CLI, Expected, Live, TopicReader, Worker, final_states, wait_for
+from tests.helpers import final_states
+from tests.live.helpers import CLI, Expected, Live, TopicReader, Worker, wait_for
 
 pytestmark = pytest.mark.broker
 
