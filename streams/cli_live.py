@@ -429,6 +429,10 @@ def _report(run: _DevRun) -> None:
         print("the worker's summary:", file=out)
         for line in run.summary:
             print(f"  {line}", file=out)
+        if any(re.search(r"; late [1-9]", line) for line in run.summary):
+            print("  (late: applied after later events of another input had gone first, "
+                  "as the worker's default order does without waiting; `worker "
+                  "--strict-order` waits instead: docs/design.md)", file=out)
     if run.decisions is None:
         print(f"{run.shown:,} decisions shown (the worker printed no summary: see its log)",
               file=out)

@@ -98,3 +98,19 @@ def test_the_worker_summary_is_read_back_from_its_log() -> None:
     assert summary[0].startswith("events read 12: applied 10, duplicates 1, rejected 1")
     assert "decisions 2: warn 2" in summary
     assert worker_summary("the worker failed at startup\n") == []
+
+
+def test_the_summary_says_what_late_means_when_some_events_were(
+        capsys: Any) -> None:
+    from collections import Counter
+
+    from streams.cli_live import _DevRun, _report
+
+    for late, said in ((0, False), (7, True)):
+        tally = Tally(read=10, applied=Counter(repayment=10), late=Counter(repayment=late))
+        run = _DevRun(sent=10, shown=0, finished=True, summary=summary_lines(tally),
+                      decisions=0)
+        _report(run)
+        err = capsys.readouterr().err
+        assert f"late {late}" in err
+        assert ("--strict-order" in err) is said
