@@ -33,9 +33,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,23 +40,10 @@ from streams.generate import generate_log
 from streams.policy import Policy, load_policy
 from streams.replay import compiled
 from streams.tally import Tally
-from tests.helpers import final_states
+from tests.helpers import dead_letter_key, final_states, tally_counts
 from tests.oracle.policies import POLICIES
 from tests.oracle.replay import replay
 from tests.oracle.state import UserState, dump
-
-
-def dead_letter_key(record: bytes) -> bytes:
-    d = orjson.loads(record)
-    if d["reason"] == "not_json":
-        d["detail"] = None
-    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
-
-
-def counts(t: Tally) -> dict[str, Any]:
-    return {"read": t.read, "applied": dict(t.applied), "duplicates": dict(t.duplicates),
-            "late": dict(t.late), "rejected": dict(t.rejected),
-            "rejected_types": dict(t.rejected_types), "decisions": dict(t.decisions)}
 
 
 def digest(lines: Sequence[bytes]) -> str:
@@ -114,10 +98,10 @@ def check(name: str, policy: Policy, paths: list[str], lateness: float,
             ok = False
             problems.append(f"--jobs {jobs}: dead letters differ: "
                             + first_difference(got_dead, want_dead))
-        if counts(got_tally) != counts(want_tally):
+        if tally_counts(got_tally) != tally_counts(want_tally):
             ok = False
-            problems.append(f"--jobs {jobs}: counts differ: {counts(got_tally)} against "
-                            f"{counts(want_tally)}")
+            problems.append(f"--jobs {jobs}: counts differ: {tally_counts(got_tally)} against "
+                            f"{tally_counts(want_tally)}")
     users = ""
     if states is not None:
         ours = sorted(final_states(paths[0], policy, lateness).items())

@@ -15,9 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from streams.generate import generate_log
 from streams.policy import Policy, load_policy
 from streams.replay import DEFAULT_LATENESS
+from streams.tally import Tally
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "closure-monitor")
@@ -72,3 +75,19 @@ def final_states(path: Path | str, policy: Policy | None = None,
         part.take("log", line, None, n, 1, 0)
     part.set_idle("log", True)
     return dict(part.states.take_dirty())
+
+
+def tally_counts(t: Tally) -> dict[str, Any]:
+    """A tally's counts as plain dicts, the form the engine reports them in."""
+    return {"read": t.read, "applied": dict(t.applied), "duplicates": dict(t.duplicates),
+            "late": dict(t.late), "rejected": dict(t.rejected),
+            "rejected_types": dict(t.rejected_types), "decisions": dict(t.decisions)}
+
+
+def dead_letter_key(record: bytes) -> bytes:
+    """A dead-letter record to compare, but for a `not_json` detail (each parser's
+    own message): its fields in one order."""
+    d = orjson.loads(record)
+    if d["reason"] == "not_json":
+        d["detail"] = None
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)

@@ -24,9 +24,8 @@ from streams import _engine
 from streams.codec import Rejection, decode
 from streams.events import Tick, format_date, format_time
 from streams.policy import load_policy
-from streams.tally import Tally
 from tests.factories import T0
-from tests.helpers import generated_lines
+from tests.helpers import generated_lines, tally_counts
 from tests.oracle import core
 from tests.oracle.engine import Partition
 from tests.oracle.policies import POLICIES
@@ -158,12 +157,6 @@ def _interleaved(lines: list[bytes], seed: int) -> Iterator[tuple[int, int, byte
             yield i, n, raw
 
 
-def _python_tally(t: Tally) -> dict[str, Any]:
-    return {"read": t.read, "applied": dict(t.applied), "duplicates": dict(t.duplicates),
-            "late": dict(t.late), "rejected": dict(t.rejected),
-            "rejected_types": dict(t.rejected_types), "decisions": dict(t.decisions)}
-
-
 def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: int) -> None:
     theirs = _engine.Partition(_engine.Policy(policy.engine_json()), lateness)
     ours: Partition[int] = Partition(policy, {}, lateness)
@@ -200,7 +193,7 @@ def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: 
     got += theirs.take_decisions()
     assert got == want
     assert released_theirs == released_ours
-    assert theirs.tally() == _python_tally(ours.tally)
+    assert theirs.tally() == tally_counts(ours.tally)
     assert theirs.pending_deadlines == ours.pending_deadlines
     assert theirs.watermark == ours.buffer.watermark
     assert theirs.states() == sorted((uid, dump(s)) for uid, s in ours.states.items())

@@ -10,7 +10,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,21 +17,12 @@ from hypothesis import strategies as st
 from streams.generate import generate_log
 from streams.policy import Policy, load_policy
 from streams.replay import compiled
-from streams.tally import Tally
-from tests.helpers import cli, stricter_policy
+from tests.helpers import cli, dead_letter_key, stricter_policy, tally_counts
 from tests.oracle.replay import replay
 
 POLICY = load_policy()
 
-Run = tuple[list[bytes], list[bytes], tuple[Any, ...]]
-
-
-def _dead(record: bytes) -> bytes:
-    """A dead letter, but a `not_json` detail (each parser's own message)."""
-    d = orjson.loads(record)
-    if d["reason"] == "not_json":
-        d["detail"] = None
-    return orjson.dumps(d)
+Run = tuple[list[bytes], list[bytes], dict[str, Any]]
 
 
 def _run(paths: list[str], jobs: int, lateness: float = 600.0,
@@ -43,7 +33,7 @@ def _run(paths: list[str], jobs: int, lateness: float = 600.0,
     tallies = compiled(list(policies), paths, lateness=lateness,
                        on_decisions=[out.extend for out in decisions], on_reject=dead.extend,
                        jobs=jobs)
-    return [(out, [_dead(d) for d in dead], _counts(t))
+    return [(out, [dead_letter_key(d) for d in dead], tally_counts(t))
             for out, t in zip(decisions, tallies, strict=True)]
 
 
@@ -52,12 +42,8 @@ def _oracle(paths: list[str], lateness: float = 600.0, policy: Policy = POLICY) 
     dead: list[bytes] = []
     tally = replay(policy, paths, lateness=lateness,
                    on_decision=lambda d: decisions.append(d.to_json()),
-                   on_reject=lambda r: dead.append(_dead(r.to_json())))
-    return decisions, dead, _counts(tally)
-
-
-def _counts(t: Tally) -> tuple[Any, ...]:
-    return (t.read, t.applied, t.duplicates, t.late, t.rejected, t.decisions, t.rejected_types)
+                   on_reject=lambda r: dead.append(dead_letter_key(r.to_json())))
+    return decisions, dead, tally_counts(tally)
 
 
 def _disordered_logs(tmp: Path, seed: int, files: int, shuffle: int) -> list[str]:
@@ -99,7 +85,7 @@ def test_late_and_out_of_order_records_still_merge_in_one_order(tmp_path: Path) 
     late, deadlines fire between them, and the merged order is still one thread's."""
     paths = _disordered_logs(tmp_path, 11, 3, 400)
     want = _oracle(paths, 0.0)
-    late = want[2][3]
+    late = want[2]["late"]
     assert sum(late.values()) > 100 and len(want[0]) > 50 and want[1]
     for jobs in (1, 2, 3):
         assert _run(paths, jobs, 0.0) == [want]
