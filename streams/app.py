@@ -5,8 +5,9 @@ decisions and dead letters.
 The app subscribes the three co-partitioned input topics plus a small tick
 topic; their records reach `Shell.on_batch` a fetched batch at a time
 (`streams.fetch`: Faust's streams cost several times what deciding does). For
-each partition number the shell keeps an `engine.Partition`: the reorder buffer
-behind the multi-input watermark, the deadline index and the tally. An input
+each partition number the shell keeps a partition of the engine
+(`streams.compiled.CompiledPartition`): the reorder buffer behind the multi-input
+watermark, the users' states, the deadline index and the tally. An input
 record is decoded, buffered, and applied once the watermark passes it. Each
 partition then settles once per batch: its decisions go to the producer; when
 they are delivered the states they changed are written to the table (once per
