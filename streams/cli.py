@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import orjson
 
-from streams.cli_help import ALL_REJECTED, add_command, top_parser
+from streams.cli_help import ALL_REJECTED, NO_SUCH_USER, add_command, top_parser
 from streams.errors import ConfigError, MonitorError, UsageError
 from streams.policy import load_policy
 from streams.replay import DEFAULT_LATENESS, compiled, summary_lines
@@ -78,6 +78,27 @@ def _parser() -> argparse.ArgumentParser:
     _jobs_flag(b)
     _state_cache_flag(b)
     b.set_defaults(run=_backtest)
+
+    e = add_command(sub, "explain")
+    e.add_argument("user", metavar="USER", help="the user id, as events carry it")
+    e.add_argument("logs", nargs="*", metavar="LOG",
+                   help="recorded event logs to replay (JSONL, gzipped or not; - reads "
+                        "stdin); none with --worker")
+    _policy_flags(e)
+    e.add_argument("--worker", metavar="URL",
+                   help="ask a running worker instead of replaying logs: its web address, "
+                        "such as http://127.0.0.1:6066 (default: not used)")
+    e.add_argument("--token-file", default=os.environ.get("CLOSURE_MONITOR_API_TOKEN_FILE"),
+                   metavar="FILE",
+                   help="with --worker: a file holding the bearer token the worker's "
+                        "--api-token-file names (default: none; env "
+                        "CLOSURE_MONITOR_API_TOKEN_FILE)")
+    e.add_argument("--format", choices=("text", "json", "html"), default="text",
+                   help="text for a terminal, the JSON the worker serves, or the HTML page")
+    e.add_argument("--output", "-o", metavar="FILE",
+                   help="write the explanation to FILE (default: stdout)")
+    _jobs_flag(e)
+    e.set_defaults(run=_explain)
 
     g = add_command(sub, "generate")
     g.add_argument("--output", "-o", default="-", metavar="FILE",
@@ -292,6 +313,59 @@ def _replay(args: argparse.Namespace) -> int:
     return _all_rejected(tally, "the summary above gives the reasons" if args.dead_letter
                          else "the summary above gives the reasons; --dead-letter FILE keeps "
                               "each line with its own")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from streams.explain import (
+        BadUserId,
+        check_user_id,
+        explain_log,
+        fetch_remote,
+        read_token,
+        render_html,
+        render_text,
+    )
+
+    try:
+        check_user_id(args.user)
+    except BadUserId as exc:
+        raise UsageError(str(exc)) from None
+    if args.worker is not None and args.logs:
+        raise UsageError("give logs or --worker, not both")
+    if args.worker is None and not args.logs:
+        raise UsageError("give the logs to replay, or --worker URL to ask a running worker")
+    if args.worker is not None:
+        token = None
+        if args.token_file:
+            try:
+                token = read_token(args.token_file)
+            except OSError as exc:
+                raise ConfigError(f"{args.token_file}: cannot read: {exc.strerror}") from exc
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+        view = fetch_remote(args.worker, args.user, token)
+        where = args.worker
+    else:
+        _check_logs(args.logs, [("--output", args.output)])
+        policy = load_policy(args.policy)
+        view = explain_log(args.user, args.logs, policy, lateness=args.lateness,
+                           jobs=args.jobs)
+        where = "the log" if len(args.logs) == 1 else "the logs"
+    if view is None:
+        print(f"closure-monitor: {args.user}: no such user in {where}", file=sys.stderr)
+        return NO_SUCH_USER
+    if args.format == "json":
+        body = orjson.dumps(view, option=orjson.OPT_INDENT_2) + b"\n"
+    elif args.format == "html":
+        body = render_html(view).encode()
+    else:
+        body = render_text(view).encode()
+    out = _open_out(args.output)
+    try:
+        out.write(body)
+    finally:
+        _close(out, args.output or "stdout")
+    return 0
 
 
 def _all_rejected(tally: Tally, hint: str) -> int:

@@ -18,6 +18,8 @@ PROG = "closure-monitor"
 # Exit status 1: replay or backtest read lines and rejected every one (`main` returns
 # 2 for unusable arguments, policy, files or broker, argparse too).
 ALL_REJECTED = 1
+# Exit status 1 of explain: the log (or the worker) has no such user.
+NO_SUCH_USER = 1
 
 
 def version() -> str:
@@ -147,6 +149,29 @@ exit status:
   {ALL_REJECTED}    every line of the logs was rejected: is it a {PROG} event log?
   2    unusable arguments, policy or log (one line says which)
   130  interrupted"""),
+    "explain": Command(
+        "why a user stands where they stand, from a log or a running worker",
+        """\
+Explain one user: their status and limit, every rule's observed value against
+its tiers, the notices running and when each would act, the decision that set
+the status, what would lift each restriction, and the decisions so far with
+their reasons. From recorded logs, the logs are replayed exactly as replay does
+and the user is explained as the logs leave them; with --worker, the running
+worker that holds the user answers (any worker of the group: it asks the one
+that owns the user's partition). Written for customer service:
+docs/customer-service.md explains every line.""",
+        f"""\
+examples:
+  {PROG} explain u000041 events.jsonl.gz
+  {PROG} explain u000041 events.jsonl.gz --format html --output u000041.html
+  {PROG} explain u000041 --worker http://127.0.0.1:6066 --token-file api.token
+  {PROG} explain u000041 --worker http://127.0.0.1:6066 --token-file api.token --format json
+
+exit status:
+  0    explained
+  {NO_SUCH_USER}    no such user in the logs or on the worker
+  2    unusable arguments, user id, policy, log, token or worker (one line says which)
+  130  interrupted"""),
     "generate": Command(
         "write a realistic synthetic event log",
         """\
@@ -243,6 +268,7 @@ reached (one line says which)"""),
 
 GROUPS = (
     ("decide over recorded logs (no broker needed)", ("replay", "backtest", "generate")),
+    ("one user's line", ("explain",)),
     ("run live on Kafka", ("worker", "dev")),
     ("move events between logs and Kafka", ("produce", "record")),
 )

@@ -244,7 +244,7 @@ pub fn leverage(debt: f64, monthly_income: f64) -> f64 {
 }
 
 /// What a rule observes in the state at t (None where it has nothing to judge).
-fn observe(policy: &Policy, rule: &Rule, s: &UserState, t: f64) -> Option<Num> {
+pub(crate) fn observe(policy: &Policy, rule: &Rule, s: &UserState, t: f64) -> Option<Num> {
     match rule.code {
         OVERDUE => {
             let worst = s
@@ -653,7 +653,7 @@ fn reason(policy: &Policy, f: &Finding) -> Option<Reason> {
 }
 
 /// A reason's text: what was observed against the limit, in words (`rules.MESSAGES`).
-fn message(code: usize, observed: Num, threshold: Num, window: i64) -> String {
+pub(crate) fn message(code: usize, observed: Num, threshold: Num, window: i64) -> String {
     let mut o = String::with_capacity(96);
     let s = if observed.as_f64() == 1.0 { "" } else { "s" };
     // The text is pieces: words, the observed value, and (by code) a plural "s" or

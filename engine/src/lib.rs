@@ -11,6 +11,7 @@ pub mod codec;
 pub mod core;
 pub mod decisions;
 pub mod events;
+pub mod explain;
 pub mod partition;
 pub mod policy;
 pub mod pyfmt;

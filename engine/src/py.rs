@@ -557,7 +557,7 @@ impl crate::replay::Sink for PySink {
 /// each applied event took is counted. Returns one tally (a dict, `finished_dict`) per
 /// policy. A log that cannot be read raises `streams.errors.LogError` with one line.
 #[pyfunction]
-#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None, steps=None))]
+#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None, steps=None, keep=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn replay<'py>(
     py: Python<'py>,
@@ -569,12 +569,13 @@ fn replay<'py>(
     on_reject: Option<Py<PyAny>>,
     progress: Option<Py<PyAny>>,
     steps: Option<Vec<f64>>,
+    keep: Vec<String>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let compiled: Vec<Arc<CorePolicy>> = policies.iter().map(|p| p.inner.clone()).collect();
     let mut sink = PySink { on_decisions, on_reject, progress, rejected: Vec::new(), error: None };
     let result = py.detach(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            let r = crate::replay::replay(&compiled, &paths, lateness, jobs, steps.as_deref(), &mut sink);
+            let r = crate::replay::replay(&compiled, &paths, lateness, jobs, steps.as_deref(), &keep, &mut sink);
             let flushed = sink.flush_rejected().err();
             (r, flushed)
         }))
@@ -610,11 +611,29 @@ fn finished_dict<'py>(py: Python<'py>, f: &crate::replay::Finished) -> PyResult<
     d.set_item("pending_deadlines", f.pending_deadlines)?;
     d.set_item("buffered", f.buffered)?;
     d.set_item("watermark", f.watermark)?;
+    let kept = PyDict::new(py);
+    for (user, state) in &f.kept {
+        kept.set_item(user, PyBytes::new(py, state))?;
+    }
+    d.set_item("states", kept)?;
     if let Some(t) = &f.timings {
         d.set_item("step", t.step.clone())?;
         d.set_item("step_sum", t.step_sum)?;
     }
     Ok(d)
+}
+
+/// Why a user stands where they stand (`crate::explain`): the JSON of a stored state
+/// under a policy. A state that does not load raises ValueError.
+#[pyfunction]
+fn explain<'py>(py: Python<'py>, policy: &Policy, state: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let s = guarded(|| "a stored state".to_owned(), || UserState::load(state))?
+        .map_err(PyValueError::new_err)?;
+    let view = guarded(|| format!("the explanation of {}", s.user_id.as_str()), || {
+        crate::explain::explain(&policy.inner, &s)
+    })?;
+    let data = serde_json::to_vec(&view).map_err(|e| EngineError::new_err(e.to_string()))?;
+    Ok(PyBytes::new(py, &data))
 }
 
 /// Kafka's default partitioner (murmur2), as the worker computes a user's home.
@@ -634,5 +653,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(step, m)?)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
+    m.add_function(wrap_pyfunction!(explain, m)?)?;
     Ok(())
 }

@@ -202,11 +202,18 @@ pub struct Finished {
     pub watermark: f64,
     /// The time each applied event took, when asked for.
     pub timings: Option<Timings>,
+    /// The stored states of the users asked for that have one (`explain`).
+    pub kept: Vec<(String, Vec<u8>)>,
 }
 
 impl Finished {
-    fn of(part: Partition) -> Finished {
+    fn of(part: Partition, keep: &[String]) -> Finished {
+        let kept = keep
+            .iter()
+            .filter_map(|u| part.states.get(u.as_str()).map(|s| (u.clone(), s.dump())))
+            .collect();
         Finished {
+            kept,
             users: part.states.len(),
             pending_deadlines: part.pending_deadlines(),
             buffered: part.buffer.len(),
@@ -228,6 +235,7 @@ impl Finished {
         if let (Some(mine), Some(theirs)) = (&mut self.timings, &other.timings) {
             mine.add(theirs);
         }
+        self.kept.extend(other.kept.iter().cloned());
     }
 }
 
@@ -427,6 +435,7 @@ impl Workers {
         sources: u32,
         jobs: usize,
         steps: Option<&[f64]>,
+        keep: &Arc<[String]>,
     ) -> Workers {
         if jobs <= 1 {
             return Workers::Inline(Shard::new(policies, lateness, sources, 1, steps), Vec::new());
@@ -438,6 +447,7 @@ impl Workers {
             let (send_items, items) = sync_channel::<Chunk>(IN_FLIGHT + 1);
             let (send_out, outs) = sync_channel::<Returned>(IN_FLIGHT + 1);
             let mut shard = Shard::new(policies, lateness, sources, jobs, steps);
+            let keep = keep.clone();
             handles.push(thread::spawn(move || {
                 for mut chunk in items {
                     let mut out = Vec::new();
@@ -447,7 +457,7 @@ impl Workers {
                         break;
                     }
                 }
-                shard.parts.into_iter().map(Finished::of).collect()
+                shard.parts.into_iter().map(|p| Finished::of(p, &keep)).collect()
             }));
             to.push(send_items);
             from.push(outs);
@@ -544,7 +554,7 @@ impl Workers {
         Ok(())
     }
 
-    fn finish(mut self, emit: &mut Emitter) -> Result<Vec<Finished>, Halt> {
+    fn finish(mut self, emit: &mut Emitter, keep: &[String]) -> Result<Vec<Finished>, Halt> {
         self.send(emit)?;
         if let Workers::Threads { in_flight, .. } = &self {
             for _ in 0..*in_flight {
@@ -552,7 +562,7 @@ impl Workers {
             }
         }
         match self {
-            Workers::Inline(shard, _) => Ok(shard.parts.into_iter().map(Finished::of).collect()),
+            Workers::Inline(shard, _) => Ok(shard.parts.into_iter().map(|p| Finished::of(p, keep)).collect()),
             Workers::Threads { to, handles, .. } => {
                 drop(to);
                 let mut tallies: Vec<Finished> = Vec::new();
@@ -576,16 +586,19 @@ impl Workers {
 
 /// Decide over the logs under each policy; returns where each policy's run ended, with
 /// its tally. Rejected lines are counted in every tally and reported once. With `steps`
-/// (a histogram's bounds), the time each applied event took is counted too.
+/// (a histogram's bounds), the time each applied event took is counted too. The final
+/// states of the users in `keep` come back in `Finished::kept`.
+#[allow(clippy::too_many_arguments)]
 pub fn replay(
     policies: &[Arc<Policy>],
     paths: &[String],
     lateness: f64,
     jobs: usize,
     steps: Option<&[f64]>,
+    keep: &[String],
     sink: &mut dyn Sink,
 ) -> Result<Vec<Finished>, ReplayError> {
-    run(policies, paths, lateness, jobs, steps, sink).map_err(|e| match e {
+    run(policies, paths, lateness, jobs, steps, keep, sink).map_err(|e| match e {
         Halt::Failed(f) => {
             let name = paths.get(f.source as usize).map_or("", String::as_str);
             let place = if f.at_record { "line" } else { "after line" };
@@ -605,14 +618,16 @@ fn run(
     lateness: f64,
     jobs: usize,
     steps: Option<&[f64]>,
+    keep: &[String],
     sink: &mut dyn Sink,
 ) -> Result<Vec<Finished>, Halt> {
+    let keep: Arc<[String]> = Arc::from(keep);
     let mut handles = Vec::with_capacity(paths.len());
     for p in paths {
         handles.push(open_log(p).map_err(ReplayError::Log)?);
     }
     let sources = paths.len() as u32;
-    let mut workers = Workers::start(policies, lateness, sources, jobs.max(1), steps);
+    let mut workers = Workers::start(policies, lateness, sources, jobs.max(1), steps, &keep);
     let mut emit = Emitter { sink, pending: vec![Vec::new(); policies.len()] };
     let mut counts = Tally::default(); // read and rejected, the same for every policy
     let mut behind = vec![f64::NEG_INFINITY; handles.len()];
@@ -655,7 +670,7 @@ fn run(
                     Err(e) => {
                         // What came before is applied and written; the run stops with
                         // one line naming the file and place.
-                        let outs = workers.finish(&mut emit);
+                        let outs = workers.finish(&mut emit, &keep);
                         emit.flush()?;
                         outs?;
                         return Err(Halt::Error(ReplayError::Log(format!(
@@ -726,7 +741,7 @@ fn run(
             workers.push(Item::Done { source: i as u32, step }, &mut emit)?;
         }
     }
-    let mut tallies = workers.finish(&mut emit)?;
+    let mut tallies = workers.finish(&mut emit, &keep)?;
     emit.flush()?;
     for t in &mut tallies {
         t.tally.add(&counts);
@@ -826,7 +841,7 @@ mod tests {
         for jobs in [1, 2, 3] {
             let mut kept = Kept(Vec::new());
             let one = std::slice::from_ref(&policy);
-            let outcome = replay(one, std::slice::from_ref(&name), 0.0, jobs, None, &mut kept);
+            let outcome = replay(one, std::slice::from_ref(&name), 0.0, jobs, None, &[], &mut kept);
             match outcome {
                 Err(ReplayError::Engine(message)) => {
                     assert!(message.starts_with(&format!("{name}: line 3: ")), "{message}");
