@@ -57,6 +57,7 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
         "web_host": settings.web_host,
+        "canonical_url": settings.canonical_url,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "topic_allow_declare": True,
@@ -102,6 +103,10 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         return web.bytes(body, headers={"Content-Type": content_type})
 
     app.page("/metrics")(serve_metrics)
+    if settings.api_token is not None:
+        from streams.api import UserApi
+
+        UserApi(app, shell, policy, settings, metrics, settings.api_token).register()
     # The inputs and the ticks are subscribed like an agent's topics, but their
     # records reach the shell a fetched batch at a time (streams.fetch).
     app.subscribe(raw_topic(app, *settings.topics.inputs, settings.ticks_topic,

@@ -59,6 +59,16 @@ def add_commands(sub: Any, policy_flags: Callable[..., None],
     w.add_argument("--web-port", type=int, default=None, metavar="PORT",
                    help="port of the /metrics web server (default: 6066; env "
                         "CLOSURE_MONITOR_WEB_PORT)")
+    w.add_argument("--advertised-url", default=_env("ADVERTISED_URL", None), metavar="URL",
+                   help="how the other workers of the group reach this one's web server, to "
+                        "pass on a request for a user this one does not hold (default: "
+                        "http://WEB_HOST:WEB_PORT, the host's name for 0.0.0.0; env "
+                        "CLOSURE_MONITOR_ADVERTISED_URL)")
+    w.add_argument("--api-token-file", default=_env("API_TOKEN_FILE", None), metavar="FILE",
+                   help="a file holding the bearer token that the user endpoint "
+                        "(/users/{user_id}: a user's explanation, JSON or a page) asks "
+                        "for; without it the endpoint is off (default: off; env "
+                        "CLOSURE_MONITOR_API_TOKEN_FILE)")
     _partitions_flag(w)
     w.add_argument("--replication-factor", type=int, default=None, metavar="N",
                    help="replicas of every topic the worker creates, its changelog "
@@ -224,7 +234,22 @@ def _settings(args: argparse.Namespace) -> Any:
                     fetch_max_wait=fetch_max_wait,
                     input_buffer=input_buffer,
                     tansu=args.tansu, fast_group=args.fast_rebalance or args.tansu,
-                    loglevel=args.loglevel)
+                    loglevel=args.loglevel, api_token=_api_token(args.api_token_file),
+                    advertised_url=args.advertised_url)
+
+
+def _api_token(path: str | None) -> str | None:
+    """The bearer token in the file named, or None when none is named."""
+    if not path:
+        return None
+    from streams.explain import read_token
+
+    try:
+        return read_token(path)
+    except OSError as exc:
+        raise ConfigError(f"--api-token-file {path}: cannot read: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"--api-token-file {exc}") from exc
 
 
 def _worker(args: argparse.Namespace) -> int:

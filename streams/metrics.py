@@ -56,6 +56,8 @@ STEP_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3
                 0.025, 0.05, 0.1, 0.25, 1.0)
 
 _PREFIX = "closure_monitor_"
+# How a request to a user endpoint ended (`streams.api`).
+API_OUTCOMES = ("ok", "not_found", "bad_request", "unauthorized", "forwarded", "unavailable")
 _TALLY_COUNTS = ("applied", "duplicates", "late", "rejected", "rejected_types", "decisions")
 # Label values created at zero, so that rate() and the alerts have series from the start.
 _EVENT_LABELS = (*((t, o) for t in EVENT_TYPES for o in OUTCOMES), (UNKNOWN_TYPE, "rejected"))
@@ -104,6 +106,7 @@ class Metrics:
         self._policy_version = policy_version
         self._consumer_lag: dict[tuple[str, str], float] = {}
         self._pauses: Counter[str] = Counter()  # by the event type of the input topic
+        self._api: Counter[tuple[str, ...]] = Counter()  # (endpoint, outcome)
         self.registry.register(self)
 
     # --- counts, from tallies ---------------------------------------------------
@@ -213,6 +216,10 @@ class Metrics:
 
     # --- the collector protocol ---------------------------------------------------
 
+    def count_api(self, endpoint: str, outcome: str) -> None:
+        """One request to an API endpoint (`streams.api`) and how it ended."""
+        self._api[endpoint, outcome] += 1
+
     def describe(self) -> Iterable[Metric]:
         return self._families(described=True)
 
@@ -271,6 +278,13 @@ class Metrics:
         _add(pauses, [(t,) for t in EVENT_TYPES],
              {(t,): n for t, n in self._pauses.items()}, described)
         yield pauses
+
+        api = CounterMetricFamily(
+            _PREFIX + "api_requests", "Requests to the user endpoints, by endpoint and "
+            "outcome (unauthorized: refused without the bearer token; forwarded: passed on "
+            "to the worker that owns the user).", labels=["endpoint", "outcome"])
+        _add(api, [("users", o) for o in API_OUTCOMES], dict(self._api), described)
+        yield api
 
         if described:
             yield HistogramMetricFamily(_PREFIX + "event_lag_seconds", "", labels=[])

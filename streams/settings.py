@@ -83,11 +83,27 @@ class Settings:
     tansu: bool = False  # the embedded development broker's workaround
     fast_group: bool = False  # short session timeouts (one-machine broker)
     loglevel: str = "warning"
+    # The bearer token of the user endpoints (`streams.api`); None: they are off.
+    api_token: str | None = None
+    # How the other workers reach this one's web server (Faust's canonical_url);
+    # None: http://WEB_HOST:WEB_PORT, the host's name where WEB_HOST is 0.0.0.0.
+    advertised_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # further Faust settings
 
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    @property
+    def canonical_url(self) -> str:
+        if self.advertised_url:
+            return self.advertised_url
+        host = self.web_host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
     @property
     def ticks_topic(self) -> str:

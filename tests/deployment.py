@@ -28,6 +28,8 @@ SCRAPE_JOB = "closure-monitor"
 EVENT_TYPES = frozenset({"repayment", "application", "credit_report", "unknown"})
 OUTCOMES = frozenset({"applied", "duplicate", "rejected"})
 ACTIONS = frozenset({"warn", "downgrade", "close", "restore"})
+API_OUTCOMES = frozenset({"ok", "not_found", "bad_request", "unauthorized", "forwarded",
+                          "unavailable"})
 REASONS = frozenset(
     {
         "OVERDUE",
@@ -62,6 +64,8 @@ EXPORTED_METRICS: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "closure_monitor_consumer_lag": ("gauge", {"topic": ANY, "partition": ANY}),
     "closure_monitor_buffered_events": ("gauge", {"partition": ANY}),
     "closure_monitor_input_pauses_total": ("counter", {"event_type": EVENT_TYPES}),
+    "closure_monitor_api_requests_total": ("counter", {"endpoint": frozenset({"users"}),
+                                                       "outcome": API_OUTCOMES}),
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
