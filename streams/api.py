@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streams import _engine
-from streams.explain import BadUserId, check_user_id, explanation, render_html
+from streams.explain import (
+    HISTORY_LIMIT,
+    BadUserId,
+    check_user_id,
+    explanation,
+    history_decisions,
+    render_html,
+)
+from streams.progress import HISTORY_KEY
 
 if TYPE_CHECKING:
     import faust
@@ -134,7 +142,9 @@ class UserApi:
         raw = self._state(user_id, p)
         if raw is None:
             return self._answer(web, "not_found", 404, f"no such user: {user_id}")
-        view = explanation(self.policy, raw, None)
+        history = self.shell.history(HISTORY_KEY + user_id.encode(), p)
+        view = explanation(self.policy, raw, history_decisions(history))
+        view["decisions_kept"] = HISTORY_LIMIT
         self.metrics.count_api("users", "ok")
         if wants_html(request):
             return web.html(render_html(view))

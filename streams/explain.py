@@ -22,8 +22,8 @@ from streams.policy import Policy
 
 # The schema's bound on user_id (schemas/event.schema.json).
 MAX_USER_ID = 64
-# Decisions kept per user where a worker keeps them (its history table).
-HISTORY_LIMIT = 50
+# Decisions a worker keeps per user, the latest, while its user endpoint is on.
+HISTORY_LIMIT = 20
 
 
 class BadUserId(ValueError):
@@ -41,6 +41,26 @@ def check_user_id(user_id: str) -> str:
         raise BadUserId(f"a user id has no control or format characters; this one has "
                         f"U+{ord(odd):04X}")
     return user_id
+
+
+def merge_history(current: bytes | None, new: Sequence[bytes],
+                  limit: int = HISTORY_LIMIT) -> bytes:
+    """A user's stored decisions (JSON lines, oldest first) with new ones appended,
+    the latest `limit` kept. A decision already there (the same id: a redelivery
+    decided again) is not added twice."""
+    lines = current.split(b"\n") if current else []
+    ids = {orjson.loads(line)["decision_id"] for line in lines}
+    for raw in new:
+        decision_id = orjson.loads(raw)["decision_id"]
+        if decision_id not in ids:
+            ids.add(decision_id)
+            lines.append(raw)
+    return b"\n".join(lines[-limit:])
+
+
+def history_decisions(stored: bytes | None) -> list[dict[str, Any]]:
+    """The decisions of a stored history, oldest first."""
+    return [orjson.loads(line) for line in stored.split(b"\n")] if stored else []
 
 
 def explanation(policy: Policy, state: bytes,
@@ -135,7 +155,9 @@ def render_text(view: dict[str, Any]) -> str:
     if decisions is None:
         lines.append("decisions: not kept here")
     else:
-        lines.append(f"decisions ({len(decisions)})")
+        kept = view.get("decisions_kept")
+        latest = f", the latest {kept} kept" if kept and len(decisions) >= kept else ""
+        lines.append(f"decisions ({len(decisions)}{latest})")
         for d in decisions:
             codes = ",".join(x["code"] for x in d["reasons"])
             first = d["reasons"][0]["message"] if d["reasons"] else ""

@@ -35,6 +35,11 @@ class Pending:
 # The table key of partition p's progress record (`Progress`): 0xFF never starts a
 # UTF-8 string, so no user id is ever this key.
 PROGRESS_KEY = b"\xffprogress:"
+# Keys of the table that are not users' states begin with this byte, which no UTF-8
+# user id can: the progress records, and each user's decision history
+# (`HISTORY_KEY` + user id, kept while the user endpoint is on: `streams.api`).
+RESERVED = b"\xff"
+HISTORY_KEY = b"\xffhistory:"
 
 
 def progress_key(p: int) -> bytes:

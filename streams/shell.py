@@ -27,11 +27,13 @@ from faust.types import TP, Message
 from streams.codec import Rejection
 from streams.compiled import CompiledPartition, States
 from streams.events import EVENT_TYPES
+from streams.explain import merge_history
 from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
 from streams.policy import Policy
 from streams.progress import (
-    PROGRESS_KEY,
+    HISTORY_KEY,
+    RESERVED,
     Group,
     Input,
     Pending,
@@ -81,6 +83,11 @@ class Shell:
         self.storing: dict[int, deque[Group]] = {}
         self.progress_sent: dict[int, bytes] = {}  # the last progress record written
         self.paused: set[TP] = set()  # inputs paused for back-pressure (`_flow`)
+        # With the user endpoint on, each user's latest decisions are kept in the table
+        # (`HISTORY_KEY` + user id); by partition, the histories written and not yet
+        # stored (the table has the others).
+        self.histories: dict[int, dict[bytes, bytes]] | None = (
+            {} if settings.api_token is not None else None)
 
     # -- partitions --------------------------------------------------------------
 
@@ -133,8 +140,8 @@ class Shell:
         def stored() -> Iterator[tuple[str, bytes]]:
             """The table's states of this partition's users, as stored."""
             for key, raw in self.table.data.items():
-                if isinstance(key, bytes) and key.startswith(PROGRESS_KEY):
-                    continue
+                if isinstance(key, bytes) and key.startswith(RESERVED):
+                    continue  # progress records and decision histories
                 uid = key if isinstance(key, str) else key.decode()
                 if raw is not None and partition_for(uid.encode(), n) == p:
                     yield uid, raw
@@ -165,6 +172,8 @@ class Shell:
             self.outboxes.pop(p, None)
             self.storing.pop(p, None)
             self.progress_sent.pop(p, None)
+            if self.histories is not None:
+                self.histories.pop(p, None)
             for name in self.topics.inputs:
                 self.inputs.pop(TP(name, p), None)
                 self.paused.discard(TP(name, p))  # Faust forgets its pause too
@@ -402,13 +411,16 @@ class Shell:
         # _restore loads only its own), and every topic the worker uses has the same
         # partition count: p is where the default partitioner puts the decision's key.
         futures = []
-        for key, decision in part.drain_keyed():
+        keyed = part.drain_keyed()
+        for key, decision in keyed:
             futures.append(await self._send(self.topics.decisions, key, decision, p))
         timings = part.take_timings()
         if timings is not None:
             self.metrics.add_timings(*timings)
         futures += sent
         writes = states.take_dirty()
+        if self.histories is not None and keyed:
+            writes += self._history_writes(p, keyed)
         counted, part.tally = part.tally, Tally()  # what this settle's records came to
         if not self._current(generation):
             return
@@ -470,6 +482,11 @@ class Shell:
                 self.failed.add(p)  # the table may hold some of these writes
                 raise
             states.stored(group.writes)
+            pending = self.histories.get(p) if self.histories is not None else None
+            if pending:
+                for key, value in group.writes:
+                    if pending.get(key) is value:
+                        del pending[key]  # the table has it now
         group.futures = futures
         self.storing[p].append(group)
 
@@ -591,6 +608,30 @@ class Shell:
             if inp is not None:
                 inputs[name] = inp.progress()
         return encode_progress(inputs)
+
+    def _history_writes(self, p: int, keyed: list[tuple[bytes, bytes]]
+                        ) -> list[tuple[bytes, bytes]]:
+        """The history writes of a settle's decisions: each user's, once."""
+        assert self.histories is not None
+        pending = self.histories.setdefault(p, {})
+        by_user: dict[bytes, list[bytes]] = {}
+        for key, decision in keyed:
+            by_user.setdefault(key, []).append(decision)
+        writes = []
+        for key, decisions in by_user.items():
+            hkey = HISTORY_KEY + key
+            merged = merge_history(self.history(hkey, p), decisions)
+            pending[hkey] = merged
+            writes.append((hkey, merged))
+        return writes
+
+    def history(self, hkey: bytes, p: int) -> bytes | None:
+        """A user's decision history as last written (`HISTORY_KEY` + user id)."""
+        pending = self.histories.get(p) if self.histories is not None else None
+        if pending is not None and hkey in pending:
+            return pending[hkey]
+        stored = self.table.data.get(hkey)
+        return bytes(stored) if stored is not None else None
 
     async def _store(self, p: int, writes: list[tuple[bytes, bytes]]) -> list[Any]:
         """Write to partition p of the table; the changelog sends' futures."""

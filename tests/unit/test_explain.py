@@ -201,3 +201,17 @@ def test_odd_user_ids_are_refused(user_id: str):
 def test_ordinary_user_ids_are_accepted():
     for user_id in ["u1", "x" * 64, "用户-42", "a b", "<b>"]:
         assert check_user_id(user_id) == user_id
+
+
+def test_a_history_keeps_the_latest_decisions_once_each():
+    from streams.explain import history_decisions, merge_history
+
+    def d(n: int) -> bytes:
+        return orjson.dumps({"decision_id": f"d-{n}", "action": "warn"})
+
+    kept = merge_history(None, [d(1), d(2)], limit=3)
+    assert [x["decision_id"] for x in history_decisions(kept)] == ["d-1", "d-2"]
+    # A redelivery decides d-2 again: it is not kept twice.
+    kept = merge_history(kept, [d(2), d(3), d(4)], limit=3)
+    assert [x["decision_id"] for x in history_decisions(kept)] == ["d-2", "d-3", "d-4"]
+    assert history_decisions(None) == []
