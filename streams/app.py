@@ -87,6 +87,7 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         conf.update(FAST_GROUP_SETTINGS)
     if settings.tansu:
         conf.update(TANSU_PRODUCER_SETTINGS)
+    conf.update(settings.security.faust_settings())
     conf.update(settings.extra)
     app = MonitorApp(settings.app_id, **conf)
     app.fetch_max_wait = settings.fetch_max_wait

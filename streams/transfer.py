@@ -25,6 +25,7 @@ from streams.errors import BrokerError
 from streams.kafka import Topics, bootstrap, start_client
 from streams.reorder import ReorderBuffer
 from streams.replay import open_log
+from streams.security import client_settings
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def produce(url: str, lines: Iterable[bytes], topics: Topics, *,
                   stop: asyncio.Event | None = None) -> ProduceSummary:
     """Send the lines; at `rate` lines per second if given, else as fast as possible."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), linger_ms=5,
-                                **(producer_settings or {}))
+                                **client_settings(), **(producer_settings or {}))
     await start_client(producer, url, producer.stop)
     summary = ProduceSummary()
     started = time.monotonic()
@@ -105,7 +106,7 @@ async def record(url: str, names: Iterable[str], out: IO[bytes], *, follow: bool
     high-water mark reported by the fetches (not ListOffsets) for `idle` seconds.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", **client_settings())
     await start_client(consumer, url, consumer.stop)
     count = 0
     try:
