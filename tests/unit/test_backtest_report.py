@@ -1,8 +1,13 @@
-"""The series the backtest keeps as decisions arrive (per day, per warning) and the
-users whose decisions differ by reason."""
+"""What `backtest --report` plots, without a browser: the series the backtest keeps
+as decisions arrive (per day, per warning), the users whose decisions differ by
+reason, and the report folder's files and errors. The page as drawn is tested in
+tests/browser/test_report_page.py."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +18,7 @@ from streams.backtest import Report, Run, backtest, changed_reasons
 from streams.generate import generate_log
 from streams.policy import load_policy
 from streams.tally import Tally
-from tests.helpers import stricter_policy
+from tests.helpers import ROOT, cli, stricter_policy
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +111,76 @@ def test_the_differing_users_series_agree_with_the_totals(report: Report):
     warnings = data["warning_to_action_days"]
     assert [w["days"] for w in warnings] == sorted({w["days"] for w in warnings})
     assert sum(w["policy"] for w in warnings) > 0
+
+
+def test_the_report_folder_holds_the_page_and_what_json_prints(log: Path, tmp_path: Path):
+    strict = stricter_policy(tmp_path)
+    folder = tmp_path / "new" / "report"
+    done = cli("backtest", str(log), "--policy", str(strict), "--report", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"backtest: policy strict against baseline")  # the table
+    printed = cli("backtest", str(log), "--policy", str(strict), "--json")
+    assert json.loads((folder / "report.json").read_bytes()) == json.loads(printed.stdout)
+    page = (folder / "index.html").read_text()
+    assert page.count("plotly.js v") == 1  # the bundle's banner: inlined once
+    for div in ("by-day", "differing", "warning-to-action"):
+        assert page.count(f'id="{div}"') == 1, div
+    # Nothing loaded from elsewhere.
+    assert "<script src" not in page and "<link" not in page
+    # --json with --report: the JSON on stdout, the same as the file.
+    both = cli("backtest", str(log), "--policy", str(strict), "--json", "--report",
+               str(folder))
+    assert json.loads(both.stdout) == json.loads((folder / "report.json").read_bytes())
+
+
+def _one_line(result: subprocess.CompletedProcess[bytes], *parts: str) -> None:
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.decode()
+    assert message.count("\n") == 1 and message.startswith("closure-monitor: "), message
+    for part in parts:
+        assert part in message, message
+
+
+def test_a_report_folder_that_cannot_be_written_is_one_line_before_the_run(log: Path,
+                                                                           tmp_path: Path):
+    strict = stricter_policy(tmp_path)
+    plain = tmp_path / "a-file"
+    plain.write_text("kept\n")
+    for folder in (plain, plain / "report"):
+        _one_line(cli("backtest", str(log), "--policy", str(strict), "--report", str(folder)),
+                  f"closure-monitor: {folder}: cannot write: Not a directory")
+    assert plain.read_text() == "kept\n"
+    # A report that would overwrite the log being read.
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "report.json").write_bytes(log.read_bytes())
+    _one_line(cli("backtest", str(folder / "report.json"), "--policy", str(strict),
+                  "--report", str(folder)), "is the log being read")
+
+
+def test_only_the_report_imports_plotly(log: Path, tmp_path: Path):
+    """`--help`, replay and a backtest without --report never load plotly; one with
+    --report does."""
+    check = """
+import sys
+from streams.cli import main
+log, policy, folder = sys.argv[1:]
+for argv in (["backtest", "--help"], ["replay", log, "-o", "/dev/null"],
+             ["backtest", log, "--policy", policy], None,
+             ["backtest", log, "--policy", policy, "--report", folder]):
+    if argv is None:
+        print("plotly" in sys.modules, file=sys.stderr)
+        continue
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print("plotly" in sys.modules, file=sys.stderr)
+"""
+    policy = str(ROOT / "deploy/policies/default.yaml")
+    done = subprocess.run([sys.executable, "-c", check, str(log), policy,
+                           str(tmp_path / "report")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-2:] == ["False", "True"], done.stderr
+
