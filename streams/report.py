@@ -131,7 +131,7 @@ def differing_figure(data: dict[str, Any]) -> Figure:
     moves = sorted(data["status_moves"], key=lambda m: m["users"])
     fig.add_bar(x=[m["users"] for m in moves], y=[f"{m['from']} -> {m['to']}" for m in moves],
                 orientation="h", name="by status move", meta="status_move",
-                marker_color=SIDE_COLOURS["baseline"], row=1, col=2)
+                marker_color=SIDE_COLOURS["policy"], row=1, col=2)
     fig.update_layout(title_text=FIGURES["differing"], showlegend=False, template="plotly_white",
                       height=max(360, 120 + 26 * max(len(reasons), len(moves))))
     fig.update_xaxes(title_text="users")
