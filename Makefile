@@ -14,7 +14,7 @@ rust:
 $(BIN)/closure-monitor: pyproject.toml | rust
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,rocksdb]'
+	$(BIN)/pip install --quiet -e '.[test,rocksdb,report]'
 	touch $@
 
 # The editable install does not rebuild the extension when the Rust code changes.

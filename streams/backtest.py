@@ -2,6 +2,9 @@
 
 Both policies decide over the same log in one pass, each exactly as its own
 `replay` would: the numbers are what the worker would have done under each.
+Besides the totals, each run keeps what the HTML report (`streams.report`) plots:
+decisions per day and action, and the days from warning to action, as counters
+(memory stays bounded by days and users, not by decisions).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import takewhile
 from typing import Any
 
 import orjson
@@ -18,6 +23,8 @@ from streams.replay import compiled
 from streams.tally import Tally
 
 EXAMPLES = 10
+ACTIONS = ("warn", "downgrade", "close", "restore")
+SECONDS_A_DAY = 86_400
 
 
 @dataclass
@@ -26,14 +33,39 @@ class Run:
     tally: Tally
     final: dict[str, str] = field(default_factory=dict)  # user -> status after its last decision
     actions: dict[str, list[str]] = field(default_factory=dict)  # user -> "action:REASON"...
+    by_day: Counter[tuple[str, str]] = field(default_factory=Counter)  # (YYYY-MM-DD, action)
+    # user -> event times of the warnings since the user was last not warned
+    warned: dict[str, list[str]] = field(default_factory=dict)
+    # whole days from a warning to the downgrade or close that ended its warned spell
+    warning_to_action: Counter[int] = field(default_factory=Counter)
 
     def record_all(self, batch: list[bytes]) -> None:
         """Decisions as the engine hands them out: JSON, a batch at a time."""
         for line in batch:
-            d = orjson.loads(line)
-            user = d["user_id"]
-            self.final[user] = d["status_after"]
-            self.actions.setdefault(user, []).append(f"{d['action']}:{d['reasons'][0]['code']}")
+            self.record(orjson.loads(line))
+
+    def record(self, d: dict[str, Any]) -> None:
+        """One decision, in the order the engine made the user's decisions."""
+        user, action, at = d["user_id"], d["action"], d["event_time"]
+        self.final[user] = d["status_after"]
+        self.actions.setdefault(user, []).append(f"{action}:{d['reasons'][0]['code']}")
+        self.by_day[at[:10], action] += 1
+        if d["status_after"] == "warned":
+            if action == "warn":
+                self.warned.setdefault(user, []).append(at)
+            return
+        # The warned spell ends here: by the action it announced, or by a restore.
+        warnings = self.warned.pop(user, None)
+        if warnings and action in ("downgrade", "close") and d["status_before"] == "warned":
+            for warned_at in warnings:
+                self.warning_to_action[_days_between(warned_at, at)] += 1
+
+
+def _days_between(earlier: str, later: str) -> int:
+    """Whole days between two RFC 3339 times, rounded down: a notice of 14 days
+    acts on the 14th day."""
+    seconds = (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+    return int(seconds // SECONDS_A_DAY)
 
 
 @dataclass
@@ -51,6 +83,15 @@ class Report:
         for u in self.differing_users():
             moves[self.baseline.final.get(u, "active"), self.new.final.get(u, "active")] += 1
         return moves
+
+    def differing_by_reason(self) -> Counter[str]:
+        """Users whose decisions differ, by the reason codes involved: each user once
+        under every code that `changed_reasons` finds in their two sequences."""
+        users: Counter[str] = Counter()
+        for u in self.differing_users():
+            users.update(changed_reasons(self.baseline.actions.get(u, []),
+                                         self.new.actions.get(u, [])))
+        return users
 
     def as_dict(self) -> dict[str, Any]:
         keys = sorted(set(self.new.tally.decisions) | set(self.baseline.tally.decisions))
@@ -83,6 +124,23 @@ class Report:
                  "policy": self.new.actions.get(u, [])}
                 for u in differing[:EXAMPLES]
             ],
+            # The series the HTML report plots (`--report`).
+            "decisions_by_day": [
+                {"day": day, "action": a, "baseline": self.baseline.by_day[day, a],
+                 "policy": self.new.by_day[day, a]}
+                for day, a in sorted(set(self.new.by_day) | set(self.baseline.by_day),
+                                     key=lambda k: (k[0], ACTIONS.index(k[1])))
+            ],
+            "users_differing_by_reason": [
+                {"reason": r, "users": n}
+                for r, n in sorted(self.differing_by_reason().items(), key=lambda x: (-x[1], x[0]))
+            ],
+            "warning_to_action_days": [
+                {"days": n, "baseline": self.baseline.warning_to_action[n],
+                 "policy": self.new.warning_to_action[n]}
+                for n in sorted(set(self.baseline.warning_to_action)
+                                | set(self.new.warning_to_action))
+            ],
         }
 
     def table(self) -> str:
@@ -106,6 +164,19 @@ class Report:
                 out.append(f"  {ex['user_id']}: baseline {' '.join(ex['baseline']) or '-'}")
                 out.append(f"  {'':{len(ex['user_id'])}}  policy   {' '.join(ex['policy']) or '-'}")
         return "\n".join(out)
+
+
+def changed_reasons(baseline: list[str], policy: list[str]) -> set[str]:
+    """The reason codes of the decisions ("action:REASON") one sequence has and the
+    other has not; when both hold the same decisions in another order, those of the
+    decisions from where the sequences part."""
+    a, b = Counter(baseline), Counter(policy)
+    changed = list((a - b) + (b - a))
+    if not changed:
+        same = sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1],
+                                        zip(baseline, policy, strict=False)))
+        changed = baseline[same:] + policy[same:]
+    return {item.split(":", 1)[1] for item in changed}
 
 
 def backtest(policy: Policy, baseline: Policy, paths: Sequence[str], *, lateness: float,

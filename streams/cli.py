@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                         "default policy)")
     b.add_argument("--json", action="store_true",
                    help="print the report as JSON instead of a table")
+    b.add_argument("--report", metavar="DIR",
+                   help="also write DIR/index.html, a page of plots and tables that opens "
+                        "from disk with no network, and DIR/report.json, what --json prints "
+                        "(default: not written)")
     _jobs_flag(b)
     _state_cache_flag(b)
     b.set_defaults(run=_backtest)
@@ -426,11 +430,19 @@ def _backtest(args: argparse.Namespace) -> int:
         raise UsageError("--policy: backtest needs the policy to try")
     _check_logs(args.logs)
     policy, baseline = load_policy(args.policy), load_policy(args.baseline)
+    if args.report is not None:
+        from streams import report as html_report
+
+        html_report.prepare(args.report)
+        _check_logs(args.logs, [("--report", os.path.join(args.report, name))
+                                for name in ("index.html", "report.json")])
     _state_cache_notice(args)
     report = backtest(policy, baseline, args.logs, lateness=args.lateness,
                       progress=progress_meter("backtest"), jobs=args.jobs)
     if sys.stderr.isatty():
         print(file=sys.stderr)
+    if args.report is not None:
+        html_report.write(args.report, report.as_dict())
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     else:

@@ -137,17 +137,22 @@ Try a policy on recorded logs before it goes live. The policy under test
 over the same logs in one pass, each exactly as the worker would under it. The
 report gives, for every action and reason, the decisions under each policy and
 the difference, how many users' decisions differ and how their final status
-moves, with examples of such users.""",
+moves, with examples of such users. With --report DIR, the same report is also
+written as a page to open in a browser, from disk and with no network: the
+decisions per day by action under each policy, the users whose decisions differ
+by reason and by final status, the days from warning to action, and the tables.""",
         f"""\
 examples:
   {PROG} backtest events.jsonl.gz --policy candidate.yaml
   {PROG} backtest events.jsonl.gz --policy candidate.yaml --baseline current.yaml
   {PROG} backtest events.jsonl.gz --policy candidate.yaml --json > report.json
+  # the page, and its numbers as JSON: report/index.html, report/report.json
+  {PROG} backtest events.jsonl.gz --policy candidate.yaml --report report
 
 exit status:
   0    done; rejected lines are counted in the report
   {ALL_REJECTED}    every line of the logs was rejected: is it a {PROG} event log?
-  2    unusable arguments, policy or log (one line says which)
+  2    unusable arguments, policy, log or report folder (one line says which)
   130  interrupted"""),
     "explain": Command(
         "why a user stands where they stand, from a log or a running worker",

@@ -11,9 +11,14 @@
 - tests/live/: the worker and the commands on the embedded Tansu broker (marked
   `broker`), and Prometheus scraping a worker (also marked `prometheus`); their
   fixtures are in tests/live/conftest.py, their helpers in tests/live/helpers.py.
+- tests/browser/: pages in headless Chromium through Selenium (marked `browser`):
+  the backtest report; the browser fixture is in tests/browser/conftest.py, its
+  helpers (extra HTTP headers, the requests a page made) in
+  tests/browser/helpers.py.
 
 Shared: tests/helpers.py, tests/factories.py, tests/codec_cases.py,
 tests/deployment.py, and the Python engine that is the compiled engine's oracle
-(tests/oracle/). `pytest -m "not broker and not prometheus"` runs all but
-tests/live/, and collects without importing Faust (tests/unit/test_suite.py).
+(tests/oracle/). `pytest -m "not broker and not prometheus and not browser"` runs
+all but tests/live/ and tests/browser/, and collects without importing Faust
+(tests/unit/test_suite.py).
 """

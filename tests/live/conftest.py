@@ -4,7 +4,7 @@ generated log, and one test's topics, group and workers on that broker.
 Only the broker tests (tests/live/) see these fixtures. They import the broker's
 and the Kafka client's modules when a test first asks for them, not when this
 file is read: collecting the fast suite (`pytest -m "not broker and not
-prometheus"`) reads it too.
+prometheus and not browser"`) reads it too.
 """
 
 from __future__ import annotations

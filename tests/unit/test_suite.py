@@ -1,7 +1,8 @@
-"""The test suite itself: its fast part (`-m "not broker and not prometheus"`) is
-collected without Faust imported and is all but tests/live/, where every test is a
-broker test; the broker fixtures import nothing of the broker's or Kafka's when
-their file is read."""
+"""The test suite itself: its fast part (`-m "not broker and not prometheus and not
+browser"`) is collected without Faust imported and is all but tests/live/, where
+every test is a broker test, and tests/browser/, where every test is a browser test;
+the broker and browser fixtures import nothing of the broker's, Kafka's or
+Selenium's when their file is read; the README gives the fast part's command."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from tests.helpers import ROOT
 
-FAST = ("-m", "not broker and not prometheus")
+FAST = ("-m", "not broker and not prometheus and not browser")
 
 # Collects the suite in a fresh interpreter (pytest.main with these arguments, in
 # collect-only mode), then says which tests it selected and which the markers
@@ -40,9 +41,10 @@ print(json.dumps({"code": int(code), "faust": "faust" in sys.modules,
 """
 
 
-def test_the_fast_suite_is_collected_without_faust_and_is_all_but_tests_live() -> None:
-    """The fast suite holds no broker or prometheus test; the broker tests (every test
-    marked broker, prometheus ones included) are those of tests/live/."""
+def test_the_fast_suite_is_collected_without_faust_and_is_all_but_live_and_browser() -> None:
+    """The fast suite holds no broker, prometheus or browser test; the broker tests
+    (every test marked broker, prometheus ones included) are those of tests/live/, the
+    browser tests those of tests/browser/."""
     run = subprocess.run([sys.executable, "-c", COLLECT, *FAST], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -52,15 +54,25 @@ def test_the_fast_suite_is_collected_without_faust_and_is_all_but_tests_live() -
     selected, deselected = found["selected"], found["deselected"]
     assert len(selected) > 500 and deselected
     assert {nodeid.split("/")[1] for nodeid, _ in selected} == {"unit", "shell", "deploy"}
-    assert not [nodeid for nodeid, marks in selected if {"broker", "prometheus"} & set(marks)]
+    assert not [nodeid for nodeid, marks in selected
+                if {"broker", "prometheus", "browser"} & set(marks)]
     for nodeid, marks in deselected:
-        assert nodeid.startswith("tests/live/") and "broker" in marks, (nodeid, marks)
+        kind = nodeid.split("/")[1]
+        assert ((kind == "live" and "broker" in marks)
+                or (kind == "browser" and marks == ["browser"])), (nodeid, marks)
+    assert {nodeid.split("/")[1] for nodeid, _ in deselected} == {"live", "browser"}
 
 
-def test_the_broker_fixtures_import_no_broker_module_when_read() -> None:
-    check = ("import sys, tests.live.conftest; "
-             "print(sorted(m for m in ('faust', 'aiokafka', 'streams.kafka', 'tests.live.helpers')"
-             " if m in sys.modules))")
+def test_the_readme_gives_the_fast_suite_s_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f'.venv/bin/pytest -m "{FAST[1]}"' in " ".join(readme.split())
+
+
+def test_the_broker_and_browser_fixtures_import_no_broker_or_browser_module_when_read(
+        ) -> None:
+    check = ("import sys, tests.live.conftest, tests.browser.conftest; "
+             "print(sorted(m for m in ('faust', 'aiokafka', 'streams.kafka', 'tests.live.helpers',"
+             " 'selenium') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 0, run.stderr
