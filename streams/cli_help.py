@@ -177,6 +177,30 @@ exit status:
   {NO_SUCH_USER}    no such user in the logs or on the worker
   2    unusable arguments, user id, policy, log, token or worker (one line says which)
   130  interrupted"""),
+    "override": Command(
+        "an operator restores a user, or holds or releases automatic action",
+        """\
+An operator's override, sent to credit.overrides for the workers to apply in
+event time like any event (a replay of the recorded topics gives the same
+result). restore gives the user their full line back now (a restore decision,
+reason OVERRIDE); with --until (or --days) automatic action is also held until
+then. hold keeps automatic warnings, downgrades and closures off the user until
+--until, as while an appeal is reviewed (a hold decision, reason APPEAL_HOLD;
+restores in the user's favour still happen; notices running are withdrawn and
+start afresh, with a warning, when the hold ends). release ends a hold now.
+Every override names its operator (--by) and reason: they are in its decisions
+and, with the record itself, in the audit trail. The record is checked before
+it is sent, and printed on stdout. An override of a user the monitor has no
+events of is refused by the worker and dead-lettered (unknown_user).""",
+        f"""\
+examples:
+  {PROG} override u000041 --action hold --days 14 --by agent-17 \\
+      --reason "appeal 5521: fraud flag disputed"
+  {PROG} override u000041 --action restore --by lead-3 --reason "appeal 5521 upheld"
+  {PROG} override u000041 --action release --by agent-17 --reason "appeal withdrawn"
+
+exit status: 0 sent; 2 unusable arguments (the record would be refused: one line
+says why), or the broker cannot be reached"""),
     "generate": Command(
         "write a realistic synthetic event log",
         """\
@@ -273,7 +297,7 @@ reached (one line says which)"""),
 
 GROUPS = (
     ("decide over recorded logs (no broker needed)", ("replay", "backtest", "generate")),
-    ("one user's line", ("explain",)),
+    ("one user's line", ("explain", "override")),
     ("run live on Kafka", ("worker", "dev")),
     ("move events between logs and Kafka", ("produce", "record")),
 )

@@ -143,6 +143,33 @@ def add_commands(sub: Any, policy_flags: Callable[..., None],
                    help="lines sent a second (default: as fast as the broker takes them)")
     p.set_defaults(run=_produce)
 
+    o = add_command(sub, "override")
+    o.add_argument("user", metavar="USER", help="the user id, as events carry it")
+    o.add_argument("--action", required=True, choices=("restore", "hold", "release"),
+                   help="restore the user now; hold automatic action until --until (an "
+                        "appeal under review); release a hold (required)")
+    o.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why, for the audit trail and the decision's message; 1 to 500 "
+                        "characters (required)")
+    o.add_argument("--by", required=True, metavar="OPERATOR", dest="operator",
+                   help="who: the operator named in the audit trail and the decision; 1 to "
+                        "128 characters (required)")
+    until = o.add_mutually_exclusive_group()
+    until.add_argument("--until", metavar="TIME",
+                       help="end of the hold, RFC 3339 (2026-07-01T00:00:00Z); required for "
+                            "a hold, optional for a restore (restore, then hold), none for a "
+                            "release (default: none)")
+    until.add_argument("--days", type=float, metavar="N",
+                       help="end of the hold, N days after --at (instead of --until)")
+    o.add_argument("--at", metavar="TIME",
+                   help="the override's event time, RFC 3339 (default: now)")
+    o.add_argument("--event-id", metavar="ID",
+                   help="the override's event id; the same id sent twice counts once "
+                        "(default: a new one)")
+    _broker_flag(o)
+    _prefix_flag(o)
+    o.set_defaults(run=_override)
+
     r = add_command(sub, "record")
     _broker_flag(r)
     _prefix_flag(r)
@@ -315,6 +342,58 @@ def _produce(args: argparse.Namespace) -> int:
     topics = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.by_topic.items()))
     print(f"produced {summary.sent:,} records in {elapsed:.1f} s ({topics}); "
           f"{summary.unroutable:,} without a readable event type", file=sys.stderr)
+    return 0
+
+
+def override_record(args: argparse.Namespace, now: float) -> bytes:
+    """The override event the arguments describe (schema v1, JSON), checked by the
+    engine's own decoder: UsageError with its reason when it would be dead-lettered."""
+    import uuid
+    from datetime import datetime
+
+    import orjson
+
+    from streams import _engine
+    from streams.events import format_time
+
+    at = args.at or format_time(now)
+    record: dict[str, Any] = {
+        "event_id": args.event_id or f"ovr-{uuid.uuid4().hex}",
+        "event_type": "override", "user_id": args.user, "occurred_at": at,
+        "schema_version": 1, "action": args.action, "operator": args.operator,
+        "reason": args.reason,
+    }
+    if args.days is not None:
+        if not 0 < args.days <= 3650:
+            raise UsageError(f"--days {args.days:g}: not in (0, 3650]")
+        try:
+            start = datetime.fromisoformat(at).timestamp() if args.at else now
+        except ValueError:
+            raise UsageError(f"--at {at!r}: not an RFC 3339 date-time") from None
+        record["until"] = format_time(start + args.days * 86_400)
+    elif args.until is not None:
+        record["until"] = args.until
+    raw = orjson.dumps(record)
+    decoded = _engine.decode_fields(raw)
+    if decoded[0] == "rejected":
+        raise UsageError(decoded[2])
+    return raw
+
+
+def _override(args: argparse.Namespace) -> int:
+    from streams.kafka import Topics
+    from streams.transfer import produce
+
+    raw = override_record(args, time.time())
+    topics = Topics(args.topic_prefix)
+    summary = asyncio.run(produce(args.broker, [raw], topics))
+    if summary.sent != 1:
+        raise ConfigError(f"{topics.overrides}: the override was not sent")
+    sys.stdout.buffer.write(raw + b"\n")
+    sys.stdout.flush()
+    print(f"sent to {topics.overrides}; its decision names it in trigger_event_id, and an "
+          f"override of a user the monitor does not know goes to {topics.dead_letter}",
+          file=sys.stderr)
     return 0
 
 

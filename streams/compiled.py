@@ -88,6 +88,7 @@ class CompiledPartition(Generic[H]):
         self._tally = Tally()  # counts of this side (none yet: the engine counts all)
         self._sources: dict[Hashable, int] = {}
         self._handles: dict[int, H] = {}
+        self._refused: list[tuple[H, Rejection]] = []
         self._next = 0
         self._timed = bool(step_bounds) or bool(lag_bounds)
         if self._timed:
@@ -142,7 +143,15 @@ class CompiledPartition(Generic[H]):
 
     def _released(self) -> list[H]:
         handles = self._handles
+        for n, reason, detail in self.engine.take_refused():
+            self._refused.append((handles[n], Rejection(reason, detail, "override")))
         return [handles.pop(n) for n in self.engine.take_handles()]
+
+    def take_refused(self) -> list[tuple[H, Rejection]]:
+        """Overrides refused when applied (they name a user with no state), each with
+        its rejection to dead-letter; counted already, and among the handles released."""
+        refused, self._refused = self._refused, []
+        return refused
 
     # -- what comes out -------------------------------------------------------------
 

@@ -126,6 +126,8 @@ def render_text(view: dict[str, Any]) -> str:
     if view.get("set_by"):
         s = view["set_by"]
         lines.append(f"  set by decision {s['decision_id']} ({', '.join(s['reasons'])})")
+    if view.get("held_until"):
+        lines.append(f"  automatic action on hold until {view['held_until']}")
     lines.append("")
     lines.append("rules (x: crossed)")
     width = max((len(r["code"]) for r in view["rules"]), default=0)

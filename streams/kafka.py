@@ -49,6 +49,10 @@ class Topics:
         return self.prefix + "credit.report-changes"
 
     @property
+    def overrides(self) -> str:
+        return self.prefix + "credit.overrides"
+
+    @property
     def decisions(self) -> str:
         return self.prefix + "credit.decisions"
 
@@ -57,12 +61,12 @@ class Topics:
         return self.prefix + "credit.dead-letter"
 
     @property
-    def inputs(self) -> tuple[str, str, str]:
-        return (self.repayments, self.applications, self.report_changes)
+    def inputs(self) -> tuple[str, str, str, str]:
+        return (self.repayments, self.applications, self.report_changes, self.overrides)
 
     @functools.cached_property
     def _by_type(self) -> dict[str, str]:
-        # events.EVENT_TYPES and `inputs` name the three inputs in the same order.
+        # events.EVENT_TYPES and `inputs` name the four inputs in the same order.
         return dict(zip(EVENT_TYPES, self.inputs, strict=True))
 
     def for_type(self, event_type: str) -> str:

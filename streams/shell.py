@@ -411,6 +411,9 @@ class Shell:
         # _restore loads only its own), and every topic the worker uses has the same
         # partition count: p is where the default partitioner puts the decision's key.
         futures = []
+        for pending, rejection in part.take_refused():
+            # An override of no known user: dead-lettered; acked once that is delivered.
+            futures.append(await self._dead_letter(pending.message, rejection))
         keyed = part.drain_keyed()
         for key, decision in keyed:
             futures.append(await self._send(self.topics.decisions, key, decision, p))

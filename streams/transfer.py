@@ -46,7 +46,7 @@ def route(line: bytes, topics: Topics) -> tuple[str, bytes | None, bool]:
     uid = obj.get("user_id")
     key = uid.encode() if isinstance(uid, str) else None
     kind = obj.get("event_type")
-    if kind in ("repayment", "application", "credit_report"):
+    if kind in ("repayment", "application", "credit_report", "override"):
         return topics.for_type(kind), key, True
     return topics.repayments, key, False
 

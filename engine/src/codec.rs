@@ -21,7 +21,8 @@ use std::fmt::Write as _;
 
 use crate::state::ShortStr;
 use crate::events::{
-    Application, CreditReport, Event, Repayment, APPLICATION_KINDS, EVENT_TYPES, PRODUCTS,
+    Application, CreditReport, Event, Override, Repayment, APPLICATION_KINDS, EVENT_TYPES,
+    OVERRIDE_ACTIONS, PRODUCTS,
 };
 use crate::pyfmt::py_repr;
 
@@ -29,7 +30,7 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 pub const MAX_AMOUNT: f64 = 1e12;
 /// `f"{MAX_AMOUNT:g}"`.
 const MAX_AMOUNT_G: &str = "1e+12";
-pub const REJECT_REASONS: [&str; 8] = [
+pub const REJECT_REASONS: [&str; 9] = [
     "not_utf8",
     "not_json",
     "oversize",
@@ -38,6 +39,7 @@ pub const REJECT_REASONS: [&str; 8] = [
     "unsupported_version",
     "schema",
     "key_mismatch",
+    "unknown_user",
 ];
 /// orjson's limit: 1024 nested arrays or objects are read, 1025 are not.
 const MAX_DEPTH: usize = 1024;
@@ -92,11 +94,11 @@ pub fn decode(raw: &[u8]) -> Result<Event, Rejection> {
     // so the record is not dropped (its 23 fields would each be looked at).
     let mut simple = std::mem::ManuallyDrop::new(Record::new());
     if simple_record(text, &mut simple).is_some() {
-        return checked(&simple);
+        return checked(&simple, raw);
     }
     let mut record = Record::new();
     match Parser::new(text).document(&mut record) {
-        Ok(None) => checked(&record),
+        Ok(None) => checked(&record, raw),
         Ok(Some(type_name)) => Err(Rejection::new(
             "not_object",
             format!("a JSON {type_name} is not an event object"),
@@ -272,12 +274,11 @@ fn simple_number(text: &str, start: usize) -> Option<(Json<'_>, usize)> {
 }
 
 /// The field a key names (`field_index` on bytes): a hash of its first two and last
-/// bytes, unique over FIELD_NAMES, then the name compared.
+/// bytes, unique over FIELD_NAMES (`slot`), then the name compared.
 fn field_of(key: &str) -> Option<usize> {
     let b = key.as_bytes();
     let (first, second, last) = (*b.first()?, *b.get(1)?, *b.last()?);
-    let slot = (usize::from(first) + 7 * usize::from(second) + usize::from(last)) % 32;
-    let field = usize::from(*FIELD_BY_HASH.get(slot)?);
+    let field = usize::from(*FIELD_BY_HASH.get(slot(first, second, last))?);
     let name = FIELD_NAMES.get(field)?.as_bytes();
     if name.len() != b.len() {
         return None;
@@ -298,13 +299,19 @@ fn same_ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
     a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
 }
 
+/// A field name's slot in FIELD_BY_HASH, from its first two and last bytes (the
+/// factors found by search: no two names share a slot).
+const fn slot(first: u8, second: u8, last: u8) -> usize {
+    (3 * first as usize + 28 * second as usize + 4 * last as usize) % 64
+}
+
 /// FIELD_NAMES by the hash of `field_of` (N_FIELDS where none).
-const FIELD_BY_HASH: [u8; 32] = {
-    let mut table = [N_FIELDS as u8; 32];
+const FIELD_BY_HASH: [u8; 64] = {
+    let mut table = [N_FIELDS as u8; 64];
     let mut i = 0;
     while i < N_FIELDS {
         let b = FIELD_NAMES[i].as_bytes();
-        let slot = (b[0] as usize + 7 * b[1] as usize + b[b.len() - 1] as usize) % 32;
+        let slot = slot(b[0], b[1], b[b.len() - 1]);
         assert!(table[slot] == N_FIELDS as u8, "two field names share a slot");
         table[slot] = i as u8;
         i += 1;
@@ -358,7 +365,7 @@ impl JsonError {
 
 type Parsed<T> = Result<T, JsonError>;
 
-const N_FIELDS: usize = 23;
+const N_FIELDS: usize = 27;
 const FIELD_NAMES: [&str; N_FIELDS] = [
     "event_type",
     "schema_version",
@@ -383,6 +390,10 @@ const FIELD_NAMES: [&str; N_FIELDS] = [
     "delinquent_accounts",
     "total_debt",
     "monthly_income",
+    "action",
+    "operator",
+    "reason",
+    "until",
 ];
 const EVENT_TYPE: usize = 0;
 const SCHEMA_VERSION: usize = 1;
@@ -407,6 +418,10 @@ const HARD_INQUIRIES_30D: usize = 19;
 const DELINQUENT_ACCOUNTS: usize = 20;
 const TOTAL_DEBT: usize = 21;
 const MONTHLY_INCOME: usize = 22;
+const ACTION: usize = 23;
+const OPERATOR: usize = 24;
+const REASON: usize = 25;
+const UNTIL: usize = 26;
 
 fn field_index(key: &str) -> Option<usize> {
     Some(match key {
@@ -433,6 +448,10 @@ fn field_index(key: &str) -> Option<usize> {
         "delinquent_accounts" => DELINQUENT_ACCOUNTS,
         "total_debt" => TOTAL_DEBT,
         "monthly_income" => MONTHLY_INCOME,
+        "action" => ACTION,
+        "operator" => OPERATOR,
+        "reason" => REASON,
+        "until" => UNTIL,
         _ => return None,
     })
 }
@@ -954,7 +973,7 @@ fn special_at(bytes: &[u8]) -> usize {
 // --- the checks (`_decode_checked` and the builders) ------------------------------------
 
 /// `_decode_checked`: every check in turn, naming the first that fails.
-fn checked(record: &Record<'_>) -> Result<Event, Rejection> {
+fn checked(record: &Record<'_>, raw: &[u8]) -> Result<Event, Rejection> {
     let kind = match record.get(EVENT_TYPE) {
         Some(Json::Str(s)) => EVENT_TYPES.iter().copied().find(|&t| t == s.as_ref()),
         _ => None,
@@ -994,7 +1013,8 @@ fn checked(record: &Record<'_>) -> Result<Event, Rejection> {
     let built = match kind {
         "repayment" => repayment(record).map(Event::Repayment),
         "application" => application(record).map(Event::Application),
-        _ => credit_report(record).map(Event::CreditReport),
+        "credit_report" => credit_report(record).map(Event::CreditReport),
+        _ => override_event(record, raw).map(|o| Event::Override(Box::new(o))),
     };
     built.map_err(|detail| Rejection {
         reason: "schema",
@@ -1203,6 +1223,25 @@ fn credit_report(record: &Record<'_>) -> Checked<CreditReport> {
         total_debt: optional_number(record, TOTAL_DEBT)?,
         monthly_income: optional_number(record, MONTHLY_INCOME)?,
     })
+}
+
+/// An operator's override (docs/design.md, "Overrides"): the action, who and why, and
+/// until when a hold lasts.
+fn override_event(record: &Record<'_>, raw: &[u8]) -> Checked<Override> {
+    let (event_id, user_id, occurred_at) = common(record)?;
+    let action = choice(record, ACTION, &OVERRIDE_ACTIONS)?;
+    let operator = text(record, OPERATOR, 128)?.to_owned();
+    let reason = text(record, REASON, 500)?.to_owned();
+    let until = match (action, record.get(UNTIL)) {
+        ("hold", value) => Some(time_value(value, "until")?),
+        (_, None | Some(Json::Null)) => None,
+        ("restore", value) => Some(time_value(value, "until")?),
+        _ => return Err("until: only a hold or a restore takes one".to_owned()),
+    };
+    if until.is_some_and(|until| until <= occurred_at) {
+        return Err("until: must be after occurred_at".to_owned());
+    }
+    Ok(Override { event_id, user_id, occurred_at, action, operator, reason, until, raw: raw.into() })
 }
 
 // --- times and dates (`_time_value`, `_date_value`) --------------------------------------

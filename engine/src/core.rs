@@ -11,9 +11,9 @@
 //! restricted user with no adverse condition for the cooling-off is restored (CURED).
 
 use crate::decisions::{decision_id, Decision, Num, Reason, STATUSES};
-use crate::events::{Event, DAY};
+use crate::events::{Event, Override, DAY};
 use crate::policy::*;
-use crate::pyfmt::{decimal, py_g, py_round, write_int};
+use crate::pyfmt::{decimal, py_g, py_round, write_int, write_time};
 use crate::state::*;
 use std::sync::Arc;
 
@@ -45,7 +45,13 @@ pub fn step_new(policy: &Policy, s: &mut UserState, event: &Event, out: &mut Vec
     let t = event.occurred_at();
     fire(policy, s, t, out);
     let now = if s.clock > t { s.clock } else { t };
-    let correction = apply(s, event, now, policy);
+    let correction = match event {
+        Event::Override(o) => {
+            apply_override(policy, s, o, now, out);
+            None
+        }
+        _ => apply(s, event, now, policy),
+    };
     s.see(event.event_id(), policy.dedupe_ids);
     evaluate(policy, s, now, Some(event.event_id()), correction, out);
 }
@@ -133,7 +139,78 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
             }
             None
         }
+        Event::Override(_) => None, // `apply_override`
     }
+}
+
+/// An operator's override at `now` (docs/design.md, "Overrides"): restore the user
+/// (and hold, with `until`), hold automatic action until `until`, or release a hold.
+/// Its decisions name the operator; `evaluate` follows as for every event.
+fn apply_override(policy: &Policy, s: &mut UserState, o: &Override, now: f64, out: &mut Vec<Decision>) {
+    let trigger = Some(o.event_id.as_str());
+    let operator = || Some(o.operator.clone());
+    match o.action {
+        "restore" => {
+            if s.status != STATUS_ACTIVE {
+                let reason = Reason {
+                    code: "OVERRIDE",
+                    message: format!("restored by {}: {}", o.operator, o.reason),
+                    observed: Num::Int(0),
+                    threshold: Num::Int(0),
+                };
+                let mut d = restore(policy, s, now, trigger, reason, None);
+                d.operator = operator();
+                out.push(d);
+            }
+            if let Some(until) = o.until {
+                hold(policy, s, o, until, now, out);
+            }
+        }
+        "hold" => {
+            if let Some(until) = o.until {
+                hold(policy, s, o, until, now, out);
+            }
+        }
+        _ => {
+            if s.hold_until.get().is_some() {
+                s.hold_until = OptTime::NONE;
+                let reason = Reason {
+                    code: "OVERRIDE",
+                    message: format!("hold released by {}: {}", o.operator, o.reason),
+                    observed: Num::Int(0),
+                    threshold: Num::Int(0),
+                };
+                let status = STATUSES.get(usize::from(s.status)).copied().unwrap_or("active");
+                let mut d = decide(policy, s, "release", status, now, trigger, vec![reason], None, None, None);
+                d.operator = operator();
+                out.push(d);
+            }
+        }
+    }
+}
+
+/// Hold automatic action until `until`: the notices running are withdrawn (a fresh
+/// one, with its warning, starts when the hold ends, if the condition still holds).
+fn hold(policy: &Policy, s: &mut UserState, o: &Override, until: f64, now: f64, out: &mut Vec<Decision>) {
+    s.hold_until = OptTime::some(until);
+    if !s.adverse().pending.is_empty() || !s.adverse().announced.is_empty() {
+        let adverse = s.adverse_mut();
+        adverse.pending.clear();
+        adverse.announced.clear();
+    }
+    let mut message = String::with_capacity(96);
+    message.push_str("automatic action held until ");
+    write_time(until, &mut message);
+    message.push_str(" by ");
+    message.push_str(&o.operator);
+    message.push_str(": ");
+    message.push_str(&o.reason);
+    let reason = Reason { code: "APPEAL_HOLD", message, observed: Num::Int(0), threshold: Num::Int(0) };
+    let status = STATUSES.get(usize::from(s.status)).copied().unwrap_or("active");
+    let trigger = Some(o.event_id.as_str());
+    let mut d = decide(policy, s, "hold", status, now, trigger, vec![reason], None, Some(until), None);
+    d.operator = Some(o.operator.clone());
+    out.push(d);
 }
 
 /// Whether a ledger key is `format!("{loan}#{n}")`.
@@ -472,9 +549,15 @@ fn evaluate(
     out: &mut Vec<Decision>,
 ) {
     s.clock = t;
+    if s.hold_until.get().is_some_and(|until| t >= until) {
+        s.hold_until = OptTime::NONE; // the hold ran out
+    }
+    let held = s.hold_until.get().is_some();
     prune(policy, s, t);
     let crossed = crossed(policy, s, t);
-    let (mut due, mut waiting) = classify(policy, s, &crossed, t);
+    // While held, nothing is classified: no notice starts, none acts.
+    let (mut due, mut waiting) =
+        if held { (Vec::new(), Vec::new()) } else { classify(policy, s, &crossed, t) };
     let mut rank = s.status;
 
     if let Some(c) = correction {
@@ -566,7 +649,8 @@ fn evaluate(
         rank = rank.max(1);
     }
 
-    if rank == 1 && due.is_empty() && waiting.is_empty() {
+    // While held, a warning lapses only once nothing is crossed.
+    if rank == 1 && due.is_empty() && waiting.is_empty() && (!held || crossed.is_empty()) {
         let reason = Reason {
             code: "CURED",
             message: "the conditions behind the warning no longer hold".to_owned(),
@@ -612,6 +696,11 @@ fn next_deadline(policy: &Policy, s: &UserState, t: f64) -> Option<f64> {
             if t < at && at < best {
                 best = at;
             }
+        }
+    }
+    if let Some(until) = s.hold_until.get() {
+        if t < until && until < best {
+            best = until; // the hold runs out: evaluated as usual from then
         }
     }
     (best != f64::INFINITY).then_some(best)
@@ -788,7 +877,7 @@ fn decide(
     let status_before = STATUSES.get(usize::from(s.status)).copied().unwrap_or("active");
     let after = STATUSES.iter().position(|x| *x == status_after).unwrap_or(0) as u8;
     s.seq += 1;
-    if action != "restore" {
+    if matches!(action, "warn" | "downgrade" | "close") {
         // What a restore supersedes: the decision that set the current status; the codes
         // are its reasons and those of warnings given since in the same status.
         let status = s.status;
@@ -817,6 +906,7 @@ fn decide(
         event_time: t,
         effective_at,
         supersedes,
+        operator: None,
     }
 }
 

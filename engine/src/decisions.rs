@@ -62,6 +62,8 @@ pub struct Decision {
     /// warn only
     pub effective_at: Option<f64>,
     pub supersedes: Option<String>,
+    /// Who made an override's decision; None (and not written) for the engine's own.
+    pub operator: Option<String>,
 }
 
 fn write_opt_str(value: Option<&str>, out: &mut String) {
@@ -121,6 +123,10 @@ impl Decision {
         }
         out.push_str(",\"supersedes\":");
         write_opt_str(self.supersedes.as_deref(), out);
+        if let Some(operator) = &self.operator {
+            out.push_str(",\"operator\":");
+            write_json_str(operator, out);
+        }
         out.push('}');
     }
 

@@ -9,7 +9,8 @@ pub const DAY: f64 = 86_400.0;
 
 pub const PRODUCTS: [&str; 2] = ["cash_loan", "pay_later"];
 pub const APPLICATION_KINDS: [&str; 2] = ["drawdown", "limit_increase"];
-pub const EVENT_TYPES: [&str; 3] = ["repayment", "application", "credit_report"];
+pub const EVENT_TYPES: [&str; 4] = ["repayment", "application", "credit_report", "override"];
+pub const OVERRIDE_ACTIONS: [&str; 3] = ["restore", "hold", "release"];
 
 // Ids and names are `ShortStr`s: held in place when short (as they mostly are), so an
 // event decodes with no allocation of its own.
@@ -58,11 +59,30 @@ pub struct CreditReport {
     pub monthly_income: Option<f64>,
 }
 
+/// An operator's override: restore the user now, hold automatic action until a time
+/// (an appeal under review), or release a hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    pub event_id: ShortStr,
+    pub user_id: ShortStr,
+    pub occurred_at: f64,
+    /// restore | hold | release (OVERRIDE_ACTIONS)
+    pub action: &'static str,
+    pub operator: String,
+    pub reason: String,
+    /// Required for a hold, optional for a restore (restore, then hold until then).
+    pub until: Option<f64>,
+    /// The record as it came: an override refused when applied (no such user) is
+    /// dead-lettered with it. Overrides are few; the others keep no copy.
+    pub raw: Box<[u8]>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     Repayment(Repayment),
     Application(Application),
     CreditReport(CreditReport),
+    Override(Box<Override>),
 }
 
 impl Event {
@@ -71,6 +91,7 @@ impl Event {
             Event::Repayment(e) => &e.event_id,
             Event::Application(e) => &e.event_id,
             Event::CreditReport(e) => &e.event_id,
+            Event::Override(e) => &e.event_id,
         }
     }
 
@@ -79,6 +100,7 @@ impl Event {
             Event::Repayment(e) => &e.user_id,
             Event::Application(e) => &e.user_id,
             Event::CreditReport(e) => &e.user_id,
+            Event::Override(e) => &e.user_id,
         }
     }
 
@@ -87,6 +109,7 @@ impl Event {
             Event::Repayment(e) => e.occurred_at,
             Event::Application(e) => e.occurred_at,
             Event::CreditReport(e) => e.occurred_at,
+            Event::Override(e) => e.occurred_at,
         }
     }
 
@@ -96,6 +119,7 @@ impl Event {
             Event::Repayment(_) => 0,
             Event::Application(_) => 1,
             Event::CreditReport(_) => 2,
+            Event::Override(_) => 3,
         }
     }
 

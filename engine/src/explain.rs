@@ -137,6 +137,7 @@ pub fn explain(policy: &Policy, s: &UserState) -> Value {
         "clear_since": time(s.clear_since.get().filter(|_| s.status >= 2)),
         "cooling_off_days": policy.cooling_off / DAY,
         "next_review": time(s.deadline),
+        "held_until": time(s.hold_until.get()),
         "rules": rules,
         "notices": notices,
         "lift": lift,
@@ -230,6 +231,13 @@ fn fewer_than(limit: f64, items: &mut dyn Iterator<Item = (f64, f64)>) -> Option
 fn lift(policy: &Policy, s: &UserState, crossed: &[(String, Option<f64>)], notices: &[Value]) -> Vec<String> {
     let cooling = py_int(policy.cooling_off / DAY);
     let mut out = Vec::new();
+    if let Some(until) = s.hold_until.get() {
+        out.push(format!(
+            "Automatic action is on hold until {} (an appeal under review): no warning, \
+             downgrade or closure is taken before then.",
+            format_time(until)
+        ));
+    }
     match s.status {
         0 if notices.is_empty() => {}
         0 | 1 => {

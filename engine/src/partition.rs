@@ -5,7 +5,7 @@
 use crate::codec::Rejection;
 use crate::core::{fire, step_new};
 use crate::decisions::Decision;
-use crate::events::Event;
+use crate::events::{Event, Override};
 use crate::policy::Policy;
 use crate::reorder::ReorderBuffer;
 use crate::state::{ShortStr, UserState};
@@ -22,9 +22,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub struct Tally {
     pub read: u64,
     /// By event_type index (events::EVENT_TYPES).
-    pub applied: [u64; 3],
-    pub duplicates: [u64; 3],
-    pub late: [u64; 3],
+    pub applied: [u64; 4],
+    pub duplicates: [u64; 4],
+    pub late: [u64; 4],
     /// By rejection reason.
     pub rejected: BTreeMap<&'static str, u64>,
     /// By (action, first reason code).
@@ -47,10 +47,14 @@ impl Tally {
     /// Count another tally's records here too (partitions of one run).
     pub fn add(&mut self, other: &Tally) {
         self.read += other.read;
-        for i in 0..3 {
-            self.applied[i] += other.applied[i];
-            self.duplicates[i] += other.duplicates[i];
-            self.late[i] += other.late[i];
+        for (mine, theirs) in [
+            (&mut self.applied, &other.applied),
+            (&mut self.duplicates, &other.duplicates),
+            (&mut self.late, &other.late),
+        ] {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m += t;
+            }
         }
         for (k, v) in &other.rejected {
             *self.rejected.entry(k).or_default() += v;
@@ -192,6 +196,13 @@ impl Timings {
 /// moves its entries when it grows.
 pub type States = hashbrown::HashMap<ShortStr, Box<UserState>, FxBuildHasher>;
 
+/// An override refused when it came to be applied: it names a user with no state.
+pub struct Refused {
+    pub handle: H,
+    pub rejection: Rejection,
+    pub event: Box<Override>,
+}
+
 pub struct Partition {
     pub policy: Arc<Policy>,
     pub states: States,
@@ -199,6 +210,8 @@ pub struct Partition {
     pub tally: Tally,
     /// Decisions made, drained by the caller.
     pub decisions: Vec<Decision>,
+    /// Overrides refused when applied (no such user), drained by the caller.
+    pub refused: Vec<Refused>,
     /// Users whose state changed since the caller last took them (kept only with
     /// `track_dirty` on: the worker writes them to its table; replay has no table).
     pub dirty: Vec<ShortStr>,
@@ -221,6 +234,7 @@ impl Partition {
             buffer: ReorderBuffer::new(lateness),
             tally: Tally::default(),
             decisions: Vec::new(),
+            refused: Vec::new(),
             dirty: Vec::new(),
             track_dirty: false,
             scheduled: 0,
@@ -284,10 +298,21 @@ impl Partition {
                 if keep {
                     self.place = (0, event.occurred_at(), Some(Arc::from(event.event_id())), handle);
                 }
-                if self.timings.is_some() {
-                    self.timed_apply(&event);
+                let applied = if self.timings.is_some() {
+                    self.timed_apply(&event)
                 } else {
-                    self.apply(&event);
+                    self.apply(&event)
+                };
+                if !applied {
+                    if let Event::Override(o) = event {
+                        let rejection = Rejection {
+                            reason: "unknown_user",
+                            detail: format!("no such user: {}", o.user_id.as_str()),
+                            event_type: Some("override"),
+                        };
+                        self.tally.count_rejection(&rejection);
+                        self.refused.push(Refused { handle, rejection, event: o });
+                    }
                 }
                 handles.push(handle);
             }
@@ -297,7 +322,9 @@ impl Partition {
         }
     }
 
-    pub fn apply(&mut self, event: &Event) {
+    /// Apply one event (a redelivery: counted, nothing else); false when it is refused:
+    /// an override of a user with no state (the caller counts and reports it).
+    pub fn apply(&mut self, event: &Event) -> bool {
         // A fail point for the tests of how a panic is reported (never compiled in).
         #[cfg(test)]
         if event.event_id() == "test-panic" {
@@ -314,10 +341,11 @@ impl Partition {
                     if let Some(n) = tally.duplicates.get_mut(kind) {
                         *n += 1;
                     }
-                    return;
+                    return true;
                 }
                 (entry.key().clone(), entry.into_mut())
             }
+            EntryRef::Vacant(_) if matches!(event, Event::Override(_)) => return false,
             EntryRef::Vacant(entry) => {
                 let state = Box::new(UserState::new(uid, event.occurred_at()));
                 let entry = entry.insert_entry(state);
@@ -332,6 +360,7 @@ impl Partition {
         let indexed = state.indexed;
         state.indexed = deadline;
         self.stepped(key, start, indexed, deadline);
+        true
     }
 
     /// After a user's state stepped (its `indexed` already its new deadline): count
@@ -347,9 +376,9 @@ impl Partition {
 
     /// `apply`, counting how long it took and how far the event's time is behind the
     /// wall clock (a negative lag, the producer's clock ahead, counts as 0).
-    fn timed_apply(&mut self, event: &Event) {
+    fn timed_apply(&mut self, event: &Event) -> bool {
         let started = Instant::now();
-        self.apply(event);
+        let applied = self.apply(event);
         let took = started.elapsed().as_secs_f64();
         if let Some(t) = &mut self.timings {
             Timings::observe(&t.step_bounds, &mut t.step, took);
@@ -363,6 +392,7 @@ impl Partition {
                 t.lag_sum += lag;
             }
         }
+        applied
     }
 
     /// Fire the deadlines of users the watermark has passed.

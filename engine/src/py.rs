@@ -86,6 +86,11 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
             items.extend(tail.into_pyobject(py)?.iter());
             PyTuple::new(py, items)
         }
+        Ok(Event::Override(e)) => (
+            "override", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at, e.action,
+            e.operator.as_str(), e.reason.as_str(), e.until,
+        )
+            .into_pyobject(py),
     }
 }
 
@@ -100,7 +105,7 @@ fn reload_state<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyByte
 fn tally_dict<'py>(py: Python<'py>, t: &Tally) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("read", t.read)?;
-    let by_type = |counts: &[u64; 3]| -> PyResult<Bound<'py, PyDict>> {
+    let by_type = |counts: &[u64; 4]| -> PyResult<Bound<'py, PyDict>> {
         let m = PyDict::new(py);
         for (name, n) in EVENT_TYPES.iter().zip(counts.iter()) {
             if *n > 0 {
@@ -214,6 +219,17 @@ impl Partition {
     /// Handles of the records applied (or found duplicate) since the last call.
     fn take_handles(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.handles)
+    }
+
+    /// Overrides refused when they came to be applied since the last call (no such
+    /// user; counted already): (handle, reason, detail), their handles also among
+    /// `take_handles`'.
+    fn take_refused(&mut self) -> Vec<(u64, &'static str, String)> {
+        self.core
+            .refused
+            .drain(..)
+            .map(|r| (r.handle, r.rejection.reason, r.rejection.detail))
+            .collect()
     }
 
     fn tally<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -15,6 +15,7 @@ use crate::codec::{decode, Rejection};
 use crate::events::Event;
 use crate::partition::{Partition, Place, Tally, Timings};
 use crate::policy::Policy;
+use rustc_hash::FxHashMap;
 use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
 use std::cmp::Ordering;
@@ -204,16 +205,23 @@ pub struct Finished {
     pub timings: Option<Timings>,
     /// The stored states of the users asked for that have one (`explain`).
     pub kept: Vec<(String, Vec<u8>)>,
+    /// Overrides refused when applied (no such user): (step, rejection, the record).
+    pub refused: Vec<(u64, Rejection, Box<[u8]>)>,
 }
 
 impl Finished {
-    fn of(part: Partition, keep: &[String]) -> Finished {
+    fn of(mut part: Partition, keep: &[String]) -> Finished {
         let kept = keep
             .iter()
             .filter_map(|u| part.states.get(u.as_str()).map(|s| (u.clone(), s.dump())))
             .collect();
+        let refused = std::mem::take(&mut part.refused)
+            .into_iter()
+            .map(|r| (r.handle, r.rejection, r.event.raw))
+            .collect();
         Finished {
             kept,
+            refused,
             users: part.states.len(),
             pending_deadlines: part.pending_deadlines(),
             buffered: part.buffer.len(),
@@ -236,6 +244,7 @@ impl Finished {
             mine.add(theirs);
         }
         self.kept.extend(other.kept.iter().cloned());
+        self.refused.extend(other.refused.iter().cloned());
     }
 }
 
@@ -635,6 +644,7 @@ fn run(
     let mut live: Vec<usize> = (0..handles.len()).collect();
     let mut lines: u64 = 0;
     let mut step: u64 = 0;
+    let mut origins: FxHashMap<u64, (usize, u64)> = FxHashMap::default();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let wants_rejected = emit.sink.wants_rejected();
     while !live.is_empty() {
@@ -707,6 +717,9 @@ fn run(
                         let t = event.occurred_at();
                         step += 1;
                         counts.read += 1;
+                        if matches!(event, Event::Override(_)) {
+                            origins.insert(step, (i, number)); // if refused: where it was
+                        }
                         let item = Item::Event { source: i as u32, step, line: number, event };
                         workers.push(item, &mut emit)?;
                         if t > at {
@@ -743,6 +756,25 @@ fn run(
     }
     let mut tallies = workers.finish(&mut emit, &keep)?;
     emit.flush()?;
+    // Overrides refused when applied (no such user; the same under every policy): after
+    // every other rejected line, in the order of the logs.
+    let mut refused: Vec<(usize, u64, Rejection, Box<[u8]>)> = tallies
+        .first_mut()
+        .map(|first| std::mem::take(&mut first.refused))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(step, r, raw)| origins.get(&step).map(|(i, line)| (*i, *line, r, raw)))
+        .collect();
+    refused.sort_by_key(|(i, line, _, _)| (*i, *line));
+    if wants_rejected {
+        for (i, line, r, raw) in &refused {
+            let name = paths.get(*i).map_or("", String::as_str);
+            emit.sink.rejected(rejected_json(name, *line, r, raw)).map_err(ReplayError::Sink)?;
+        }
+    }
+    for t in &mut tallies {
+        t.refused.clear();
+    }
     for t in &mut tallies {
         t.tally.add(&counts);
     }

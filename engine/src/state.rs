@@ -406,6 +406,8 @@ pub struct UserState {
     pub scores: Vec<(f64, i64)>,
     /// No adverse condition since (cooling-off).
     pub clear_since: OptTime,
+    /// Automatic action is held until then (an operator's hold: an appeal under review).
+    pub hold_until: OptTime,
     /// Pending notices, warnings and what a restore supersedes (`adverse()`): None
     /// when all are empty.
     adverse: Option<Box<Adverse>>,
@@ -548,6 +550,7 @@ impl UserState {
             bureau: Bureau::default(),
             scores: Vec::new(),
             clear_since: OptTime::NONE,
+            hold_until: OptTime::NONE,
             adverse: None,
             deadline: None,
             seen: Seen::default(),
@@ -714,7 +717,13 @@ impl UserState {
                 write_json_str(id.rest_str(), &mut o);
             }
         }
-        o.push_str("]}");
+        o.push(']');
+        // Only a held state has "H" (a state without a hold is stored as before).
+        if let Some(until) = self.hold_until.get() {
+            o.push_str(",\"H\":");
+            write_json_float(until, &mut o);
+        }
+        o.push('}');
         o.into_bytes()
     }
 
@@ -774,6 +783,7 @@ impl UserState {
             bureau,
             scores: d.s_,
             clear_since: OptTime::new(d.k),
+            hold_until: OptTime::new(d.h),
             adverse: {
                 let adverse = Adverse { pending, announced, adverse_id, adverse_codes };
                 (!adverse.is_empty()).then(|| Box::new(adverse))
@@ -828,6 +838,8 @@ struct Stored {
     a_: (Option<String>, Vec<String>),
     #[serde(rename = "D")]
     d_: Option<f64>,
+    #[serde(rename = "H", default)]
+    h: Option<f64>,
     e: Vec<String>,
 }
 

@@ -99,6 +99,16 @@ fn result_json(result: &Result<Event, Rejection>) -> Value {
             opt_bits(e.total_debt),
             opt_bits(e.monthly_income),
         ]),
+        Ok(Event::Override(e)) => json!([
+            "override",
+            e.event_id,
+            e.user_id,
+            bits(e.occurred_at),
+            e.action,
+            e.operator,
+            e.reason,
+            opt_bits(e.until),
+        ]),
     }
 }
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use _engine::codec::{decode, MAX_AMOUNT, MAX_RECORD_BYTES, REJECT_REASONS};
-use _engine::events::{Event, APPLICATION_KINDS, EVENT_TYPES, PRODUCTS};
+use _engine::events::{Event, APPLICATION_KINDS, EVENT_TYPES, OVERRIDE_ACTIONS, PRODUCTS};
 use libfuzzer_sys::fuzz_target;
 
 fn amount(x: f64, what: &str) {
@@ -73,6 +73,19 @@ fuzz_target!(|raw: &[u8]| {
                         amount(x, "monthly_income");
                     }
                 }
+                Event::Override(o) => {
+                    assert!(OVERRIDE_ACTIONS.contains(&o.action));
+                    text(&o.operator, 128, "operator");
+                    text(&o.reason, 500, "reason");
+                    match o.until {
+                        Some(t) => {
+                            time(t, "until");
+                            assert!(t > o.occurred_at && o.action != "release");
+                        }
+                        None => assert!(o.action != "hold"),
+                    }
+                    assert_eq!(&*o.raw, raw);
+                }
             }
         }
         Err(rejection) => {
@@ -81,7 +94,10 @@ fuzz_target!(|raw: &[u8]| {
             // A rejection names the event type only once the record named a known one.
             if let Some(kind) = rejection.event_type {
                 assert!(EVENT_TYPES.contains(&kind));
-                assert!(matches!(rejection.reason, "unsupported_version" | "schema" | "key_mismatch"));
+                assert!(matches!(
+                    rejection.reason,
+                    "unsupported_version" | "schema" | "key_mismatch" | "unknown_user"
+                ));
             }
             let _ = rejection.to_string();
         }
