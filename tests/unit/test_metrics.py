@@ -241,8 +241,14 @@ def test_fresh_metrics_have_every_counter_series_at_zero() -> None:
     assert {o for _, o in events} == {"applied", "duplicate", "rejected"}
     assert ("unknown", "rejected") in events
     decisions = by_labels(samples, "closure_monitor_decisions_total", "action", "reason")
-    assert {a for a, _ in decisions} == {"warn", "downgrade", "close", "restore"}
+    assert {a for a, _ in decisions} == {"warn", "downgrade", "close", "restore", "hold",
+                                         "release"}
     assert ("restore", "CURED") in decisions and ("close", "OVERDUE") in decisions
+    assert {("restore", "OVERRIDE"), ("hold", "APPEAL_HOLD"), ("release", "OVERRIDE")} <= set(
+        decisions)
+    assert ("override", "rejected") in events
+    dead = by_labels(samples, "closure_monitor_dead_letters_total", "reason")
+    assert ("unknown_user",) in dead
     for name in COUNTERS:
         assert samples[name] and all(v == 0 for _, v in samples[name]), name
 
