@@ -4,7 +4,8 @@ Usage: .venv/bin/python bench/differential.py [--users 100000] [--days 180] [--s
                                               [--quick]
 
 Generates a log with `generate` (seeded; 100,000 users over 180 days is about
-1,070,000 lines, with malformed and duplicated records), then for each check runs
+1,070,000 lines, with malformed and duplicated records and operators' overrides,
+OVERRIDE_SHARE of the users, some for users that do not exist), then for each check runs
 the engine as `closure-monitor replay` does (`streams.replay.compiled`, with
 --jobs 1 and 2) and the Python engine's replay over the same files, and compares
 byte for byte:
@@ -16,7 +17,7 @@ byte for byte:
 
 Checks: the default policy and the test suite's other policies, lateness 600 s;
 the default policy with lateness 0; the log split into one file per event type
-(three inputs merged by event time). --quick runs the first two only.
+(four inputs merged by event time). --quick runs the first two only.
 This is the check to run on a 1,000,000-event log before an engine change is
 released (about 10 minutes here); the test suite runs the same comparison on
 small logs. Prints one line per check and exits non-zero on any difference.
@@ -44,6 +45,8 @@ from tests.helpers import dead_letter_key, final_states, tally_counts
 from tests.oracle.policies import POLICIES
 from tests.oracle.replay import replay
 from tests.oracle.state import UserState, dump
+
+OVERRIDE_SHARE = 0.01
 
 
 def digest(lines: Sequence[bytes]) -> str:
@@ -122,7 +125,7 @@ def check(name: str, policy: Policy, paths: list[str], lateness: float,
 
 def split_by_type(path: Path, folder: Path) -> list[str]:
     """One file per event type (unknown and broken lines with the repayments)."""
-    names = ("repayment", "application", "credit_report")
+    names = ("repayment", "application", "credit_report", "override")
     outs = {n: (folder / f"{n}.jsonl").open("wb") for n in names}
     try:
         with path.open("rb") as f:
@@ -148,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "log.jsonl"
         with log.open("wb") as out:
-            s = generate_log(out, seed=args.seed, users=args.users, days=args.days)
+            s = generate_log(out, seed=args.seed, users=args.users, days=args.days,
+                             override_share=OVERRIDE_SHARE)
         print(f"log: seed {args.seed}, {args.users:,} users, {args.days} days: "
-              f"{s.lines:,} lines ({s.malformed:,} malformed, {s.duplicates:,} duplicated)",
+              f"{s.lines:,} lines ({s.malformed:,} malformed, {s.duplicates:,} duplicated, "
+              f"{s.by_type['override']:,} overrides)",
               flush=True)
         checks: list[tuple[str, Policy, list[str], float, bool]] = [
             ("default policy, lateness 600 s", default, [str(log)], 600.0, True),

@@ -15,7 +15,8 @@ DAY = 86_400.0
 
 PRODUCTS = ("cash_loan", "pay_later")
 APPLICATION_KINDS = ("drawdown", "limit_increase")
-EVENT_TYPES = ("repayment", "application", "credit_report")
+EVENT_TYPES = ("repayment", "application", "credit_report", "override")
+OVERRIDE_ACTIONS = ("restore", "hold", "release")
 BUREAU_FIELDS = (
     "credit_score",
     "open_lenders",
@@ -79,13 +80,29 @@ class CreditReport:
 
 
 @dataclass(slots=True)
+class Override:
+    """An operator's word on one user: restore now, hold automatic action until
+    `until` (an appeal under review), or release a hold."""
+
+    event_id: str
+    user_id: str
+    occurred_at: float
+    action: str  # one of OVERRIDE_ACTIONS
+    operator: str
+    reason: str
+    until: float | None  # required for a hold, optional for a restore, never for a release
+
+    event_type = "override"
+
+
+@dataclass(slots=True)
 class Tick:
     """The partition watermark reached `at`: fire the user's deadlines up to it."""
 
     at: float
 
 
-Event = Repayment | Application | CreditReport
+Event = Repayment | Application | CreditReport | Override
 
 
 def format_time(t: float) -> str:

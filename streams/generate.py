@@ -7,6 +7,14 @@ and written at once, so memory is bounded by the users, not by the log. On the w
 out some events are written twice (byte for byte, before event time moves 100 s
 past them) and malformed lines are added. Times are integer epoch seconds; the same
 arguments give the same bytes.
+
+With `override_share`, operators' overrides are added (`_plan_overrides`): that share
+of the users gets an episode (mostly a hold, some ended early by a release or a
+restore), and ten times that share of the chronic delinquents (who are closed) one
+after their closure; a few overrides name users that do not exist, and one in ten is
+written twice. They are drawn from a random stream of
+their own and kept out of the noise's count, so the other lines are those of the same
+arguments without overrides, byte for byte and in the same order.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from typing import IO, Any
 import orjson
 
 from streams.events import EVENT_TYPES
+
+SIMULATED_TYPES = EVENT_TYPES[:3]  # the borrowers' own events (overrides are added apart)
 
 SEGMENTS = {  # share of the population
     "good": 0.70,
@@ -107,7 +117,8 @@ class _Simulation:
     days: int
     buckets: list[list[tuple[int, Handler, Borrower, Any]]] = field(default_factory=list)
     today: list[Stamped] = field(default_factory=list)
-    by_type: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
+    by_type: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIMULATED_TYPES, 0))
+    borrowers: list[Borrower] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         d = self.first_date
@@ -169,7 +180,8 @@ class _Simulation:
         self.rng.shuffle(segments)
         width = max(6, len(str(users - 1)))
         for i, segment in enumerate(segments):
-            self.plan(Borrower(f"u{i:0{width}d}", segment, BUREAUS[i % 2]))
+            self.borrowers.append(Borrower(f"u{i:0{width}d}", segment, BUREAUS[i % 2]))
+            self.plan(self.borrowers[-1])
         return quotas
 
     def plan(self, b: Borrower) -> None:
@@ -329,6 +341,70 @@ class _Simulation:
         self.emit(t, b, "repayment", self.ledger(*payment))
 
 
+OPERATORS = ("ops-ana", "ops-ben", "ops-chen")
+OVERRIDE_REASONS = ("appeal under review", "payment made at a branch, not yet in the ledger",
+                    "bureau file disputed", "hardship programme")
+OVERRIDE_DUPLICATE = 0.1  # overrides written twice (a redelivery right after)
+
+
+def _plan_overrides(sim: _Simulation, users: list[Borrower], share: float, seed: int
+                    ) -> dict[int, list[Stamped]]:
+    """Overrides by day (each as the simulation stamps an event), from a random stream of
+    their own: an episode for `share` of the users (ten times that share of the chronic
+    delinquents), and a few overrides for users that do not exist (one per twenty
+    episodes, at least one)."""
+    rng = random.Random(f"{seed}/overrides")
+
+    def between(low: int, high: int) -> int:
+        return low + int(rng.random() * (high - low + 1))
+
+    end = sim.t0 + sim.days * DAY
+    out: dict[int, list[Stamped]] = {}
+    seq = 1 << 40  # after the day's simulated events in a tie (never compares the dicts)
+
+    def add(t: int, user_id: str, n: int, action: str, until: int | None = None) -> None:
+        nonlocal seq
+        if t >= end:
+            return
+        event: dict[str, Any] = {
+            "event_id": f"{user_id}-o{n}", "event_type": "override", "user_id": user_id,
+            "occurred_at": sim.stamp(t), "schema_version": 1, "action": action,
+            "operator": OPERATORS[between(0, 2)],
+            "reason": OVERRIDE_REASONS[between(0, len(OVERRIDE_REASONS) - 1)]}
+        if until is not None:
+            event["until"] = sim.stamp(t + until)
+        seq += 1
+        out.setdefault((t - sim.t0) // DAY, []).append((t + rng.random() * JITTER, seq, t, event))
+
+    def office(day: int) -> int:
+        return sim.t0 + day * DAY + 9 * HOUR + int(rng.random() * 9 * HOUR)
+
+    episodes = 0
+    for b in users:
+        closed = b.segment == "chronic_delinquent"
+        if rng.random() >= (10 * share if closed else share):
+            continue
+        episodes += 1
+        low = 120 if closed else 7  # closed from about day 120 (90 days past due)
+        t = office(between(low, max(low, sim.days - 1)))
+        kind, length = rng.random(), between(7, 45) * DAY
+        later = t + between(1, length // DAY - 1) * DAY
+        if kind < 0.15:  # a restore alone
+            add(t, b.user_id, 1, "restore")
+            continue
+        add(t, b.user_id, 1, "hold", length)
+        if kind < 0.4:  # released early
+            add(later, b.user_id, 2, "release")
+        elif kind < 0.65:  # the appeal upheld: restored, and held a month more
+            add(later, b.user_id, 2, "restore", 30 * DAY)
+        elif kind < 0.75:  # extended
+            add(later, b.user_id, 2, "hold", length)
+    width = max(6, len(str(len(users) - 1)))
+    for i in range(max(1, episodes // 20)):
+        add(office(between(0, sim.days - 1)), f"x{i:0{width}d}", 1, "hold", between(7, 30) * DAY)
+    return out
+
+
 def _malformed(rng: random.Random, event: dict[str, Any], line: bytes) -> bytes:
     """A line that is not a valid v1 event, made from a real one."""
     kind, bad = rng.randrange(11), dict(event)
@@ -383,23 +459,40 @@ def _collector_paused() -> Iterator[None]:
 @_collector_paused()
 def generate_log(out: IO[bytes], *, seed: int = 1, users: int = 10_000, days: int = 180,
                  start: str = "2026-01-01", malformed_share: float = 0.002,
-                 duplicate_share: float = 0.01,
+                 duplicate_share: float = 0.01, override_share: float = 0.0,
                  progress: Callable[[int], None] | None = None) -> GenerateSummary:
     """Write a synthetic JSONL event log to `out`; the same arguments give the same bytes."""
     sim = _Simulation(random.Random(seed), date.fromisoformat(start), days)
     by_segment = sim.enrol(users)
+    overrides = (_plan_overrides(sim, sim.borrowers, override_share, seed)
+                 if override_share > 0 else {})
+    if overrides:
+        sim.by_type["override"] = 0
     noise = random.Random(f"{seed}/noise")  # the events do not depend on the shares
+    twice = random.Random(f"{seed}/overrides/noise")
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = events = malformed = 0
+    skew = 0  # override lines written: the noise counts the other lines only
     next_duplicate, next_malformed = _gap(noise, duplicate_share), _gap(noise, malformed_share)
     pending: list[tuple[int, int, bytes]] = []  # (write by line, write by time, line)
     by_line = by_time = NEVER  # the earliest of each over `pending`
     next_progress = PROGRESS_EVERY
-    for today in sim.run():
+    for day, today in enumerate(sim.run()):
+        if day in overrides:
+            today = sorted(today + overrides.pop(day))
         chunk: list[bytes] = []
         for _, _, t, event in today:
-            if t > by_time or lines + len(chunk) >= by_line:  # a duplicate is due
-                written = lines + len(chunk)
+            if event["event_type"] == "override":  # no noise, and never brings a duplicate on
+                line = dumps(event, option=option)
+                chunk.append(line)
+                sim.by_type["override"] += 1
+                skew += 1
+                if twice.random() < OVERRIDE_DUPLICATE:
+                    chunk.append(line)  # redelivered
+                    skew += 1
+                continue
+            if t > by_time or lines + len(chunk) - skew >= by_line:  # a duplicate is due
+                written = lines + len(chunk) - skew
                 chunk.extend(p[2] for p in pending if written >= p[0] or t > p[1])
                 pending = [p for p in pending if written < p[0] and t <= p[1]]
                 by_line = min((p[0] for p in pending), default=NEVER)
@@ -409,7 +502,7 @@ def generate_log(out: IO[bytes], *, seed: int = 1, users: int = 10_000, days: in
             events += 1
             if events == next_duplicate:
                 next_duplicate += _gap(noise, duplicate_share)
-                pending.append((lines + len(chunk) + noise.randint(3, 300),
+                pending.append((lines + len(chunk) - skew + noise.randint(3, 300),
                                 t + DUPLICATE_WINDOW, line))
                 by_line, by_time = min(by_line, pending[-1][0]), min(by_time, pending[-1][1])
             if events == next_malformed:
@@ -423,5 +516,6 @@ def generate_log(out: IO[bytes], *, seed: int = 1, users: int = 10_000, days: in
             next_progress = (lines // PROGRESS_EVERY + 1) * PROGRESS_EVERY
     out.write(b"".join(p[2] for p in pending))
     lines += len(pending)
+    events += sim.by_type.get("override", 0)
     duplicates = lines - events - malformed
     return GenerateSummary(users, events, duplicates, malformed, lines, sim.by_type, by_segment)

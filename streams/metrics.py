@@ -45,7 +45,9 @@ from streams.tally import Tally
 
 UNKNOWN_TYPE = "unknown"  # event_type of a rejected record whose type cannot be read
 OUTCOMES = ("applied", "duplicate", "rejected")
-ACTIONS = (*ACTION_RANK, "restore")
+# An operator's decisions (overrides), by action and reason code.
+OVERRIDE_DECISIONS = (("restore", "OVERRIDE"), ("hold", "APPEAL_HOLD"), ("release", "OVERRIDE"))
+ACTIONS = (*ACTION_RANK, "restore", "hold", "release")
 
 # Event lag: live it is about the allowed lateness (600 s by default) in steady
 # flow, seconds when the inputs are idle, hours while a backlog is consumed.
@@ -62,7 +64,7 @@ _TALLY_COUNTS = ("applied", "duplicates", "late", "rejected", "rejected_types", 
 # Label values created at zero, so that rate() and the alerts have series from the start.
 _EVENT_LABELS = (*((t, o) for t in EVENT_TYPES for o in OUTCOMES), (UNKNOWN_TYPE, "rejected"))
 _DECISION_LABELS = (*((a, r) for a in ACTION_RANK for r in ADVERSE_CODES),
-                    *(("restore", r) for r in RESTORE_CODES))
+                    *(("restore", r) for r in RESTORE_CODES), *OVERRIDE_DECISIONS)
 
 
 class _Histogram:

@@ -84,6 +84,22 @@ def bases(lines: list[bytes]) -> dict[str, dict[str, Any]]:
     }
 
 
+# Overrides: the generator writes them only when asked, so their bases are written here.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "override": {"event_id": "o-1", "event_type": "override", "user_id": "u000001",
+                 "occurred_at": "2026-02-01T10:00:00Z", "schema_version": 1,
+                 "action": "hold", "operator": "ops-ana", "reason": "appeal under review",
+                 "until": "2026-02-15T10:00:00Z"},
+    "override_restore": {"event_id": "o-2", "event_type": "override", "user_id": "u000002",
+                         "occurred_at": "2026-02-01T10:00:00.5+08:00", "action": "restore",
+                         "operator": "ops-ben", "reason": "payment made at a branch",
+                         "until": "2026-03-01T00:00:00-05:00"},
+    "override_release": {"event_id": "o-3", "event_type": "override", "user_id": "u000003",
+                         "occurred_at": "2026-02-01T10:00:00Z", "action": "release",
+                         "operator": "ops-chen", "reason": "appeal upheld"},
+}
+
+
 # --- edge values --------------------------------------------------------------------------
 
 GENERIC: list[Any] = [
@@ -200,6 +216,20 @@ FIELDS = {
                       "total_debt", "monthly_income"),
     "credit_min": ("credit_score", "open_lenders", "total_debt", "monthly_income", "bureau"),
 }
+OVERRIDE_FIELDS = {
+    "override": ("event_id", "user_id", "occurred_at", "action", "operator", "reason", "until"),
+    "override_restore": ("occurred_at", "action", "until"),
+    "override_release": ("action", "until", "operator", "reason"),
+}
+OVERRIDE_TEXT = ["a" * 500, "a" * 501, "é" * 500, "é" * 501, "😀" * 500, "😀" * 501,
+                 Raw('"\\ud800"'), Raw('"\\ud83d\\ude00"'), Raw('"a\\u0000b"'), "\ud800"]
+# Around the bases' occurred_at (2026-02-01T10:00:00Z): until at it, a hair before or
+# after it, the same instant at another offset.
+UNTILS = ["2026-02-01T10:00:00Z", "2026-02-01T10:00:00.000001Z", "2026-02-01T09:59:59.999999Z",
+          "2026-02-01T10:00:00.0000001Z", "2026-02-01T10:00:00.000000999Z",
+          "2026-02-01T11:00:00+01:00", "2026-02-01T11:00:00.000001+01:00",
+          "2026-02-01T05:00:00-05:00", "2026-02-01T10:00:01Z", "2026-02-01T02:00:00.5-08:00",
+          "2026-02-01T18:00:00.5+08:00", "2026-02-01T18:00:00.4+08:00"]
 
 
 def field_values(name: str) -> list[Any]:
@@ -211,11 +241,18 @@ def field_values(name: str) -> list[Any]:
     if name in ("amount_due", "amount_paid", "requested_amount", "total_debt",
                 "monthly_income"):
         values += NUMBERS
-    if name in ("occurred_at", "paid_at"):
+    if name in ("occurred_at", "paid_at", "until"):
         values += TIMES
+    if name == "until":
+        values += UNTILS
+    if name in ("operator", "reason"):
+        values += OVERRIDE_TEXT
+    if name == "action":
+        values += ["restore", "hold", "release", "Hold", "hold ", "RELEASE", "cancel",
+                   Raw('"h\\u006fld"')]
     if name == "due_date":
         values += DATES
-    if name in TEXT_LIMITS or name == "channel":
+    if name in TEXT_LIMITS or name in ("channel", "operator", "reason"):
         values += ["\\", '"', "\t", "a" * 63 + "é", "\U0010FFFF" * 64, "\x7f"]
     if name in ("product", "kind"):
         values += [Raw('"cash\\u005floan"'), Raw('"pay\\u005Flater"'), "Cash_loan",
@@ -320,6 +357,41 @@ def record_cases(lines: list[bytes], *, generated: int | None = None, prefix_ste
     for i, value in enumerate(_random_times(random_times)):
         if i % 4 == 0:
             yield f"time-record/{i}", _utf8(record(credit, occurred_at=value))
+
+    # 9. Overrides: each base, every field set to edge values, the type's reprs, prefixes,
+    # damage, and random times as until.
+    for kind, base in OVERRIDES.items():
+        yield f"override/base/{kind}", orjson.dumps(base)
+    for kind, names in OVERRIDE_FIELDS.items():
+        for name in names:
+            for i, v in enumerate(field_values(name)):
+                yield f"field/{kind}/{name}/{i}", _utf8(record(OVERRIDES[kind], **{name: v}))
+    hold = OVERRIDES["override"]
+    for i, v in enumerate([*ODD_STRINGS[:12], "override ", "Override", "overrides"]):
+        yield f"event_type/override/{i}", _utf8(record(hold, event_type=v))
+    for i, v in enumerate([MISSING, *VERSIONS]):
+        yield f"schema_version/override/{i}", _utf8(record(hold, schema_version=v))
+    for kind, base in OVERRIDES.items():
+        line = orjson.dumps(base)
+        for n in range(0, len(line), prefix_step):
+            yield f"prefix/{kind}/{n}", line[:n]
+    rng = random.Random("damaged overrides")
+    pool = [orjson.dumps(x) for x in OVERRIDES.values()]
+    for i in range(damaged // 10):
+        line = bytearray(rng.choice(pool))
+        for _ in range(rng.randint(1, 3)):
+            op, at = rng.randrange(3), rng.randrange(len(line))
+            if op == 0:
+                line[at] = rng.choice(alphabet)
+            elif op == 1:
+                line.insert(at, rng.choice(alphabet))
+            else:
+                del line[at]
+        yield f"damaged/override/{i}", bytes(line)
+    for i, value in enumerate(_random_times(random_times)):
+        if i % 4 == 1:
+            yield f"until-record/{i}", _utf8(record(hold, occurred_at="1000-01-01T00:00:00Z",
+                                                    until=value))
 
 
 def _utf8(text: str) -> bytes:

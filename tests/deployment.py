@@ -25,9 +25,10 @@ GRAFANA_DATASOURCE = ROOT / "deploy" / "grafana" / "provisioning" / "datasources
 
 SCRAPE_JOB = "closure-monitor"
 
-EVENT_TYPES = frozenset({"repayment", "application", "credit_report", "unknown"})
+EVENT_TYPES = frozenset({"repayment", "application", "credit_report", "override",
+                         "unknown"})
 OUTCOMES = frozenset({"applied", "duplicate", "rejected"})
-ACTIONS = frozenset({"warn", "downgrade", "close", "restore"})
+ACTIONS = frozenset({"warn", "downgrade", "close", "restore", "hold", "release"})
 API_OUTCOMES = frozenset({"ok", "not_found", "bad_request", "unauthorized", "forwarded",
                           "unavailable"})
 REASONS = frozenset(
@@ -43,6 +44,8 @@ REASONS = frozenset(
         "DORMANT",
         "CURED",
         "DATA_CORRECTION",
+        "OVERRIDE",
+        "APPEAL_HOLD",
     }
 )
 ANY = None  # a label whose values are not a fixed set here

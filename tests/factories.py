@@ -14,6 +14,7 @@ from streams.events import (
     Application,
     CreditReport,
     Event,
+    Override,
     Repayment,
     format_date,
     format_time,
@@ -50,6 +51,14 @@ def report(at: float, *, user: str = "u1", event_id: str | None = None, **fields
     return CreditReport(event_id or _id("c"), user, day(at), "bureau-a", **fields)
 
 
+def override(at: float, action: str, *, user: str = "u1", until: float | None = None,
+             operator: str = "ops-1", reason: str = "appeal under review",
+             event_id: str | None = None) -> Override:
+    """An operator's override; `at` and `until` in days after T0."""
+    return Override(event_id or _id("o"), user, day(at), action, operator, reason,
+                    None if until is None else day(until))
+
+
 def encode(event: Event) -> bytes:
     """The event as its input record (schema v1, JSON): what decodes back to it."""
     body: dict[str, Any] = {"event_id": event.event_id, "event_type": event.event_type,
@@ -66,6 +75,10 @@ def encode(event: Event) -> bytes:
                  "kind": event.kind, "requested_amount": event.requested_amount}
         if event.channel is not None:
             body["channel"] = event.channel
+    elif isinstance(event, Override):
+        body |= {"action": event.action, "operator": event.operator, "reason": event.reason}
+        if event.until is not None:
+            body["until"] = format_time(event.until)
     else:
         body["bureau"] = event.bureau
         body |= {f: getattr(event, f) for f in BUREAU_FIELDS if getattr(event, f) is not None}

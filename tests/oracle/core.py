@@ -14,7 +14,11 @@ No Faust, Kafka, clock, I/O or metrics in here: the worker, `replay` and
   correction: if the user's restriction rested on repayment history and is no
   longer justified, `restore` with `DATA_CORRECTION` supersedes it;
 - a restricted user with no adverse condition for the cooling-off period is
-  restored with `CURED`; a warning whose conditions all cleared lapses the same way.
+  restored with `CURED`; a warning whose conditions all cleared lapses the same way;
+- an operator's override restores a user (`OVERRIDE`), holds automatic action until
+  a time (`APPEAL_HOLD`: no notice starts, runs or acts meanwhile; restores in the
+  user's favour still happen) or releases a hold; one for a user with no state is
+  not applied (`rejection`).
 
 `step` owns the state it is given: it updates it in place and returns it (replay
 keeps millions of users; copying each state per event would halve throughput).
@@ -26,7 +30,17 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass
 from typing import Any
 
-from streams.events import DAY, Application, CreditReport, Event, Repayment, Tick
+from streams.codec import Rejection
+from streams.events import (
+    DAY,
+    Application,
+    CreditReport,
+    Event,
+    Override,
+    Repayment,
+    Tick,
+    format_time,
+)
 from streams.policy import REPAYMENT_CODES, RULE_BIT, Policy, Rule, Tier
 from tests.oracle.decisions import Decision, Reason, decision_id
 from tests.oracle.rules import (
@@ -54,6 +68,9 @@ from tests.oracle.state import (
 
 STATUS_OF_RANK = ("active", "warned", "downgraded", "closed")
 ACTION_OF_RANK = (None, "warn", "downgrade", "close")
+# The actions that restrict, whose decisions a restore supersedes (not an override's
+# hold or release, which leave the restriction as it stands).
+ADVERSE_ACTIONS = frozenset(("warn", "downgrade", "close"))
 LEDGER_RETENTION = 90 * DAY  # settled installments kept this long past their window
 MAX_REASONS = 4
 INF = float("inf")
@@ -102,6 +119,8 @@ def step(policy: Policy, state: UserState | None, event: Event | Tick
             return None, []
         return state, fire(policy, state, event.at)
     if state is None:
+        if isinstance(event, Override):
+            return None, []  # an unknown user: not applied (see `rejection`)
         state = UserState(event.user_id, first_seen=event.occurred_at, clock=event.occurred_at)
     elif event.event_id in state.seen:
         return state, []  # a redelivery: nothing changes
@@ -113,12 +132,25 @@ def step_new(policy: Policy, state: UserState, event: Event) -> list[Decision]:
     t = event.occurred_at
     decisions = fire(policy, state, t) if state.deadline is not None else []
     now = state.clock if state.clock > t else t  # max(clock, t)
-    correction = _apply(state, event, now, policy)
+    if isinstance(event, Override):
+        decisions += _override(policy, state, event, now)
+        correction = None
+    else:
+        correction = _apply(state, event, now, policy)
     state.seen.append(event.event_id)
     if len(state.seen) > policy.dedupe_ids:
         del state.seen[0]
     decisions += _evaluate(policy, state, now, event.event_id, correction)
     return decisions
+
+
+def rejection(state: UserState | None, event: Event) -> Rejection | None:
+    """Why the event is not applied to this state, if it is not: an override for a user
+    with no state. Checked when the event is applied (in event-time order), not when it
+    is decoded; counted and dead-lettered as a rejection."""
+    if state is None and isinstance(event, Override):
+        return Rejection("unknown_user", f"no such user: {event.user_id}", "override")
+    return None
 
 
 def is_duplicate(state: UserState | None, event: Event) -> bool:
@@ -194,6 +226,46 @@ def _apply(s: UserState, e: Event, now: float, policy: Policy) -> Correction | N
         if e.hard_inquiries_30d is not None:
             memo.stale |= APPLICATION_PART
     return None
+
+
+def _override(policy: Policy, s: UserState, e: Override, now: float) -> list[Decision]:
+    """Apply an operator's override at `now`: the decisions it makes itself."""
+    out: list[Decision] = []
+    trigger, operator = e.event_id, e.operator
+    if e.action == "restore":
+        if s.status != "active":
+            out.append(_restore(policy, s, now, trigger,
+                                Reason("OVERRIDE", f"restored by {operator}: {e.reason}", 0, 0),
+                                operator=operator))
+        if e.until is not None:
+            out.append(_hold(policy, s, now, e, e.until))
+    elif e.action == "hold":
+        assert e.until is not None  # the codec requires it
+        out.append(_hold(policy, s, now, e, e.until))
+    elif s.hold_until is not None:  # a release; of a user not held, it makes no decision
+        s.hold_until = None
+        out.append(_decide(policy, s, "release", s.status, now, trigger,
+                           (Reason("OVERRIDE", f"hold released by {operator}: {e.reason}",
+                                   0, 0),),
+                           None, operator=operator))
+    # The memo's shortcut in _evaluate assumes nothing but events and time changed the
+    # state since the last evaluation: a restore (now active, notices cleared), a hold
+    # (notices withdrawn) and a release (notices to start afresh) each need the full
+    # evaluation that follows. The wake time NEVER has passed: the next one is full.
+    if s.memo is not None:
+        s.memo.wake = NEVER
+    return out
+
+
+def _hold(policy: Policy, s: UserState, now: float, e: Override, until: float) -> Decision:
+    """Hold automatic action until `until`: the notices running are withdrawn."""
+    s.hold_until = until
+    s.pending = {}
+    s.announced = {}
+    return _decide(policy, s, "hold", s.status, now, e.event_id,
+                   (Reason("APPEAL_HOLD", f"automatic action held until {format_time(until)} "
+                                          f"by {e.operator}: {e.reason}", 0, 0),),
+                   None, until, operator=e.operator)
 
 
 def _add_score(s: UserState, t: float, score: int) -> None:
@@ -421,6 +493,13 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
     memo = s.memo
     if memo is None or memo.policy is not policy:
         memo = _memo(policy, s)
+    hold = s.hold_until
+    if hold is not None and t >= hold:
+        # The hold ran out (no decision says so): notices start afresh now, which the
+        # memo's shortcut below, knowing nothing of holds, would skip.
+        s.hold_until = None
+        memo.wake = NEVER
+    held = s.hold_until is not None
     _prune(policy, s, t, memo)
     fresh = _refresh(policy, s, t, memo)
     if (fresh is None and correction is None and t < memo.wake
@@ -440,7 +519,10 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         s.deadline = _next_deadline(policy, s, t, memo)
         return []
     crossed = _crossed_now(policy, s, t, memo.counts, fresh or {})
-    due, waiting = _classify(s, crossed, t)
+    if held:  # no notice starts, runs out or is announced while a hold is in force
+        due, waiting = [], []
+    else:
+        due, waiting = _classify(s, crossed, t)
     out: list[Decision] = []
     rank = STATUS_RANK[s.status]
 
@@ -494,7 +576,7 @@ def _evaluate(policy: Policy, s: UserState, t: float, trigger: str | None,
         _announce(s, waiting)
         rank = max(rank, 1)
 
-    if rank == 1 and not due and not waiting:
+    if rank == 1 and not due and not waiting and not (held and crossed):
         out.append(_restore(policy, s, t, trigger,
                             Reason("CURED", "the conditions behind the warning no longer hold",
                                    0, 0)))
@@ -542,6 +624,9 @@ def _next_deadline(policy: Policy, s: UserState, t: float, memo: Memo) -> float 
         at = s.clear_since + policy.cooling_off
         if t < at < best:
             best = at
+    hold = s.hold_until
+    if hold is not None and t < hold < best:  # the hold runs out: notices start then
+        best = hold
     return best if best != INF else None
 
 
@@ -587,12 +672,13 @@ def _covered(s: UserState, acting: list[Finding], waiting: list[Finding]) -> boo
 
 def _decide(policy: Policy, s: UserState, action: str, status_after: str, t: float,
             trigger: str | None, reasons: tuple[Reason, ...], limit_factor: float | None,
-            effective_at: float | None = None, supersedes: str | None = None) -> Decision:
+            effective_at: float | None = None, supersedes: str | None = None,
+            operator: str | None = None) -> Decision:
     d = Decision(decision_id(policy.version, s.user_id, s.seq, action, t), s.user_id, action,
                  s.status, status_after, limit_factor, reasons, policy.version, trigger, t,
-                 effective_at, supersedes)
+                 effective_at, supersedes, operator)
     s.seq += 1
-    if action != "restore":
+    if action in ADVERSE_ACTIONS:
         # What a restore supersedes: the decision that set the current status; the
         # codes are that decision's reasons and those of warnings given since in the
         # same status: what the restriction rests on (a DATA_CORRECTION restore needs
@@ -608,9 +694,9 @@ def _decide(policy: Policy, s: UserState, action: str, status_after: str, t: flo
 
 
 def _restore(policy: Policy, s: UserState, t: float, trigger: str | None, reason: Reason,
-             supersedes: str | None = None) -> Decision:
+             supersedes: str | None = None, operator: str | None = None) -> Decision:
     d = _decide(policy, s, "restore", "active", t, trigger, (reason,), 1.0,
-                supersedes=supersedes)
+                supersedes=supersedes, operator=operator)
     s.limit_factor = 1.0
     s.announced = {}
     s.pending.clear()

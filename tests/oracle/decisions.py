@@ -27,7 +27,7 @@ class Reason:
 class Decision:
     decision_id: str
     user_id: str
-    action: str  # warn | downgrade | close | restore
+    action: str  # warn | downgrade | close | restore | hold | release
     status_before: str
     status_after: str
     limit_factor: float | None
@@ -35,11 +35,12 @@ class Decision:
     policy_version: str
     trigger_event_id: str | None  # None when a deadline fired it
     event_time: float
-    effective_at: float | None  # warn only
+    effective_at: float | None  # warn: when it acts; hold: when the hold ends
     supersedes: str | None
+    operator: str | None = None  # who made an override's decision; None when automatic
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "decision_id": self.decision_id,
             "user_id": self.user_id,
             "action": self.action,
@@ -53,6 +54,9 @@ class Decision:
             "effective_at": None if self.effective_at is None else format_time(self.effective_at),
             "supersedes": self.supersedes,
         }
+        if self.operator is not None:  # last, and only on an operator's decision
+            d["operator"] = self.operator
+        return d
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.as_dict())

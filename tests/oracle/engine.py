@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from time import perf_counter, time
 from typing import Any, Generic, TypeVar
 
+from streams.codec import Rejection
 from streams.events import Event, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.tally import Tally
-from tests.oracle.core import step, step_new
+from tests.oracle.core import rejection, step, step_new
 from tests.oracle.decisions import Decision
 from tests.oracle.state import UserState
 
@@ -57,6 +58,10 @@ class Partition(Generic[H]):
         self.buffer: ReorderBuffer[H] = ReorderBuffer(lateness)
         self.tally = tally if tally is not None else Tally()
         self.decisions: list[Decision] = []  # drained by the shell
+        # Released events rejected when applied (an override for a user with no state),
+        # with their handles: taken by the shell (`take_rejections`), which dead-letters
+        # them. They are counted as rejections, and their handles released as any.
+        self.rejections: list[tuple[H, Rejection]] = []
         self._scheduled: dict[str, float] = {}  # user -> deadline
         self._heap: list[tuple[float, str]] = []
         # With `places` set to a list: for each decision made, where it came in this
@@ -109,23 +114,30 @@ class Partition(Generic[H]):
             for event, handle in buffer.release():
                 if keep:
                     self._place = (0, event.occurred_at, event.event_id, handle, 0)
-                self.apply(event)
+                rejected = self.apply(event)
+                if rejected is not None:
+                    self.rejections.append((handle, rejected))
                 handles.append(handle)
         heap = self._heap
         if heap and heap[0][0] <= mark:
             self.tick()
         return handles
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event) -> Rejection | None:
+        """Apply one released event; if it is rejected instead, count it and say why."""
         uid = event.user_id
         states = self.states
         state = states.get(uid)
         if state is None:
+            rejected = rejection(state, event)
+            if rejected is not None:
+                self.tally.count_rejection(rejected)
+                return rejected
             state, decisions = step(self.policy, state, event)
             assert state is not None
         elif event.event_id in state.seen:  # is_duplicate
             self.tally.duplicates[event.event_type] += 1
-            return
+            return None
         else:
             decisions = step_new(self.policy, state, event)
         states[uid] = state
@@ -133,6 +145,7 @@ class Partition(Generic[H]):
         if decisions:
             self._emit(decisions)
         self._schedule(uid, state.deadline)
+        return None
 
     def tick(self) -> None:
         """Fire the deadlines of users the watermark has passed."""
@@ -160,6 +173,10 @@ class Partition(Generic[H]):
 
     def drain(self) -> list[Decision]:
         out, self.decisions = self.decisions, []
+        return out
+
+    def take_rejections(self) -> list[tuple[H, Rejection]]:
+        out, self.rejections = self.rejections, []
         return out
 
     def _emit(self, decisions: list[Decision]) -> None:
@@ -197,9 +214,10 @@ class TimedPartition(Partition[H]):
         self._observe_step = observe_step
         self._observe_lag = observe_lag
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event) -> Rejection | None:
         started = perf_counter()
-        super().apply(event)
+        rejected = super().apply(event)
         self._observe_step(perf_counter() - started)
         if self._observe_lag is not None:
             self._observe_lag(time() - event.occurred_at)
+        return rejected

@@ -6,6 +6,10 @@ Recorded logs through `Partition`s: a file stands in for each topic. Several fil
 are read as several inputs, like the three topics live: the next line always comes
 from the file that is furthest behind in event time, and a finished file stops
 holding the watermark back.
+
+Rejected lines are reported as they are read, but for overrides of users with no
+state, rejected when applied: those are reported at the end of the run, after every
+other, in the order of their files (as given) and line numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import orjson
 
 from streams.codec import Rejection, decode
 from streams.errors import LogError
+from streams.events import Override
 from streams.policy import Policy
 from streams.replay import DEFAULT_LATENESS, open_log
 from streams.tally import Tally
@@ -111,6 +116,21 @@ def _run(parts: list[Partition[int]], names: list[str],
                 on_decision(d)
 
     tallies = [part.tally for part in parts]
+    # The override lines not yet applied, by handle (few: a rejection when applied is
+    # reported with its line), and the lines rejected when applied, reported at the end.
+    overrides: dict[int, tuple[int, int, bytes]] = {}
+    applied_rejected: list[tuple[int, int, RejectedLine]] = []
+
+    def settle(released: list[int]) -> None:
+        """Take the partitions' rejections (every partition rejects the same events: a
+        user's state exists whatever the policy), then forget the released overrides."""
+        taken = [part.take_rejections() for part in parts]
+        for handle, rejection in taken[0]:
+            i, number, raw = overrides[handle]
+            applied_rejected.append((i, number, RejectedLine(names[i], number, rejection, raw)))
+        for handle in released:
+            overrides.pop(handle, None)
+
     handles = [open_log(p) for p in names]
     behind = [float("-inf")] * len(handles)  # latest event time delivered per file
     line_no = [0] * len(handles)
@@ -118,7 +138,7 @@ def _run(parts: list[Partition[int]], names: list[str],
         for i in range(len(handles)):
             part.add_input(i)
     live = list(range(len(handles)))
-    offers = [part.offer for part in parts]
+    first_offer, *other_offers = [part.offer for part in parts]
     lines = step = 0
     # Full collections rescan the table of user states, which only grows: see
     # engine.rare_full_collections.
@@ -152,8 +172,13 @@ def _run(parts: list[Partition[int]], names: list[str],
                         step += 1
                         for tally in tallies:
                             tally.read += 1
-                        for offer in offers:
+                        if isinstance(event, Override):
+                            overrides[step] = (i, number, raw)
+                        released = first_offer(i, event, step)
+                        for offer in other_offers:
                             offer(i, event, step)
+                        if overrides:
+                            settle(released)
                         drain()
                         if t > at:
                             at = t
@@ -168,11 +193,17 @@ def _run(parts: list[Partition[int]], names: list[str],
                 behind[i], line_no[i] = at, number
                 if done:
                     live.remove(i)
-                    for part in parts:
+                    released = parts[0].remove_input(i)
+                    for part in parts[1:]:
                         part.remove_input(i)
+                    if overrides:
+                        settle(released)
                     drain()
     finally:
         for h in handles:
             if h is not sys.stdin.buffer:
                 h.close()
     drain()
+    if on_reject is not None:
+        for _, _, line in sorted(applied_rejected, key=lambda r: (r[0], r[1])):
+            on_reject(line)

@@ -69,6 +69,7 @@ class UserState:
     adverse_codes: tuple[str, ...] = ()  # its reasons and those of warnings since, same status
     deadline: float | None = None  # next event time at which the decision may change
     seen: list[str] = field(default_factory=list)  # recent event ids, oldest first
+    hold_until: float | None = None  # an operator's hold: no automatic action before then
     # Derived, never dumped (a loaded state starts without): what the last evaluation
     # found, so that the next one re-observes only what an event or time can have changed.
     memo: Memo | None = field(default=None, repr=False, compare=False)
@@ -106,28 +107,29 @@ def dump(state: UserState) -> bytes:
     and the table keeps every user's value (a worker holding 100,000 users in the
     memory store peaked at 1,052 MiB, 694 MiB of it these buffers).
     """
-    return bytes(memoryview(orjson.dumps(
-        {
-            "u": state.user_id,
-            "f": state.first_seen,
-            "c": state.clock,
-            "s": state.status,
-            "l": state.limit_factor,
-            "q": state.seq,
-            "L": {k: [i.recorded_at, i.due, i.amount_due, i.amount_paid, i.paid_at]
-                  for k, i in state.ledger.items()},
-            "a": state.applications,
-            "d": state.last_drawdown,
-            "b": [[k, state.bureau[k], state.bureau_at[k]] for k in state.bureau],
-            "S": state.scores,
-            "p": state.pending,
-            "W": state.announced,
-            "k": state.clear_since,
-            "A": [state.adverse_id, list(state.adverse_codes)],
-            "D": state.deadline,
-            "e": state.seen,
-        }
-    )))
+    data: dict[str, Any] = {
+        "u": state.user_id,
+        "f": state.first_seen,
+        "c": state.clock,
+        "s": state.status,
+        "l": state.limit_factor,
+        "q": state.seq,
+        "L": {k: [i.recorded_at, i.due, i.amount_due, i.amount_paid, i.paid_at]
+              for k, i in state.ledger.items()},
+        "a": state.applications,
+        "d": state.last_drawdown,
+        "b": [[k, state.bureau[k], state.bureau_at[k]] for k in state.bureau],
+        "S": state.scores,
+        "p": state.pending,
+        "W": state.announced,
+        "k": state.clear_since,
+        "A": [state.adverse_id, list(state.adverse_codes)],
+        "D": state.deadline,
+        "e": state.seen,
+    }
+    if state.hold_until is not None:  # last, and only when set: a state without a hold
+        data["H"] = state.hold_until  # is stored as it was before holds existed
+    return bytes(memoryview(orjson.dumps(data)))
 
 
 def load(data: bytes) -> UserState:
@@ -154,4 +156,5 @@ def load(data: bytes) -> UserState:
         adverse_codes=tuple(adverse_codes),
         deadline=d["D"],
         seen=d["e"],
+        hold_until=d.get("H"),
     )

@@ -26,7 +26,14 @@ CREDIT_REPORT: dict[str, Any] = {
     "credit_score": 640, "open_lenders": 2, "hard_inquiries_30d": 0,
     "delinquent_accounts": 0, "total_debt": 1200.5, "monthly_income": 3000,
 }
-BASES = {"repayment": REPAYMENT, "application": APPLICATION, "credit_report": CREDIT_REPORT}
+OVERRIDE: dict[str, Any] = {
+    "event_id": "o-1", "event_type": "override", "user_id": "u1",
+    "occurred_at": "2026-01-05T10:00:00+02:00", "action": "hold", "operator": "ops-7",
+    "reason": "appeal #12: the bureau file is under review",
+    "until": "2026-01-20T00:00:00.250-03:00",
+}
+BASES = {"repayment": REPAYMENT, "application": APPLICATION, "credit_report": CREDIT_REPORT,
+         "override": OVERRIDE}
 
 short_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 _scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)

@@ -7,14 +7,16 @@ from collections.abc import Iterable
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams import _engine
 from streams.codec import Rejection, decode
 from streams.compiled import compiled_policy
 from streams.events import DAY, Event, Tick
 from streams.policy import compile_policy, load_policy
-from tests.factories import application, day, encode, repayment, report
-from tests.oracle.core import step
+from tests.factories import application, day, encode, override, repayment, report
+from tests.oracle.core import rejection, step
 from tests.oracle.decisions import Decision
 from tests.oracle.rules import LEVERAGE_CAP, leverage
 from tests.oracle.state import UserState, dump, load
@@ -29,11 +31,14 @@ def run(items: Iterable[Event | float], policy=POLICY, state: UserState | None =
     Every step is taken twice: by the Python core (whose state and decisions the
     tests read) and by the engine (`streams._engine`, from the record as a producer
     writes it, its state stored and loaded between steps), and the two must agree
-    byte for byte: each test's expectations are the engine's too."""
+    byte for byte: each test's expectations are the engine's too. An event the
+    core does not apply (an override for a user with no state) is rejected by both,
+    for the same reason."""
     engine = compiled_policy(policy)
     stored = None if state is None else dump(state)
     out: list[Decision] = []
     for item in items:
+        want_rejected = None
         if isinstance(item, int | float):
             ev: Event | Tick = Tick(day(item))
             stored, lines, rejected = _engine.step(engine, stored, tick=ev.at)
@@ -43,8 +48,11 @@ def run(items: Iterable[Event | float], policy=POLICY, state: UserState | None =
             assert not isinstance(decoded, Rejection)
             ev = decoded
             stored, lines, rejected = _engine.step(engine, stored, raw=raw)
+            why = rejection(state, decoded)
+            if why is not None:
+                want_rejected = (why.reason, why.detail, why.event_type)
         state, ds = step(policy, state, ev)
-        assert rejected is None
+        assert rejected == want_rejected
         assert lines == [d.to_json() for d in ds]
         assert stored == (None if state is None else dump(state))
         out += ds
@@ -544,3 +552,279 @@ def test_a_dumped_state_holds_no_more_memory_than_its_length() -> None:
     finally:
         tracemalloc.stop()
     assert len(kept) == 200 and traced / 200 < 2 * size + 200
+
+
+# --- operator overrides: restore, hold, release ---------------------------------------------
+
+HELD_MESSAGE = "automatic action held until {} by ops-1: appeal under review"
+
+
+def timeline(ds: list[Decision]) -> list[tuple[str, str, float]]:
+    """(action, first reason code, event time in days after T0) of each decision."""
+    return [(d.action, d.reasons[0].code, round((d.event_time - day(0)) / DAY, 6)) for d in ds]
+
+
+def test_an_operator_restores_a_closed_user_whose_arrears_are_paid():
+    # Closed at day 100, paid at day 112: the cooling-off would restore on day 142; the
+    # operator restores on day 115, and nothing follows.
+    items = [repayment(0, due=10), 110, repayment(112, due=10, paid_at=112),
+             override(115, "restore")]
+    s, ds = run([*items, 200])
+    assert timeline(ds) == [("warn", "OVERDUE", 11), ("downgrade", "OVERDUE", 40),
+                            ("close", "OVERDUE", 100), ("restore", "OVERRIDE", 115)]
+    close, restore = ds[2], ds[3]
+    assert (restore.status_before, restore.status_after, restore.limit_factor) == (
+        "closed", "active", 1.0)
+    assert restore.trigger_event_id == items[-1].event_id and restore.supersedes is None
+    assert restore.effective_at is None and restore.operator == "ops-1"
+    [reason] = restore.reasons
+    assert reason.message == "restored by ops-1: appeal under review"
+    assert (reason.observed, reason.threshold) == (0, 0) and type(reason.observed) is int
+    written = orjson.loads(restore.to_json())
+    assert list(written)[-1] == "operator" and written["operator"] == "ops-1"
+    assert b'"observed":0,"threshold":0' in restore.to_json()
+    assert "operator" not in close.as_dict()  # automatic decisions are written as before
+    assert s is not None and (s.status, s.limit_factor, s.adverse_id, s.adverse_codes,
+                              s.clear_since, s.hold_until) == ("active", 1.0, None, (), None, None)
+    assert b'"H"' not in dump(s)
+
+
+def test_a_restore_without_a_hold_leaves_the_rules_to_act_again_at_once():
+    # Still 101 days past due when restored: the close tier, without notice, acts again.
+    _, ds = run([repayment(0, due=10), 110, override(111, "restore")])
+    assert timeline(ds)[3:] == [("restore", "OVERRIDE", 111), ("close", "OVERDUE", 111)]
+    assert ds[4].trigger_event_id == ds[3].trigger_event_id
+
+
+def test_a_restore_with_until_restores_then_holds_until_then():
+    items = [repayment(0, due=10), 110, override(111, "restore", until=131)]
+    s, ds = run([*items, 130])
+    assert timeline(ds)[3:] == [("restore", "OVERRIDE", 111), ("hold", "APPEAL_HOLD", 111)]
+    restore, hold = ds[3:]
+    assert (hold.status_before, hold.status_after, hold.limit_factor) == ("active", "active", None)
+    assert hold.effective_at == day(131) and hold.supersedes is None
+    assert hold.trigger_event_id == restore.trigger_event_id == items[-1].event_id
+    assert hold.reasons[0].message == HELD_MESSAGE.format("2026-05-12T00:00:00Z")
+    assert (hold.reasons[0].observed, hold.reasons[0].threshold) == (0, 0)
+    assert hold.decision_id not in (restore.decision_id, ds[2].decision_id)
+    assert s is not None and s.status == "active" and s.hold_until == day(131)
+    assert s.deadline == day(131)  # the hold's end is a deadline
+    assert list(orjson.loads(dump(s)))[-1] == "H"
+    # Still unpaid when the hold runs out: closed again then, by a deadline.
+    _, ds = run([*items, 200])
+    assert timeline(ds)[5:] == [("close", "OVERDUE", 131)]
+    assert ds[5].trigger_event_id is None
+
+
+def test_a_hold_withdraws_the_notice_running_and_a_fresh_one_starts_when_it_ends():
+    items = [report(0, credit_score=510), override(5, "hold", until=20)]
+    s, ds = run(items)
+    assert timeline(ds) == [("warn", "SCORE_BELOW_MIN", 0), ("hold", "APPEAL_HOLD", 5)]
+    assert ds[0].effective_at == day(14)  # the downgrade the warning announced
+    assert ds[1].status_before == ds[1].status_after == "warned"
+    assert s is not None and s.pending == {} and s.announced == {} and s.status == "warned"
+    assert s.deadline == day(20)
+    _, ds = run([*items, 19.9])
+    assert timeline(ds)[2:] == []  # no downgrade on day 14 while held
+    _, ds = run([*items, 40])
+    assert timeline(ds)[2:] == [("warn", "SCORE_BELOW_MIN", 20),
+                                ("downgrade", "SCORE_BELOW_MIN", 34)]
+    warn = ds[2]
+    assert warn.effective_at == day(34) and warn.trigger_event_id is None
+    assert warn.status_before == warn.status_after == "warned"
+
+
+def test_no_notice_starts_while_a_hold_is_in_force():
+    items = [report(0, credit_score=700), override(1, "hold", until=10),
+             report(3, credit_score=510)]
+    s, ds = run(items)
+    assert timeline(ds) == [("hold", "APPEAL_HOLD", 1)]
+    assert s is not None and s.status == "active" and s.pending == {}
+    _, ds = run([*items, 30])
+    assert timeline(ds)[1:] == [("warn", "SCORE_BELOW_MIN", 10),
+                                ("downgrade", "SCORE_BELOW_MIN", 24)]
+
+
+def test_a_hold_that_runs_out_makes_no_decision_and_leaves_no_trace_in_the_state():
+    items = [report(0, credit_score=700), override(1, "hold", until=10)]
+    s, _ = run(items)
+    assert s is not None and s.hold_until == day(10) and s.deadline == day(10)
+    s, ds = run([*items, 12])
+    assert timeline(ds) == [("hold", "APPEAL_HOLD", 1)]
+    assert s is not None and s.hold_until is None
+    assert s.deadline == day(180)  # what is left: the score report leaves its window
+    assert b'"H"' not in dump(s) and load(dump(s)).hold_until is None
+
+
+def test_a_downgraded_user_who_clears_is_restored_after_the_cooling_off_while_held():
+    items = [report(0, open_lenders=9), 20, override(21, "hold", until=100),
+             report(25, open_lenders=2)]
+    s, ds = run([*items, 60])
+    assert timeline(ds) == [("warn", "MULTI_LENDER", 0), ("downgrade", "MULTI_LENDER", 14),
+                            ("hold", "APPEAL_HOLD", 21), ("restore", "CURED", 55)]
+    hold = ds[2]
+    assert (hold.status_before, hold.status_after, hold.limit_factor) == (
+        "downgraded", "downgraded", None)
+    assert s is not None and s.status == "active" and s.hold_until == day(100)
+    s, ds = run([*items, 120])
+    assert len(ds) == 4 and s is not None and s.hold_until is None
+
+
+def test_a_held_warned_user_is_restored_only_when_no_tier_is_crossed():
+    # A score of 540 still crosses the warn tier (560), which waits while held: no CURED.
+    items = [report(0, credit_score=510), override(5, "hold", until=40),
+             report(10, credit_score=540)]
+    _, ds = run([*items, 60])
+    assert timeline(ds) == [("warn", "SCORE_BELOW_MIN", 0), ("hold", "APPEAL_HOLD", 5)]
+    _, ds = run([*items, report(20, credit_score=700)])
+    assert timeline(ds)[2:] == [("restore", "CURED", 20)]
+
+
+def test_a_correction_while_held_restores_and_supersedes_the_close_not_the_hold():
+    items = [repayment(0, due=10), 110, override(111, "hold", until=200),
+             repayment(130, due=10, paid_at=9.5)]
+    s, ds = run(items)
+    assert timeline(ds) == [("warn", "OVERDUE", 11), ("downgrade", "OVERDUE", 40),
+                            ("close", "OVERDUE", 100), ("hold", "APPEAL_HOLD", 111),
+                            ("restore", "DATA_CORRECTION", 130)]
+    assert ds[4].supersedes == ds[2].decision_id
+    assert s is not None and s.status == "active" and s.hold_until == day(200)
+
+
+def test_a_release_before_the_end_lets_the_rules_act_at_once():
+    items = [report(0, credit_score=510), override(5, "hold", until=40), override(10, "release")]
+    s, ds = run(items)
+    assert timeline(ds) == [("warn", "SCORE_BELOW_MIN", 0), ("hold", "APPEAL_HOLD", 5),
+                            ("release", "OVERRIDE", 10), ("warn", "SCORE_BELOW_MIN", 10)]
+    release, warn = ds[2], ds[3]
+    assert (release.status_before, release.status_after) == ("warned", "warned")
+    assert (release.limit_factor, release.effective_at, release.operator) == (None, None, "ops-1")
+    assert release.reasons[0].message == "hold released by ops-1: appeal under review"
+    assert warn.trigger_event_id == release.trigger_event_id == items[-1].event_id
+    assert warn.effective_at == day(24)
+    assert s is not None and s.hold_until is None and s.deadline == day(24)
+    _, ds = run([*items, 40])
+    assert timeline(ds)[4:] == [("downgrade", "SCORE_BELOW_MIN", 24)]
+
+
+def test_a_second_hold_replaces_the_first():
+    _, ds = run([report(0, credit_score=510), override(5, "hold", until=40),
+                 override(10, "hold", until=20), 40])
+    assert timeline(ds) == [("warn", "SCORE_BELOW_MIN", 0), ("hold", "APPEAL_HOLD", 5),
+                            ("hold", "APPEAL_HOLD", 10), ("warn", "SCORE_BELOW_MIN", 20),
+                            ("downgrade", "SCORE_BELOW_MIN", 34)]
+    assert ds[2].effective_at == day(20)
+
+
+def test_a_release_of_a_user_not_held_and_a_restore_of_an_active_user_decide_nothing():
+    base: list[Event | float] = [report(0, credit_score=510)]
+    release = override(5, "release")
+    s, ds = run([*base, release, 30])
+    _, plain = run([*base, 30])
+    assert timeline(ds) == timeline(plain) == [("warn", "SCORE_BELOW_MIN", 0),
+                                               ("downgrade", "SCORE_BELOW_MIN", 14)]
+    assert s is not None and release.event_id in s.seen  # applied all the same
+    restore = override(5, "restore")
+    s, ds = run([report(0, credit_score=700), restore, 30])
+    assert ds == [] and s is not None and restore.event_id in s.seen
+
+
+def test_a_redelivered_override_changes_nothing():
+    first, hold = report(0, credit_score=510), override(5, "hold", until=20)
+    once, d1 = run([first, hold, 40])
+    twice, d2 = run([first, hold, hold, 40])
+    assert once is not None and twice is not None and dump(once) == dump(twice)
+    assert [d.to_json() for d in d1] == [d.to_json() for d in d2]
+    assert [d.action for d in d2].count("hold") == 1
+
+
+def test_an_override_for_a_user_with_no_state_is_rejected_and_makes_none():
+    ghost = override(0, "hold", until=30, user="ghost")
+    assert rejection(None, ghost) == Rejection("unknown_user", "no such user: ghost", "override")
+    s, ds = run([ghost, override(1, "release", user="ghost")])  # run checks the engine's
+    assert s is None and ds == []
+    # Nothing of it is kept: once the user exists, the same override is applied (at the
+    # user's clock: it is behind it).
+    s, ds = run([ghost, report(2, user="ghost", credit_score=700), ghost])
+    assert timeline(ds) == [("hold", "APPEAL_HOLD", 2)]
+    assert s is not None and s.hold_until == day(30)
+    known = report(0, credit_score=700)
+    assert rejection(None, known) is None and rejection(s, ghost) is None
+
+
+def test_a_late_override_is_applied_at_the_users_clock():
+    s, ds = run([report(50, open_lenders=1), override(40, "hold", until=60)])
+    assert timeline(ds) == [("hold", "APPEAL_HOLD", 50)]
+    assert ds[0].effective_at == day(60)
+    assert s is not None and s.clock == day(50) and s.hold_until == day(60)
+
+
+def test_a_late_hold_ending_before_the_users_clock_runs_out_at_once():
+    # Applied at the clock (day 50), a hold until day 45 is decided, and then over.
+    s, ds = run([report(50, credit_score=510), override(40, "hold", until=45)])
+    assert timeline(ds) == [("warn", "SCORE_BELOW_MIN", 50), ("hold", "APPEAL_HOLD", 50),
+                            ("warn", "SCORE_BELOW_MIN", 50)]
+    assert ds[1].effective_at == day(45)
+    assert s is not None and s.hold_until is None and s.deadline == day(64)
+
+
+def test_override_decisions_match_the_decision_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    from tests.helpers import ROOT
+
+    schema = orjson.loads((ROOT / "schemas/decision.schema.json").read_bytes())
+    validator = jsonschema.Draft202012Validator(schema)
+    state = None
+    out: list[Decision] = []
+    for ev in [repayment(0, due=10), Tick(day(110)), override(111, "restore", until=131),
+               override(112, "release"), override(113, "hold", until=150),
+               override(114, "restore")]:
+        state, ds = step(POLICY, state, ev)
+        out += ds
+    assert {d.action for d in out} == {"warn", "downgrade", "close", "restore", "hold",
+                                       "release"}
+    for d in out:
+        errors = list(validator.iter_errors(orjson.loads(d.to_json())))
+        assert not errors, (d, errors[0].message)
+    hold, close = (orjson.loads(d.to_json()) for d in (out[4], out[2]))
+    assert hold["action"] == "hold" and close["action"] == "close"
+    assert not validator.is_valid(hold | {"operator": ""})
+    assert not validator.is_valid({k: v for k, v in hold.items() if k != "operator"})
+    assert not validator.is_valid(hold | {"effective_at": None})
+    assert not validator.is_valid(close | {"operator": "ops-1"})  # automatic: no operator
+
+
+# --- the Python core alone: its memo never skips what an override changes -----------------
+
+_days = st.integers(0, 120).map(float) | st.integers(0, 120 * 24).map(lambda h: h / 24)
+_core_items = st.one_of(
+    st.builds(lambda at, due, paid: repayment(at, due=due, paid_at=paid), _days,
+              st.sampled_from([0, 10, 30]), st.none() | _days),
+    st.builds(lambda at, fields: report(at, **fields), _days, st.fixed_dictionaries({}, optional={
+        "credit_score": st.sampled_from([440, 510, 540, 700]),
+        "open_lenders": st.sampled_from([1, 6, 9]),
+        "delinquent_accounts": st.sampled_from([0, 1, 3])})),
+    st.builds(lambda at, action, length, user: override(
+        at, action, until=at + length if action == "hold" or (action == "restore" and length > 2)
+        else None, user=user),
+        _days, st.sampled_from(["restore", "hold", "release"]), st.integers(1, 40),
+        st.sampled_from(["u1", "u1", "u1", "ghost"])),
+    _days.map(Tick),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_core_items, min_size=1, max_size=30))
+def test_the_memo_decides_as_a_state_evaluated_afresh_at_every_step(items: list) -> None:
+    """The core keeps a memo of its last evaluation to skip the next when nothing it
+    depends on changed; a state loaded from its stored form has none, so its first
+    evaluation is a full one. Stepped either way, a user's decisions and stored states
+    are the same, overrides among the events."""
+    kept: UserState | None = None
+    fresh: UserState | None = None
+    for n, item in enumerate(items):
+        ev = Tick(day(item.at)) if isinstance(item, Tick) else item
+        kept, want = step(POLICY, kept, ev)
+        fresh, got = step(POLICY, None if fresh is None else load(dump(fresh)), ev)
+        assert [d.to_json() for d in got] == [d.to_json() for d in want], n
+        assert (None if fresh is None else dump(fresh)) == (None if kept is None else dump(kept))

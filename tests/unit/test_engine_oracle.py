@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,11 +25,13 @@ from streams import _engine
 from streams.codec import Rejection, decode
 from streams.events import Tick, format_date, format_time
 from streams.policy import load_policy
+from streams.replay import compiled
 from tests.factories import T0
-from tests.helpers import generated_lines, tally_counts
+from tests.helpers import dead_letter_key, generated_lines, tally_counts
 from tests.oracle import core
 from tests.oracle.engine import Partition
 from tests.oracle.policies import POLICIES
+from tests.oracle.replay import RejectedLine, replay
 from tests.oracle.state import dump, load
 
 ENGINES = [_engine.Policy(p.engine_json()) for p in POLICIES]
@@ -66,8 +69,9 @@ _seconds = (st.integers(0, 60).map(lambda d: d * 86_400.0)
 _when = st.tuples(_seconds, st.booleans())
 
 
-def _event(kind: str, when: tuple[float, bool], body: dict[str, Any]) -> bytes:
-    return orjson.dumps({"event_id": f"e{next(_ids)}", "event_type": kind, "user_id": "u1",
+def _event(kind: str, when: tuple[float, bool], body: dict[str, Any], user: str = "u1"
+           ) -> bytes:
+    return orjson.dumps({"event_id": f"e{next(_ids)}", "event_type": kind, "user_id": user,
                          "occurred_at": _stamp(*when), **body})
 
 
@@ -93,10 +97,17 @@ _report = st.builds(
         "delinquent_accounts": st.integers(0, 4),
         "total_debt": st.sampled_from([0.0, 1000.0, 200_000.0, 500_000, 123_456.78]),
         "monthly_income": st.sampled_from([0.0, 1000.0, 10_000.0, 7_777.7])}))
+_override = st.builds(
+    lambda when, action, until, user: _event("override", when, {
+        "action": action, "operator": "ops-1", "reason": "appeal",
+        **({} if until is None else {"until": _stamp(when[0] + until, False)})},
+        user=user),
+    _when, st.sampled_from(["restore", "hold", "release"]),
+    st.none() | st.integers(-3, 40 * 86_400).map(float), st.sampled_from(["u1", "u1", "u2"]))
 _broken = st.sampled_from([b"", b"{", b"[]", b'{"event_type": "repayment"}',
                            b'{"event_type": "nope"}', b"\xff\xfe"])
 _tick = _seconds.map(lambda s: T0 + s)
-_item = _repayment | _application | _report | _tick | _broken
+_item = _repayment | _application | _report | _override | _tick | _broken
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -117,7 +128,8 @@ def test_steps_equal_the_python_core(items: list[Any], which: int, redeliver: bo
                 assert _theirs(rejected) == _rejection(event)
                 assert got == []
                 continue
-            assert rejected is None
+            applied = core.rejection(ours, event)
+            assert _theirs(rejected) == (None if applied is None else _rejection(applied))
             ours, want = core.step(policy, ours, event)
         else:
             stored, got, rejected = _engine.step(compiled, stored, tick=item)
@@ -132,18 +144,21 @@ def test_steps_equal_the_python_core(items: list[Any], which: int, redeliver: bo
 
 def _source(raw: bytes) -> int:
     """Which input a line comes on: its event type's topic (unknown ones on the first)."""
-    for i, name in enumerate((b'"repayment"', b'"application"', b'"credit_report"')):
+    for i, name in enumerate((b'"repayment"', b'"application"', b'"credit_report"',
+                              b'"override"')):
         if name in raw:
             return i
     return 0
 
 
-def _interleaved(lines: list[bytes], seed: int) -> Iterator[tuple[int, int, bytes]]:
+def _interleaved(lines: list[bytes], seed: int, sources: int
+                 ) -> Iterator[tuple[int, int, bytes]]:
     """(source, number, line): each type's lines in their order, the types interleaved
-    at random, as a consumer of three topics sees them."""
-    queues: list[list[tuple[int, bytes]]] = [[], [], []]
+    at random, as a consumer of a topic per type sees them."""
+    queues: list[list[tuple[int, bytes]]] = [[] for _ in range(sources)]
     for n, raw in enumerate(lines):
-        queues[_source(raw)].append((n, raw))
+        source = _source(raw)
+        queues[source if source < sources else 0].append((n, raw))
     for q in queues:
         q.reverse()
     rng = random.Random(seed)
@@ -163,7 +178,7 @@ def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: 
     for i in range(sources):
         theirs.add_input(i)
         ours.add_input(i)
-    feed = (_interleaved(lines, seed) if sources == 3
+    feed = (_interleaved(lines, seed, sources) if sources > 1
             else ((0, n, raw) for n, raw in enumerate(lines)))
     want: list[bytes] = []
     got: list[bytes] = []
@@ -183,6 +198,7 @@ def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: 
             released_ours += ours.offer(source, event, n)
         want += [d.to_json() for d in ours.drain()]
         got += theirs.take_decisions()
+        ours.take_rejections()  # counted in the tally, compared below
         released_theirs += theirs.take_handles()
         assert len(got) == len(want), raw
     for source in range(sources):
@@ -204,11 +220,13 @@ def _both(policy: Any, lines: list[bytes], lateness: float, sources: int, seed: 
     (2, 300, 200, 600.0, 3),
     (3, 200, 365, 0.0, 3),
     (4, 500, 90, 86_400.0, 3),
+    (5, 1000, 200, 600.0, 4),  # with overrides, on a fourth input
+    (6, 1000, 200, 0.0, 1),
 ])
 def test_generated_logs_equal_the_python_engine(seed: int, users: int, days: int,
                                                 lateness: float, sources: int) -> None:
     lines = generated_lines(seed=seed, users=users, days=days, malformed_share=0.02,
-                 duplicate_share=0.02)
+                            duplicate_share=0.02, override_share=0.03 if seed >= 5 else 0.0)
     assert len(lines) > 1000
     for policy in (load_policy(), *POLICIES[1:]):
         _both(policy, lines, lateness, sources, seed)
@@ -231,3 +249,126 @@ def test_stored_states_load_unchanged() -> None:
     old = orjson.loads(stored[0])
     old.pop("W")
     assert orjson.loads(_engine.reload_state(orjson.dumps(old)))["W"] == old["p"]
+
+
+# --- overrides of users with no state: rejected when applied --------------------------
+
+def _line(kind: str, user: str, at: str, event_id: str, **body: Any) -> bytes:
+    return orjson.dumps({"event_id": event_id, "event_type": kind, "user_id": user,
+                         "occurred_at": at, **body})
+
+
+def _hold(user: str, at: str, event_id: str) -> bytes:
+    return _line("override", user, at, event_id, action="hold", operator="ops-1",
+                 reason="appeal", until="2026-03-01T00:00:00Z")
+
+
+_SCORE = {"bureau": "pboc", "credit_score": 700}
+
+
+def test_the_python_partition_rejects_an_override_of_a_user_it_has_no_state_of() -> None:
+    """In event-time order, as released: an override that arrives before its user's
+    first event but is later in event time is applied; one earlier is rejected, counted
+    as a rejection (and read once, by the caller), its handle released as any."""
+    part: Partition[int] = Partition(load_policy(), {}, 600.0)
+    part.add_input(0)
+    records = [
+        _hold("ghost", "2026-01-02T00:00:00Z", "o1"),
+        _hold("u1", "2026-01-02T00:05:00Z", "o2"),  # before u1's report in arrival order
+        _line("credit_report", "u1", "2026-01-02T00:04:00Z", "c1", **_SCORE),
+        _hold("u2", "2026-01-02T00:06:00Z", "o3"),  # before u2's report in event time
+        _line("credit_report", "u2", "2026-01-02T00:07:00Z", "c2", **_SCORE),
+        _hold("u1", "2026-01-02T00:05:00Z", "o2"),  # a redelivery
+        _hold("ghost", "2026-01-02T00:08:00Z", "o1"),  # the same one again: rejected again
+    ]
+    released: list[int] = []
+    for n, raw in enumerate(records):
+        event = decode(raw)
+        assert not isinstance(event, Rejection)
+        part.tally.read += 1
+        released += part.offer(0, event, n)
+    released += part.remove_input(0)
+    assert sorted(released) == list(range(len(records)))
+    rejected = part.take_rejections()
+    assert [(n, r.reason, r.detail, r.event_type) for n, r in rejected] == [
+        (0, "unknown_user", "no such user: ghost", "override"),
+        (3, "unknown_user", "no such user: u2", "override"),
+        (6, "unknown_user", "no such user: ghost", "override")]
+    assert part.take_rejections() == []
+    t = part.tally
+    assert (t.read, t.accounted) == (7, 7)
+    assert t.rejected == {"unknown_user": 3} and t.rejected_types == {"override": 3}
+    assert t.applied == {"credit_report": 2, "override": 1}
+    assert t.duplicates == {"override": 1}
+    assert sorted(part.states) == ["u1", "u2"] and part.states["u1"].hold_until is not None
+    assert part.states["u2"].hold_until is None
+    assert [d.action for d in part.drain()] == ["hold"]
+
+
+def _two_logs(tmp: Path) -> list[str]:
+    first = [b"{not json", _hold("ghost", "2026-01-02T00:00:00Z", "o1"),
+             _line("credit_report", "u1", "2026-01-02T01:00:00Z", "c1", **_SCORE),
+             _hold("u1", "2026-01-02T02:00:00Z", "o2"),
+             _hold("ghost-2", "2026-01-03T00:00:00Z", "o3"),
+             _line("credit_report", "u1", "2026-01-04T00:00:00Z", "c2", credit_score=500,
+                   bureau="pboc")]
+    second = [_hold("ghost-3", "2026-01-01T00:00:00Z", "o4"), b"[]",
+              _line("override", "u1", "2026-01-02T03:00:00Z", "o5", action="release",
+                    operator="ops-2", reason="appeal upheld"),
+              _line("override", "u1", "2026-01-02T03:00:00Z", "o6", action="hold",
+                    operator="ops-2", reason="appeal", until="2026-01-02T02:00:00Z")]
+    paths = []
+    for name, lines in (("a.jsonl", first), ("b.jsonl", second)):
+        path = tmp / name
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        paths.append(str(path))
+    return paths
+
+
+def test_the_python_replay_dead_letters_overrides_of_unknown_users_last(tmp_path: Path
+                                                                         ) -> None:
+    paths = _two_logs(tmp_path)
+    dead: list[RejectedLine] = []
+    decisions: list[bytes] = []
+    tally = replay(load_policy(), paths, on_decision=lambda d: decisions.append(d.to_json()),
+                   on_reject=dead.append)
+    # Rejected when decoded, as read; then those rejected when applied, by file and line.
+    assert [(Path(r.source).name, r.line, r.rejection.reason) for r in dead] == [
+        ("a.jsonl", 1, "not_json"), ("b.jsonl", 2, "not_object"), ("b.jsonl", 4, "schema"),
+        ("a.jsonl", 2, "unknown_user"), ("a.jsonl", 5, "unknown_user"),
+        ("b.jsonl", 1, "unknown_user")]
+    last = orjson.loads(dead[-1].to_json())
+    assert last == {"source": paths[1], "line": 1, "reason": "unknown_user",
+                    "detail": "no such user: ghost-3", "raw": _hold(
+                        "ghost-3", "2026-01-01T00:00:00Z", "o4").decode()}
+    assert tally.rejected == {"not_json": 1, "not_object": 1, "schema": 1, "unknown_user": 3}
+    assert tally.rejected_types == {"unknown": 2, "override": 4}
+    assert tally.applied == {"credit_report": 2, "override": 2}
+    assert tally.read == tally.accounted == 10
+    assert [orjson.loads(d)["action"] for d in decisions] == ["hold", "release", "warn"]
+
+
+def _oracle_replay(paths: list[str]) -> tuple[list[bytes], list[bytes], Any]:
+    decisions: list[bytes] = []
+    dead: list[bytes] = []
+    tally = replay(load_policy(), paths, on_decision=lambda d: decisions.append(d.to_json()),
+                   on_reject=lambda r: dead.append(r.to_json()))
+    return decisions, dead, tally
+
+
+def test_overrides_through_replay_equal_the_python_engine(tmp_path: Path) -> None:
+    """Decisions, dead letters (those rejected when applied last) and counts, with
+    overrides of known and unknown users in two files, and in a generated log."""
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"\n".join(generated_lines(seed=8, users=1500, days=200,
+                                               override_share=0.03)) + b"\n")
+    for paths in (_two_logs(tmp_path), [str(log)]):
+        want, want_dead, tally = _oracle_replay(paths)
+        assert tally.rejected["unknown_user"] > 0
+        got: list[bytes] = []
+        got_dead: list[bytes] = []
+        [theirs] = compiled([load_policy()], paths, on_decisions=[got.extend],
+                            on_reject=got_dead.extend)
+        assert got == want
+        assert [dead_letter_key(d) for d in got_dead] == [dead_letter_key(d) for d in want_dead]
+        assert tally_counts(theirs) == tally_counts(tally)

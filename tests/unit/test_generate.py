@@ -283,3 +283,39 @@ def test_progress_reports_lines_written(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(calls) >= summary.lines // 1000 - 1
     assert calls == sorted(calls) and calls[-1] <= summary.lines
     assert all(b - a < 2000 for a, b in zip([0, *calls], calls, strict=False))
+
+
+def test_overrides_are_off_by_default_and_added_apart_from_the_other_lines() -> None:
+    from streams.codec import decode
+    from streams.events import Override
+
+    args: dict[str, Any] = dict(seed=5, users=2000, days=180, malformed_share=0.01,
+                                duplicate_share=0.03)
+    plain, mixed = io.BytesIO(), io.BytesIO()
+    without = generate_log(plain, **args)
+    summary = generate_log(mixed, **args, override_share=0.02)
+    assert set(without.by_type) == {"repayment", "application", "credit_report"}
+    assert b'"override"' not in plain.getvalue()
+    lines = mixed.getvalue().splitlines(keepends=True)
+    decoded = [decode(line) for line in lines]
+    ours = [line for line, e in zip(lines, decoded, strict=True) if isinstance(e, Override)]
+    # The other lines are the log without overrides, byte for byte and in order.
+    assert [line for line, e in zip(lines, decoded, strict=True)
+            if not isinstance(e, Override)] == plain.getvalue().splitlines(keepends=True)
+    unique = list(dict.fromkeys(ours))
+    events = [e for e in map(decode, unique) if isinstance(e, Override)]
+    assert summary.by_type == {**without.by_type, "override": len(unique)}
+    assert summary.events == without.events + len(unique)
+    assert summary.duplicates == without.duplicates + len(ours) - len(unique) > without.duplicates
+    assert summary.lines == len(lines)
+    assert len({e.event_id for e in events}) == len(events)
+    assert {e.action for e in events} == {"hold", "release", "restore"}
+    assert all(e.until is not None and e.until > e.occurred_at
+               for e in events if e.action == "hold")
+    users = {e.user_id for e in events}
+    assert {u for u in users if u.startswith("x")}  # users that do not exist
+    assert all(re.fullmatch(r"[ux]\d{6}", u) for u in users)
+    assert 20 <= len(users) <= 150
+    again = io.BytesIO()
+    generate_log(again, **args, override_share=0.02)
+    assert again.getvalue() == mixed.getvalue()

@@ -155,8 +155,9 @@ def test_replay_metrics_are_the_python_engines(log: Path, jobs: int) -> None:
     for name in theirs:
         if name != step:
             assert theirs[name] == samples[name], name
-    # every event released is timed, a duplicate too
-    steps = sum(tally.applied.values()) + sum(tally.duplicates.values())
+    # every event released is timed, a duplicate and an override rejected when applied too
+    steps = (sum(tally.applied.values()) + sum(tally.duplicates.values())
+             + tally.rejected["unknown_user"])
     assert histogram_count(theirs, step) == histogram_count(samples, step) == steps > 0
     assert 0 < bucket(theirs, step, "0.001") <= bucket(theirs, step, "0.01") <= steps
 
@@ -218,8 +219,10 @@ def test_gauges_and_histograms_after_replay(replayed: Any, log: Path) -> None:
     assert value(samples, "closure_monitor_buffered_events", partition="0") == 0
     assert value(samples, "closure_monitor_pending_deadlines") > 0
     assert value(samples, "closure_monitor_policy_info", version=POLICY.version) == 1
-    # A step per event applied or found duplicate; no wall-clock lag in a replay.
-    steps = sum(tally.applied.values()) + sum(tally.duplicates.values())
+    # A step per event released (applied, found duplicate, or an override rejected when
+    # applied); no wall-clock lag in a replay.
+    steps = (sum(tally.applied.values()) + sum(tally.duplicates.values())
+             + tally.rejected["unknown_user"])
     assert histogram_count(samples, "closure_monitor_step_seconds") == steps
     assert histogram_count(samples, "closure_monitor_event_lag_seconds") == 0
     assert samples["closure_monitor_consumer_lag"] == []
@@ -241,8 +244,14 @@ def test_fresh_metrics_have_every_counter_series_at_zero() -> None:
     assert {o for _, o in events} == {"applied", "duplicate", "rejected"}
     assert ("unknown", "rejected") in events
     decisions = by_labels(samples, "closure_monitor_decisions_total", "action", "reason")
-    assert {a for a, _ in decisions} == {"warn", "downgrade", "close", "restore"}
+    assert {a for a, _ in decisions} == {"warn", "downgrade", "close", "restore", "hold",
+                                         "release"}
     assert ("restore", "CURED") in decisions and ("close", "OVERDUE") in decisions
+    assert {("restore", "OVERRIDE"), ("hold", "APPEAL_HOLD"), ("release", "OVERRIDE")} <= set(
+        decisions)
+    assert ("override", "rejected") in events
+    dead = by_labels(samples, "closure_monitor_dead_letters_total", "reason")
+    assert ("unknown_user",) in dead
     for name in COUNTERS:
         assert samples[name] and all(v == 0 for _, v in samples[name]), name
 

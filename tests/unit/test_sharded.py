@@ -47,11 +47,12 @@ def _oracle(paths: list[str], lateness: float = 600.0, policy: Policy = POLICY) 
 
 
 def _disordered_logs(tmp: Path, seed: int, files: int, shuffle: int) -> list[str]:
-    """A generated log, locally shuffled (records up to `shuffle` lines out of place,
-    far beyond any lateness), dealt at random over `files` files."""
+    """A generated log with overrides (some of users that do not exist), locally
+    shuffled (records up to `shuffle` lines out of place, far beyond any lateness),
+    dealt at random over `files` files."""
     buf = io.BytesIO()
     generate_log(buf, seed=seed, users=50, days=150, malformed_share=0.02,
-                 duplicate_share=0.03)
+                 duplicate_share=0.03, override_share=0.05)
     lines = buf.getvalue().splitlines()
     rng = random.Random(seed)
     keyed = sorted(range(len(lines)), key=lambda i: i + rng.uniform(0, shuffle))
