@@ -23,7 +23,7 @@ from streams.replay import compiled
 from streams.tally import Tally
 
 EXAMPLES = 10
-ACTIONS = ("warn", "downgrade", "close", "restore")
+ACTIONS = ("warn", "downgrade", "close", "restore", "hold", "release")
 SECONDS_A_DAY = 86_400
 
 

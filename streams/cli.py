@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of lines written malformed, in [0, 1)")
     g.add_argument("--duplicate-share", type=_share, default=0.01, metavar="FRACTION",
                    help="share of events written twice, in [0, 1)")
+    g.add_argument("--override-share", type=_share, default=0.0, metavar="FRACTION",
+                   help="share of users given an operator's override (a hold, some ended "
+                        "by a release or a restore), in [0, 1); closed users get them ten "
+                        "times as often, and a few name no user")
     g.set_defaults(run=_generate)
 
     from streams.cli_live import add_commands
@@ -468,6 +472,7 @@ def _generate(args: argparse.Namespace) -> int:
             summary = generate_log(out, seed=args.seed, users=args.users, days=args.days,
                                    start=first.isoformat(), malformed_share=args.malformed_share,
                                    duplicate_share=args.duplicate_share,
+                                   override_share=args.override_share,
                                    progress=progress_meter("generate"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

@@ -385,6 +385,7 @@ def _override(args: argparse.Namespace) -> int:
     from streams.transfer import produce
 
     raw = override_record(args, time.time())
+    _use_security(args)
     topics = Topics(args.topic_prefix)
     summary = asyncio.run(produce(args.broker, [raw], topics))
     if summary.sent != 1:

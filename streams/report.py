@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # One colour per action in every figure, and one per side: the baseline grey.
 ACTION_COLOURS = {"warn": "#ef6c00", "downgrade": "#c62828", "close": "#4a148c",
-                  "restore": "#2e7d32"}
+                  "restore": "#2e7d32", "hold": "#0277bd", "release": "#78909c"}
 SIDE_COLOURS = {"baseline": "#9e9e9e", "policy": "#1565c0"}
 # The figures, in page order: their div ids and titles (the browser tests read both).
 FIGURES = {

@@ -476,6 +476,13 @@ fn step<'py>(
         || match (raw, tick) {
             (Some(raw), _) => match decode(raw) {
                 Err(r) => rejected = Some(r),
+                Ok(Event::Override(o)) if current.is_none() => {
+                    rejected = Some(crate::codec::Rejection {
+                        reason: "unknown_user",
+                        detail: format!("no such user: {}", o.user_id.as_str()),
+                        event_type: Some("override"),
+                    });
+                }
                 Ok(event) => {
                     let s = current.get_or_insert_with(|| {
                         UserState::new(event.user_id(), event.occurred_at())

@@ -146,7 +146,7 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     metrics = Metrics()
     shell = Shell(app, Settings(partitions=1, input_buffer=4), POLICY, FakeTable(), metrics)
     part: CompiledPartition[Any] = CompiledPartition(POLICY, 1e9)  # releases nothing itself
-    slow, fast, other = (TP(name, 0) for name in shell.topics.inputs)
+    slow, fast, other = (TP(name, 0) for name in shell.topics.inputs[:3])
     for tp in (slow, fast, other):
         part.add_input(tp)
         shell.inputs[tp] = Input()
@@ -182,7 +182,7 @@ def test_back_pressure_pauses_inputs_ahead_never_the_one_holding_the_watermark()
     assert paused == set()  # `slow` is the only active input: it holds the watermark
     samples = {s.labels["event_type"]: s.value for f in metrics.registry.collect()
                for s in f.samples if s.name == "closure_monitor_input_pauses_total"}
-    assert samples == {"repayment": 1, "application": 2, "credit_report": 0}
+    assert samples == {"repayment": 1, "application": 2, "credit_report": 0, "override": 0}
 
 
 def test_progress_round_trips_as_runs_and_refuses_anything_else() -> None:
@@ -692,12 +692,16 @@ def _idle_shell(**settings: Any) -> Any:
 
     shell._send = send
     shell.rc_line, shell.highwater = rc_line, highwater
-    shell.tps = repayments, applications, reports = [TP(n, 0) for n in shell.topics.inputs]
+    shell.tps = repayments, applications, reports = [TP(n, 0) for n in shell.topics.inputs[:3]]
+    overrides = TP(shell.topics.overrides, 0)
     part: CompiledPartition[Any] = CompiledPartition(POLICY, 600.0)
     shell.parts[0], shell.outboxes[0], shell.storing[0] = part, deque(), deque()
-    for tp in (repayments, applications, reports):
+    for tp in (repayments, applications, reports, overrides):
         part.add_input(tp)
         shell.inputs[tp] = Input()
+    # No override was ever sent: that input is empty and idle throughout.
+    part.set_idle(overrides, True)
+    shell.inputs[overrides].idle_at = highwater[overrides] = 0
     shell.before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
     last = orjson.dumps({**orjson.loads(rc_line), "event_id": "c8",
                          "occurred_at": format_time(shell.before)})
