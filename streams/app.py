@@ -1,8 +1,8 @@
-"""The Faust app of the worker: consume the three input topics, decide in the
+"""The Faust app of the worker: consume the four input topics, decide in the
 compiled engine as `replay` does, keep per-user state in a Faust table, emit
 decisions and dead letters.
 
-The app subscribes the three co-partitioned input topics plus a small tick
+The app subscribes the four co-partitioned input topics plus a small tick
 topic; their records reach `Shell.on_batch` a fetched batch at a time
 (`streams.fetch`: Faust's streams cost several times what deciding does). For
 each partition number the shell keeps a partition of the engine

@@ -112,7 +112,7 @@ COMMANDS = {
 Decide over recorded event logs exactly as the live worker would, and write the
 decisions as JSON lines (to stdout unless --output names a file). A log is JSONL
 of repayment, application and credit_report events, gzipped or not; several logs
-are merged in event time, as the worker merges its three input topics. A summary
+are merged in event time, as the worker merges its input topics. A summary
 goes to stderr: lines read, applied, duplicate, rejected (by reason) and late,
 and the decisions by action and reason. A rejected line never stops the run.""",
         f"""\
@@ -221,9 +221,9 @@ exit status: 0 written; 2 unusable arguments or output (one line says which)""")
         "the stream processor: decide live on the input topics",
         """\
 The stream processor (a Faust worker). It creates the topics it needs, reads the
-three input topics (credit.repayments, credit.applications,
-credit.report-changes), applies each user's events in event-time order under the
-policy, keeps each user's state in a table backed by a changelog topic, and
+input topics (credit.repayments, credit.applications, credit.report-changes and
+the operators' credit.overrides), applies each user's events in event-time order
+under the policy, keeps each user's state in a table backed by a changelog topic, and
 publishes decisions to credit.decisions and rejected records, with their reason,
 to credit.dead-letter. Prometheus metrics are served at
 http://WEB_HOST:WEB_PORT/metrics. Workers with the same --app-id share the
@@ -265,7 +265,8 @@ failed (the logs are kept); 2 unusable arguments, or the worker did not start
         "send recorded logs to the input topics",
         """\
 Send recorded logs to the input topics: each line to its event type's topic
-(credit.repayments, credit.applications or credit.report-changes), keyed by its
+(credit.repayments, credit.applications, credit.report-changes or
+credit.overrides), keyed by its
 user_id, with Kafka's default partitioner. A line whose event type cannot be read
 goes to the repayments topic as it is, for the worker to dead-letter. A summary
 goes to stderr.""",

@@ -176,7 +176,7 @@ def add_commands(sub: Any, policy_flags: Callable[..., None],
     r.add_argument("--output", "-o", default="-", metavar="FILE",
                    help="write the log to FILE, gzipped if it ends in .gz; - is stdout")
     r.add_argument("--topic", action="append", dest="topic_names", metavar="TOPIC",
-                   help="record this topic instead; repeat for more (default: the three "
+                   help="record this topic instead; repeat for more (default: the four "
                         "input topics)")
     r.add_argument("--follow", "-f", action="store_true",
                    help="keep recording new records until Ctrl-C")
