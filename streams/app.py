@@ -110,7 +110,7 @@ def build_app(settings: Settings, policy: Policy) -> tuple[faust.App, Shell]:
         UserApi(app, shell, policy, settings, metrics, settings.api_token).register()
     # The inputs and the ticks are subscribed like an agent's topics, but their
     # records reach the shell a fetched batch at a time (streams.fetch).
-    app.subscribe(raw_topic(app, *settings.topics.inputs, settings.ticks_topic,
+    app.subscribe(raw_topic(app, *settings.topics.sources, settings.ticks_topic,
                             partitions=settings.partitions), shell.on_batch)
 
     ticks = raw_topic(app, settings.ticks_topic, partitions=settings.partitions)

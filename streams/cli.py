@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from streams.cli_help import ALL_REJECTED, NO_SUCH_USER, add_command, top_parser
 from streams.errors import ConfigError, MonitorError, UsageError
+from streams.events import format_time
 from streams.policy import load_policy
 from streams.replay import DEFAULT_LATENESS, compiled, summary_lines
 
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics", metavar="FILE",
                    help="write the worker's Prometheus metrics after the run here, in the "
                         "text format; the run then uses one process (default: not written)")
+    r.add_argument("--policy-history", metavar="FILE",
+                   help="the policy records rolled out live (closure-monitor record --topic "
+                        "credit.policies): each switches the policy at its event time, as "
+                        "in the workers; the run then uses one thread (default: --policy "
+                        "throughout)")
     _jobs_flag(r)
     _state_cache_flag(r)
     r.set_defaults(run=_replay)
@@ -296,12 +302,13 @@ def _replay(args: argparse.Namespace) -> int:
     write_all = _writer_of_batches(out, args.output or "stdout")
     put_all = _writer_of_batches(dead, args.dead_letter) if dead is not None else None
     _state_cache_notice(args)
+    schedule = _policy_history(args.policy_history) if args.policy_history else []
     started = time.monotonic()
     try:
         tally = compiled([policy], args.logs, lateness=args.lateness,
                          on_decisions=[write_all], on_reject=put_all,
                          progress=progress_meter("replay"), jobs=args.jobs,
-                         metrics=metrics)[0]
+                         metrics=metrics, schedule=schedule)[0]
     finally:
         _close(out, args.output or "stdout")
         if dead is not None:
@@ -374,6 +381,25 @@ def _explain(args: argparse.Namespace) -> int:
     finally:
         _close(out, args.output or "stdout")
     return 0
+
+
+def _policy_history(path: str) -> list[tuple[float, str, Any]]:
+    """The switches of a recorded policy history, each once, in time order; the
+    records a worker would refuse are named on stderr and left out, as live."""
+    from streams import rollout
+
+    try:
+        with open(path, "rb") as handle:
+            records, refused = rollout.history(handle)
+    except OSError as exc:
+        raise ConfigError(f"--policy-history {path}: cannot read: {exc.strerror}") from None
+    for line, reason in refused:
+        print(f"closure-monitor: --policy-history {path} line {line}: refused: {reason}",
+              file=sys.stderr)
+    for r in records:
+        print(f"policy {r.policy.version} from {format_time(r.effective_at)} "
+              f"({r.policy_id}, published by {r.published_by})", file=sys.stderr)
+    return [(r.effective_at, r.policy_id, r.policy) for r in records]
 
 
 def _all_rejected(tally: Tally, hint: str) -> int:

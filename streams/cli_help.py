@@ -201,6 +201,28 @@ examples:
 
 exit status: 0 sent; 2 unusable arguments (the record would be refused: one line
 says why), or the broker cannot be reached"""),
+    "rollout": Command(
+        "put a new policy in force on the running workers at one event time",
+        """\
+Roll a new policy out live. The policy file is checked as a worker checks it; a
+record naming it and the event time it takes effect (--at) goes to every
+partition of credit.policies, which the workers read in event-time order with the
+events: every partition switches at that event time (deadlines before it under
+the old policy, events and deadlines from it on under the new), so that a replay
+given the same records (replay --policy-history) decides the same. A worker that
+refuses a record (a policy that fails validation) keeps the policy in force,
+dead-letters the record (policy_refused), logs it and counts it
+(closure_monitor_policy_records_total). The record is printed on stdout: keep it,
+it is the policy history. Publish ahead of time: a partition already past --at
+when the record reaches it switches then.""",
+        f"""\
+examples:
+  {PROG} rollout stricter.yaml --at 2026-07-01T00:00:00Z --by risk-7
+  {PROG} record --topic credit.policies --output policies.jsonl
+  {PROG} replay events.jsonl.gz --policy-history policies.jsonl
+
+exit status: 0 sent; 2 unusable arguments or policy (one line says why), no
+policies topic yet (start a worker), or the broker cannot be reached"""),
     "generate": Command(
         "write a realistic synthetic event log",
         """\
@@ -299,6 +321,7 @@ reached (one line says which)"""),
 GROUPS = (
     ("decide over recorded logs (no broker needed)", ("replay", "backtest", "generate")),
     ("one user's line", ("explain", "override")),
+    ("the policy", ("rollout",)),
     ("run live on Kafka", ("worker", "dev")),
     ("move events between logs and Kafka", ("produce", "record")),
 )

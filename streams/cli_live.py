@@ -170,6 +170,21 @@ def add_commands(sub: Any, policy_flags: Callable[..., None],
     _prefix_flag(o)
     o.set_defaults(run=_override)
 
+    ro = add_command(sub, "rollout")
+    ro.add_argument("policy_file", metavar="POLICY", help="the new policy, a YAML file")
+    ro.add_argument("--at", required=True, metavar="TIME",
+                    help="the event time it takes effect, RFC 3339 with an offset "
+                         "(2026-07-01T00:00:00Z): events and deadlines from then on are "
+                         "decided under it (required)")
+    ro.add_argument("--by", required=True, metavar="NAME", dest="published_by",
+                    help="who publishes it, for the record (required)")
+    ro.add_argument("--id", metavar="ID", dest="policy_id",
+                    help="the record's id; publishing the same id again changes nothing "
+                         "(default: VERSION@TIME)")
+    _broker_flag(ro)
+    _prefix_flag(ro)
+    ro.set_defaults(run=_rollout)
+
     r = add_command(sub, "record")
     _broker_flag(r)
     _prefix_flag(r)
@@ -395,6 +410,36 @@ def _override(args: argparse.Namespace) -> int:
     print(f"sent to {topics.overrides}; its decision names it in trigger_event_id, and an "
           f"override of a user the monitor does not know goes to {topics.dead_letter}",
           file=sys.stderr)
+    return 0
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    import yaml
+
+    from streams import rollout
+    from streams.kafka import Topics
+    from streams.policy import load_policy
+
+    policy = load_policy(args.policy_file)  # the file's own checks, each one line
+    with open(args.policy_file, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    policy_id = args.policy_id or f"{policy.version}@{args.at}"
+    raw = rollout.record(document, policy_id, args.at, args.published_by)
+    try:
+        checked = rollout.parse(raw)  # what every worker will check
+    except rollout.RefusedPolicy as exc:
+        raise UsageError(str(exc)) from None
+    _use_security(args)
+    topics = Topics(args.topic_prefix)
+    partitions = asyncio.run(rollout.publish(args.broker, topics.policies, raw))
+    sys.stdout.buffer.write(raw + b"\n")
+    sys.stdout.flush()
+    late = checked.effective_at < time.time()
+    print(f"policy {policy.version} sent to {topics.policies} ({partitions} partitions): "
+          f"in force from {args.at}"
+          + ("; that time has passed: a partition already past it switches when the record "
+             "reaches it, and may then decide events since then unlike a replay"
+             if late else ""), file=sys.stderr)
     return 0
 
 

@@ -40,7 +40,8 @@ MAX_AMOUNT = 1e12
 # unknown_user is not the decoder's: an override for a user with no state is rejected
 # when it is applied (the engine's partition), and counted and dead-lettered the same way.
 REJECT_REASONS = ("not_utf8", "not_json", "oversize", "not_object", "unknown_type",
-                  "unsupported_version", "schema", "key_mismatch", "unknown_user")
+                  "unsupported_version", "schema", "key_mismatch", "unknown_user",
+                  "policy_refused")
 # RFC 3339 date-time: full date, 'T', time, and a mandatory offset ('Z' or +hh:mm, the
 # hours 00-23 and minutes 00-59); upper-case 'T' and 'Z' only, as the schemas' pattern
 # says. Years 1000 to 8999: every time derived from an event's (a deadline, a notice's

@@ -126,6 +126,31 @@ class CompiledPartition(Generic[H]):
         _, user, partition = outcome
         return self._released(), None, (user, partition)
 
+    def offer_policy(self, tp: Hashable, at: float, policy_id: str, policy: Policy,
+                     handle: H) -> list[H]:
+        """A policy in force from event time `at` on, ordered with input `tp`'s events
+        (the engine's policy switch: deadlines before `at` fire under the policy in
+        force, then `policy` is); the handles released."""
+        n = self._next
+        self._next = n + 1
+        self._handles[n] = handle
+        self.engine.offer_policy(self.source(tp), at, policy_id, compiled_policy(policy), n)
+        return self._released()
+
+    @property
+    def policy_version(self) -> str:
+        """The version of the policy in force."""
+        return self.engine.policy_version
+
+    @property
+    def policy_id(self) -> str:
+        """The policy_id of the switch in force ("" before any)."""
+        return self.engine.policy_id
+
+    def restore_policy(self, at: float, policy_id: str, policy: Policy) -> None:
+        """A switch a previous owner applied, in force at once (nothing fires)."""
+        self.engine.restore_policy(at, policy_id, compiled_policy(policy))
+
     def skip(self, tp: Hashable, raw: bytes, key: bytes | None, partitions: int,
              home: int) -> list[H]:
         """A record the previous owner of the partition finished: its time still moves

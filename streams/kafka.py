@@ -53,6 +53,10 @@ class Topics:
         return self.prefix + "credit.overrides"
 
     @property
+    def policies(self) -> str:
+        return self.prefix + "credit.policies"
+
+    @property
     def decisions(self) -> str:
         return self.prefix + "credit.decisions"
 
@@ -73,8 +77,14 @@ class Topics:
         """The input topic of an event type (KeyError for any other)."""
         return self._by_type[event_type]
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """What each partition reads in event-time order: the inputs, and the policy
+        records that switch its policy (co-partitioned with them)."""
+        return (*self.inputs, self.policies)
+
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.decisions, self.dead_letter)
+        return (*self.sources, self.decisions, self.dead_letter)
 
 
 def bootstrap(url: str) -> str:

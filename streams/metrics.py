@@ -109,6 +109,7 @@ class Metrics:
         self._consumer_lag: dict[tuple[str, str], float] = {}
         self._pauses: Counter[str] = Counter()  # by the event type of the input topic
         self._api: Counter[tuple[str, ...]] = Counter()  # (endpoint, outcome)
+        self._policy_records: Counter[str] = Counter()  # accepted | refused
         self.registry.register(self)
 
     # --- counts, from tallies ---------------------------------------------------
@@ -218,6 +219,11 @@ class Metrics:
 
     # --- the collector protocol ---------------------------------------------------
 
+    def count_policy_record(self, outcome: str) -> None:
+        """A record of the policies topic, accepted (offered to its partition, to switch
+        in event time) or refused (its policy failed validation: dead-lettered)."""
+        self._policy_records[outcome] += 1
+
     def count_api(self, endpoint: str, outcome: str) -> None:
         """One request to an API endpoint (`streams.api`) and how it ended."""
         self._api[endpoint, outcome] += 1
@@ -323,11 +329,26 @@ class Metrics:
         yield watermark
         yield buffered
 
-        policy = GaugeMetricFamily(_PREFIX + "policy_info",
-                                   "The policy version in force (value 1).", labels=["version"])
-        if self._policy_version is not None and not described:
-            policy.add_metric([self._policy_version], 1)
+        policy = GaugeMetricFamily(
+            _PREFIX + "policy_info", "The policy versions in force: value 1 for each "
+            "(several while a switch has reached some partitions and not others).",
+            labels=["version"])
+        if not described:
+            versions = {v for part in watched.values()
+                        if (v := getattr(part, "policy_version", None)) is not None}
+            if not versions and self._policy_version is not None:
+                versions = {self._policy_version}
+            for version in sorted(versions):
+                policy.add_metric([version], 1)
         yield policy
+
+        records = CounterMetricFamily(
+            _PREFIX + "policy_records", "Records of the policies topic: accepted (switching "
+            "their partition at their effective time) or refused (invalid: the policy in "
+            "force stays; dead-lettered).", labels=["outcome"])
+        _add(records, [("accepted",), ("refused",)],
+             {(k,): n for k, n in self._policy_records.items()}, described)
+        yield records
 
         lag = GaugeMetricFamily(
             _PREFIX + "consumer_lag",

@@ -42,6 +42,14 @@ RESERVED = b"\xff"
 HISTORY_KEY = b"\xffhistory:"
 
 
+# The table key of partition p's policy record in force (`Shell._settle`).
+POLICY_KEY = b"\xffpolicy:"
+
+
+def policy_key(p: int) -> bytes:
+    return POLICY_KEY + str(p).encode()
+
+
 def progress_key(p: int) -> bytes:
     return PROGRESS_KEY + str(p).encode()
 

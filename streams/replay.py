@@ -66,7 +66,8 @@ def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
              on_decisions: Sequence[Callable[[list[bytes]], None]],
              on_reject: Callable[[list[bytes]], None] | None = None,
              progress: Callable[[int], None] | None = None, jobs: int = 1,
-             metrics: Metrics | None = None) -> list[Tally]:
+             metrics: Metrics | None = None,
+             schedule: Sequence[tuple[float, str, Policy]] = ()) -> list[Tally]:
     """`replay_each` in the compiled engine, its whole loop there: the logs are read,
     merged, decoded and decided in `streams._engine`, once for every policy, with
     `jobs` threads over one decode (the output is the same for any number).
@@ -94,8 +95,13 @@ def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
     def decisions(which: int, batch: list[bytes]) -> None:
         on_decisions[which](batch)
 
+    history = [(at, policy_id, _engine.Policy(p.engine_json()))
+               for at, policy_id, p in schedule]
+    if history and len(engines) != 1:
+        raise ValueError("a policy history replays one policy")
     ends = _engine.replay(engines, list(paths), lateness, jobs, decisions, on_reject,
-                          progress, list(STEP_BUCKETS) if metrics is not None else None)
+                          progress, list(STEP_BUCKETS) if metrics is not None else None,
+                          schedule=history)
     tallies = [Tally.from_engine(t) for t in ends]
     if metrics is not None:
         end, tally = ends[0], tallies[0]

@@ -24,9 +24,10 @@ import faust
 import orjson
 from faust.types import TP, Message
 
+from streams import rollout
 from streams.codec import Rejection
 from streams.compiled import CompiledPartition, States
-from streams.events import EVENT_TYPES
+from streams.events import EVENT_TYPES, format_time
 from streams.explain import merge_history
 from streams.kafka import partition_for
 from streams.metrics import LAG_BUCKETS, STEP_BUCKETS, Metrics
@@ -40,6 +41,7 @@ from streams.progress import (
     Progress,
     decode_progress,
     encode_progress,
+    policy_key,
     progress_key,
 )
 from streams.settings import Settings
@@ -88,6 +90,10 @@ class Shell:
         # stored (the table has the others).
         self.histories: dict[int, dict[bytes, bytes]] | None = (
             {} if settings.api_token is not None else None)
+        # Policy records offered to each partition, by policy_id (the one in force is
+        # stored in the table, `policy_key`), and the switch last stored.
+        self.policy_records: dict[int, dict[str, bytes]] = {}
+        self.policy_stored: dict[int, str] = {}
 
     # -- partitions --------------------------------------------------------------
 
@@ -96,7 +102,7 @@ class Shell:
         began meanwhile (the partition may no longer be this worker's)."""
         part = self.parts.get(p)
         if part is None:
-            tps = [TP(name, p) for name in self.topics.inputs]
+            tps = [TP(name, p) for name in self.topics.sources]
             starts = [await self._start_offset(tp) for tp in tps]
             if not self._current(generation):
                 return None
@@ -112,6 +118,7 @@ class Shell:
                 if skip is not None and start < skip.until:
                     inp.skip = skip
             self._restore(p, part)
+            self._restore_policy(p, part)
             self.parts[p] = part
             self.outboxes[p] = deque()
             self.storing[p] = deque()
@@ -151,6 +158,41 @@ class Shell:
             log.info("partition %d: %d users restored, %d deadlines pending", p,
                      users, part.pending_deadlines)
 
+    def _restore_policy(self, p: int, part: Part) -> None:
+        """The policy a previous owner of partition p had switched to (its record in
+        the table), in force again from its time."""
+        stored = self.table.data.get(policy_key(p))
+        if stored is None:
+            return
+        try:
+            record = rollout.parse(bytes(stored))
+        except rollout.RefusedPolicy as exc:  # stored by a worker: not expected
+            log.warning("partition %d: the stored policy record is refused (%s); the "
+                        "policy %s stays in force", p, exc, part.policy_version)
+            return
+        part.restore_policy(record.effective_at, record.policy_id, record.policy)
+        self.policy_records.setdefault(p, {})[record.policy_id] = bytes(stored)
+        self.policy_stored[p] = record.policy_id
+        log.info("partition %d: policy %s in force since %s (%s)", p, record.policy.version,
+                 format_time(record.effective_at), record.policy_id)
+
+    def _policy_record(self, p: int, part: Part, tp: TP, raw: bytes, pending: Pending,
+                       released: list[Pending]) -> Rejection | None:
+        """Offer a policy record to partition p; the rejection to dead-letter when it
+        is refused."""
+        try:
+            record = rollout.parse(raw)
+        except rollout.RefusedPolicy as exc:
+            self.metrics.count_policy_record("refused")
+            log.warning("partition %d: policy record refused: %s; the policy %s stays in "
+                        "force", p, exc, part.policy_version)
+            return Rejection("policy_refused", str(exc), None)
+        self.metrics.count_policy_record("accepted")
+        self.policy_records.setdefault(p, {})[record.policy_id] = raw
+        released += part.offer_policy(tp, record.effective_at, record.policy_id,
+                                      record.policy, pending)
+        return None
+
     def _progress_restored(self, p: int) -> dict[str, Progress]:
         """Partition p's progress record in the table (after recovery), by topic."""
         key = progress_key(p)
@@ -172,9 +214,11 @@ class Shell:
             self.outboxes.pop(p, None)
             self.storing.pop(p, None)
             self.progress_sent.pop(p, None)
+            self.policy_records.pop(p, None)
+            self.policy_stored.pop(p, None)
             if self.histories is not None:
                 self.histories.pop(p, None)
-            for name in self.topics.inputs:
+            for name in self.topics.sources:
                 self.inputs.pop(TP(name, p), None)
                 self.paused.discard(TP(name, p))  # Faust forgets its pause too
             if part is not None:
@@ -194,6 +238,7 @@ class Shell:
         generation = self.app.consumer_generation_id
         consumer: Any = self.app.consumer
         ticks = self.settings.ticks_topic
+        policies = self.topics.policies
         touched: dict[int, tuple[Part, list[Pending]]] = {}
         sent: dict[int, list[Any]] = {}
         tick_parts: dict[int, None] = {}
@@ -239,6 +284,14 @@ class Shell:
                     inp.skip = None
             pending = Pending(msg)
             inp.pending.append(pending)
+            if msg.topic == policies:
+                # A policy record: switches the partition's policy in event time, or is
+                # refused (dead-lettered, counted, logged) and the policy in force stays.
+                refused = self._policy_record(p, part, tp, raw, pending, released)
+                if refused is not None:
+                    sent.setdefault(p, []).append(await self._dead_letter(msg, refused))
+                    released.append(pending)
+                continue
             # Decoded, checked (key, home partition) and buffered in the engine. A
             # record that is not applied here is sent on (a dead letter, or to its
             # user's partition when produced with another partitioner or no key: it
@@ -301,7 +354,7 @@ class Shell:
         now = time.monotonic()
         consumer = self.app.consumer
         released: list[Pending] = []
-        for name in self.topics.inputs:
+        for name in self.topics.sources:
             tp = TP(name, p)
             inp = self.inputs[tp]
             hw = consumer.highwater(tp)
@@ -342,7 +395,7 @@ class Shell:
         fetched or handled first, released events past that record's time (it then
         arrived late, and a deadline could fire that replay never fires)."""
         consumer: Any = None
-        for name in self.topics.inputs:
+        for name in self.topics.sources:
             tp = TP(name, p)
             inp = self.inputs.get(tp)
             if inp is None or inp.idle_at is None:
@@ -385,7 +438,7 @@ class Shell:
     def _gauges(self, p: int) -> None:
         """Consumer lag of this partition's inputs and the users held, at each tick."""
         consumer = self.app.consumer
-        for name in self.topics.inputs:
+        for name in self.topics.sources:
             tp = TP(name, p)
             hw = consumer.highwater(tp)
             inp = self.inputs.get(tp)
@@ -422,6 +475,14 @@ class Shell:
             self.metrics.add_timings(*timings)
         futures += sent
         writes = states.take_dirty()
+        in_force = part.policy_id
+        if in_force and in_force != self.policy_stored.get(p):
+            # The partition switched policy: its record goes with these states.
+            record = self.policy_records.get(p, {}).get(in_force)
+            if record is not None:
+                writes.append((policy_key(p), record))
+                self.policy_stored[p] = in_force
+                log.info("partition %d: policy %s in force", p, part.policy_version)
         if self.histories is not None and keyed:
             writes += self._history_writes(p, keyed)
         counted, part.tally = part.tally, Tally()  # what this settle's records came to
@@ -606,7 +667,7 @@ class Shell:
     def _progress(self, p: int) -> bytes:
         """Partition p's progress record (`Progress`), once `_finish` took the heads."""
         inputs = {}
-        for name in self.topics.inputs:
+        for name in self.topics.sources:
             inp = self.inputs.get(TP(name, p))
             if inp is not None:
                 inputs[name] = inp.progress()

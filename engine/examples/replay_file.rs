@@ -53,7 +53,7 @@ fn main() -> Result<(), String> {
     let digest = std::env::var_os("REPLAY_DIGEST").map(|_| 0xcbf2_9ce4_8422_2325);
     let mut sink = Count { decisions: 0, digest };
     let started = Instant::now();
-    let tallies = _engine::replay::replay(&[policy], logs, 600.0, jobs, None, &[], &mut sink)
+    let tallies = _engine::replay::replay(&[policy], logs, 600.0, jobs, None, &[], &[], &mut sink)
         .map_err(|e| format!("{e:?}"))?;
     let seconds = started.elapsed().as_secs_f64();
     let read = tallies.first().map_or(0, |t| t.tally.read);

@@ -24,7 +24,6 @@ fn main() -> Result<(), String> {
     };
     let data = std::fs::read(policy).map_err(|e| e.to_string())?;
     let policy = Arc::new(_engine::policy::Policy::from_json(&data)?);
-    let version = policy.version.clone();
     let mut part = Partition::new(policy, 600.0);
     part.add_input(0);
     let file = std::fs::File::open(log).map_err(|e| e.to_string())?;
@@ -33,7 +32,7 @@ fn main() -> Result<(), String> {
     let mut drain = |part: &mut Partition| {
         for d in part.decisions.drain(..) {
             decisions += 1;
-            digest = fnv(fnv(digest, d.to_json(&version).as_bytes()), b"\n");
+            digest = fnv(fnv(digest, d.to_json().as_bytes()), b"\n");
         }
     };
     for line in std::io::BufReader::new(file).split(b'\n') {

@@ -30,7 +30,7 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 pub const MAX_AMOUNT: f64 = 1e12;
 /// `f"{MAX_AMOUNT:g}"`.
 const MAX_AMOUNT_G: &str = "1e+12";
-pub const REJECT_REASONS: [&str; 9] = [
+pub const REJECT_REASONS: [&str; 10] = [
     "not_utf8",
     "not_json",
     "oversize",
@@ -40,6 +40,7 @@ pub const REJECT_REASONS: [&str; 9] = [
     "schema",
     "key_mismatch",
     "unknown_user",
+    "policy_refused",
 ];
 /// orjson's limit: 1024 nested arrays or objects are read, 1025 are not.
 const MAX_DEPTH: usize = 1024;

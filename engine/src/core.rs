@@ -140,6 +140,7 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
             None
         }
         Event::Override(_) => None, // `apply_override`
+        Event::Policy(_) => None,   // the partition's (`Partition::switch`)
     }
 }
 
@@ -907,6 +908,7 @@ fn decide(
         effective_at,
         supersedes,
         operator: None,
+        policy_version: policy.version.clone(),
     }
 }
 

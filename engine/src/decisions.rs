@@ -4,6 +4,7 @@
 use crate::pyfmt::{write_int, write_json_float, write_json_str, write_py_repr, write_time};
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
+use std::sync::Arc;
 
 /// A number as Python holds it: an int or a float (JSON writes `3` and `3.0`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,6 +65,8 @@ pub struct Decision {
     pub supersedes: Option<String>,
     /// Who made an override's decision; None (and not written) for the engine's own.
     pub operator: Option<String>,
+    /// The version of the policy that made it.
+    pub policy_version: Arc<str>,
 }
 
 fn write_opt_str(value: Option<&str>, out: &mut String) {
@@ -75,7 +78,7 @@ fn write_opt_str(value: Option<&str>, out: &mut String) {
 
 impl Decision {
     /// The decision's JSON, byte for byte as the Python engine writes it.
-    pub fn write_json(&self, policy_version: &str, out: &mut String) {
+    pub fn write_json(&self, out: &mut String) {
         out.push_str("{\"decision_id\":");
         write_json_str(&self.decision_id, out);
         out.push_str(",\"user_id\":");
@@ -107,7 +110,7 @@ impl Decision {
             out.push('}');
         }
         out.push_str("],\"policy_version\":");
-        write_json_str(policy_version, out);
+        write_json_str(&self.policy_version, out);
         out.push_str(",\"trigger_event_id\":");
         write_opt_str(self.trigger_event_id.as_deref(), out);
         out.push_str(",\"event_time\":\"");
@@ -130,9 +133,9 @@ impl Decision {
         out.push('}');
     }
 
-    pub fn to_json(&self, policy_version: &str) -> String {
+    pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(512);
-        self.write_json(policy_version, &mut out);
+        self.write_json(&mut out);
         out
     }
 }

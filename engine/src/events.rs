@@ -3,7 +3,9 @@
 //! Times are f64 seconds since the Unix epoch (UTC); dates are the epoch second of
 //! their 00:00 UTC, exactly as the Python engine holds them.
 
+use crate::policy::Policy;
 use crate::state::ShortStr;
+use std::sync::Arc;
 
 pub const DAY: f64 = 86_400.0;
 
@@ -77,12 +79,29 @@ pub struct Override {
     pub raw: Box<[u8]>,
 }
 
+/// A new policy in force from `at` (a validated record of the policies topic, or of a
+/// replay's policy history): ordered with the events by (at, policy_id); it has no user.
+#[derive(Clone, Debug)]
+pub struct PolicySwitch {
+    pub at: f64,
+    pub policy_id: String,
+    pub policy: Arc<Policy>,
+}
+
+impl PartialEq for PolicySwitch {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.policy_id == other.policy_id
+            && Arc::ptr_eq(&self.policy, &other.policy)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     Repayment(Repayment),
     Application(Application),
     CreditReport(CreditReport),
     Override(Box<Override>),
+    Policy(Box<PolicySwitch>),
 }
 
 impl Event {
@@ -92,6 +111,7 @@ impl Event {
             Event::Application(e) => &e.event_id,
             Event::CreditReport(e) => &e.event_id,
             Event::Override(e) => &e.event_id,
+            Event::Policy(p) => &p.policy_id,
         }
     }
 
@@ -101,6 +121,7 @@ impl Event {
             Event::Application(e) => &e.user_id,
             Event::CreditReport(e) => &e.user_id,
             Event::Override(e) => &e.user_id,
+            Event::Policy(_) => "",
         }
     }
 
@@ -110,20 +131,22 @@ impl Event {
             Event::Application(e) => e.occurred_at,
             Event::CreditReport(e) => e.occurred_at,
             Event::Override(e) => e.occurred_at,
+            Event::Policy(p) => p.at,
         }
     }
 
-    /// Index into EVENT_TYPES.
+    /// Index into EVENT_TYPES (4 for a policy switch, which is none of them).
     pub fn kind(&self) -> usize {
         match self {
             Event::Repayment(_) => 0,
             Event::Application(_) => 1,
             Event::CreditReport(_) => 2,
             Event::Override(_) => 3,
+            Event::Policy(_) => 4,
         }
     }
 
     pub fn event_type(&self) -> &'static str {
-        EVENT_TYPES[self.kind()]
+        EVENT_TYPES.get(self.kind()).copied().unwrap_or("policy")
     }
 }

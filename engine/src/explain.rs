@@ -129,7 +129,7 @@ pub fn explain(policy: &Policy, s: &UserState) -> Value {
     json!({
         "user_id": s.user_id.as_str(),
         "as_of": format_time(t),
-        "policy_version": policy.version,
+        "policy_version": &*policy.version,
         "status": status,
         "limit_factor": if s.status == 2 { json!(s.limit_factor) } else if s.status == 3 { json!(0.0) } else { json!(1.0) },
         "set_by": set_by,

@@ -5,7 +5,7 @@
 use crate::codec::Rejection;
 use crate::core::{fire, step_new};
 use crate::decisions::Decision;
-use crate::events::{Event, Override};
+use crate::events::{Event, Override, PolicySwitch};
 use crate::policy::Policy;
 use crate::reorder::ReorderBuffer;
 use crate::state::{ShortStr, UserState};
@@ -212,6 +212,10 @@ pub struct Partition {
     pub decisions: Vec<Decision>,
     /// Overrides refused when applied (no such user), drained by the caller.
     pub refused: Vec<Refused>,
+    /// (at, policy_id) of the policy switch in force (-inf, "" before any).
+    pub switched: (f64, String),
+    /// Policy switches applied.
+    pub switches: u64,
     /// Users whose state changed since the caller last took them (kept only with
     /// `track_dirty` on: the worker writes them to its table; replay has no table).
     pub dirty: Vec<ShortStr>,
@@ -235,6 +239,8 @@ impl Partition {
             tally: Tally::default(),
             decisions: Vec::new(),
             refused: Vec::new(),
+            switched: (f64::NEG_INFINITY, String::new()),
+            switches: 0,
             dirty: Vec::new(),
             track_dirty: false,
             scheduled: 0,
@@ -297,6 +303,11 @@ impl Partition {
                 }
                 if keep {
                     self.place = (0, event.occurred_at(), Some(Arc::from(event.event_id())), handle);
+                }
+                if let Event::Policy(switch) = event {
+                    self.switch(*switch);
+                    handles.push(handle);
+                    continue;
                 }
                 let applied = if self.timings.is_some() {
                     self.timed_apply(&event)
@@ -397,7 +408,26 @@ impl Partition {
 
     /// Fire the deadlines of users the watermark has passed.
     pub fn tick(&mut self) {
-        let mark = self.buffer.watermark;
+        self.tick_until(self.buffer.watermark);
+    }
+
+    /// A new policy from its time on (docs/design.md, "Rolling out a policy"): every
+    /// user's deadlines before it fire under the policy in force, then it is. A switch
+    /// no later than the one in force (a redelivery, or an older one released after a
+    /// newer) changes nothing.
+    pub fn switch(&mut self, switch: PolicySwitch) {
+        let (at, id) = (&self.switched.0, &self.switched.1);
+        if (switch.at, &switch.policy_id) <= (*at, id) {
+            return;
+        }
+        self.tick_until(switch.at.next_down());
+        self.policy = switch.policy;
+        self.switched = (switch.at, switch.policy_id);
+        self.switches += 1;
+    }
+
+    /// Fire the deadlines <= mark, earliest first, then by user.
+    fn tick_until(&mut self, mark: f64) {
         while let Some((deadline, uid)) = self.deadlines.pop_due(mark) {
             let Partition { states, policy, decisions, .. } = self;
             let Some(state) = states.get_mut(uid.as_str()) else { continue };

@@ -60,7 +60,8 @@ impl Rule {
 
 #[derive(Debug)]
 pub struct Policy {
-    pub version: String,
+    /// Shared with every decision made under it.
+    pub version: Arc<str>,
     pub cooling_off: f64,
     pub late_after_days: i64,
     pub dedupe_ids: usize,
@@ -145,7 +146,7 @@ impl Policy {
         let drop_window = window(SCORE_DROP);
         let dormant = rules.iter().position(|r| r.code == DORMANT);
         Ok(Policy {
-            version: p.version,
+            version: Arc::from(p.version),
             cooling_off: p.cooling_off,
             late_after_days: p.late_after_days,
             dedupe_ids: p.dedupe_ids.max(1),

@@ -5,7 +5,7 @@
 //! raised as `EngineError` naming the record it was handling, never an abort.
 
 use crate::codec::{decode, Rejection};
-use crate::events::{Event, EVENT_TYPES};
+use crate::events::{Event, PolicySwitch, EVENT_TYPES};
 use crate::partition::{Partition as Core, Tally};
 use crate::policy::Policy as CorePolicy;
 use crate::state::UserState;
@@ -91,6 +91,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
             e.operator.as_str(), e.reason.as_str(), e.until,
         )
             .into_pyobject(py),
+        Ok(Event::Policy(_)) => Err(EngineError::new_err("the decoder made a policy switch")),
     }
 }
 
@@ -206,14 +207,47 @@ impl Partition {
 
     /// Decisions made since the last call, as JSON bytes, in order.
     fn take_decisions<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let version = self.core.policy.version.clone();
         let out: Vec<Bound<'py, PyBytes>> = self
             .core
             .decisions
             .drain(..)
-            .map(|d| PyBytes::new(py, d.to_json(&version).as_bytes()))
+            .map(|d| PyBytes::new(py, d.to_json().as_bytes()))
             .collect();
         PyList::new(py, out)
+    }
+
+    /// A policy in force from `at` on (`Partition::switch`), ordered with the events of
+    /// input `source` by (at, policy_id); applied when the watermark passes it.
+    fn offer_policy(&mut self, source: u32, at: f64, policy_id: String, policy: &Policy,
+                    handle: u64) -> PyResult<()> {
+        let event = Event::Policy(Box::new(PolicySwitch { at, policy_id, policy: policy.inner.clone() }));
+        let Partition { core, handles } = self;
+        guarded(|| "a policy switch".to_owned(), || core.offer(source, event, handle, handles))
+    }
+
+    /// The version of the policy in force.
+    #[getter]
+    fn policy_version(&self) -> String {
+        self.core.policy.version.to_string()
+    }
+
+    /// Policy switches applied.
+    #[getter]
+    fn switches(&self) -> u64 {
+        self.core.switches
+    }
+
+    /// The policy_id of the switch in force ("" before any).
+    #[getter]
+    fn policy_id(&self) -> String {
+        self.core.switched.1.clone()
+    }
+
+    /// A switch a previous owner of the partition applied: in force at once, nothing
+    /// fired (the states it stored are past it).
+    fn restore_policy(&mut self, at: f64, policy_id: String, policy: &Policy) {
+        self.core.policy = policy.inner.clone();
+        self.core.switched = (at, policy_id);
     }
 
     /// Handles of the records applied (or found duplicate) since the last call.
@@ -398,13 +432,12 @@ impl Partition {
 
     /// Decisions made since the last call: (user id bytes, JSON bytes), in order.
     fn take_keyed_decisions<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let version = self.core.policy.version.clone();
         let out: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> = self
             .core
             .decisions
             .drain(..)
             .map(|d| {
-                (PyBytes::new(py, d.user_id.as_bytes()), PyBytes::new(py, d.to_json(&version).as_bytes()))
+                (PyBytes::new(py, d.user_id.as_bytes()), PyBytes::new(py, d.to_json().as_bytes()))
             })
             .collect();
         PyList::new(py, out)
@@ -502,7 +535,7 @@ fn step<'py>(
     )?;
     let out: Vec<Bound<'py, PyBytes>> = decisions
         .iter()
-        .map(|d| PyBytes::new(py, d.to_json(&p.version).as_bytes()))
+        .map(|d| PyBytes::new(py, d.to_json().as_bytes()))
         .collect();
     let rejected = rejected.map(|r| rejection_tuple(py, &r)).transpose()?;
     Ok((current.map(|s| PyBytes::new(py, &s.dump())), out, rejected))
@@ -580,7 +613,7 @@ impl crate::replay::Sink for PySink {
 /// each applied event took is counted. Returns one tally (a dict, `finished_dict`) per
 /// policy. A log that cannot be read raises `streams.errors.LogError` with one line.
 #[pyfunction]
-#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None, steps=None, keep=Vec::new()))]
+#[pyo3(signature = (policies, paths, lateness, jobs, on_decisions, on_reject=None, progress=None, steps=None, keep=Vec::new(), schedule=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn replay<'py>(
     py: Python<'py>,
@@ -593,12 +626,19 @@ fn replay<'py>(
     progress: Option<Py<PyAny>>,
     steps: Option<Vec<f64>>,
     keep: Vec<String>,
+    schedule: Vec<(f64, String, PyRef<'py, Policy>)>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let compiled: Vec<Arc<CorePolicy>> = policies.iter().map(|p| p.inner.clone()).collect();
+    let schedule: Vec<PolicySwitch> = schedule
+        .into_iter()
+        .map(|(at, policy_id, p)| PolicySwitch { at, policy_id, policy: p.inner.clone() })
+        .collect();
     let mut sink = PySink { on_decisions, on_reject, progress, rejected: Vec::new(), error: None };
     let result = py.detach(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            let r = crate::replay::replay(&compiled, &paths, lateness, jobs, steps.as_deref(), &keep, &mut sink);
+            let r = crate::replay::replay(
+                &compiled, &paths, lateness, jobs, steps.as_deref(), &keep, &schedule, &mut sink,
+            );
             let flushed = sink.flush_rejected().err();
             (r, flushed)
         }))

@@ -12,7 +12,7 @@
 //! for any number of jobs.
 
 use crate::codec::{decode, Rejection};
-use crate::events::Event;
+use crate::events::{Event, PolicySwitch};
 use crate::partition::{Partition, Place, Tally, Timings};
 use crate::policy::Policy;
 use rustc_hash::FxHashMap;
@@ -359,12 +359,11 @@ impl Shard {
             if part.decisions.is_empty() {
                 continue;
             }
-            let version = part.policy.version.clone();
             let places = part.places.as_mut().map(std::mem::take);
             let mut places = places.map(|p| p.into_iter());
             for d in part.decisions.drain(..) {
                 let place = places.as_mut().and_then(|p| p.next());
-                out.push(Out { step, which, place, json: d.to_json(&version) });
+                out.push(Out { step, which, place, json: d.to_json() });
             }
         }
     }
@@ -596,7 +595,9 @@ impl Workers {
 /// Decide over the logs under each policy; returns where each policy's run ended, with
 /// its tally. Rejected lines are counted in every tally and reported once. With `steps`
 /// (a histogram's bounds), the time each applied event took is counted too. The final
-/// states of the users in `keep` come back in `Finished::kept`.
+/// states of the users in `keep` come back in `Finished::kept`. A `schedule` of policy
+/// switches (the policy history; one policy, one thread) is offered before the first
+/// line, from an input of its own after the files'.
 #[allow(clippy::too_many_arguments)]
 pub fn replay(
     policies: &[Arc<Policy>],
@@ -605,9 +606,13 @@ pub fn replay(
     jobs: usize,
     steps: Option<&[f64]>,
     keep: &[String],
+    schedule: &[PolicySwitch],
     sink: &mut dyn Sink,
 ) -> Result<Vec<Finished>, ReplayError> {
-    run(policies, paths, lateness, jobs, steps, keep, sink).map_err(|e| match e {
+    if !schedule.is_empty() && policies.len() != 1 {
+        return Err(ReplayError::Engine("a policy history replays one policy".to_owned()));
+    }
+    run(policies, paths, lateness, jobs, steps, keep, schedule, sink).map_err(|e| match e {
         Halt::Failed(f) => {
             let name = paths.get(f.source as usize).map_or("", String::as_str);
             let place = if f.at_record { "line" } else { "after line" };
@@ -621,6 +626,7 @@ pub fn replay(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     policies: &[Arc<Policy>],
     paths: &[String],
@@ -628,6 +634,7 @@ fn run(
     jobs: usize,
     steps: Option<&[f64]>,
     keep: &[String],
+    schedule: &[PolicySwitch],
     sink: &mut dyn Sink,
 ) -> Result<Vec<Finished>, Halt> {
     let keep: Arc<[String]> = Arc::from(keep);
@@ -635,8 +642,11 @@ fn run(
     for p in paths {
         handles.push(open_log(p).map_err(ReplayError::Log)?);
     }
-    let sources = paths.len() as u32;
-    let mut workers = Workers::start(policies, lateness, sources, jobs.max(1), steps, &keep);
+    let files = paths.len() as u32;
+    let sources = files + u32::from(!schedule.is_empty());
+    // Policy switches are not a user's: with a history, one thread takes every event.
+    let jobs = if schedule.is_empty() { jobs.max(1) } else { 1 };
+    let mut workers = Workers::start(policies, lateness, sources, jobs, steps, &keep);
     let mut emit = Emitter { sink, pending: vec![Vec::new(); policies.len()] };
     let mut counts = Tally::default(); // read and rejected, the same for every policy
     let mut behind = vec![f64::NEG_INFINITY; handles.len()];
@@ -647,6 +657,19 @@ fn run(
     let mut origins: FxHashMap<u64, (usize, u64)> = FxHashMap::default();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let wants_rejected = emit.sink.wants_rejected();
+    if !schedule.is_empty() {
+        // The policy history, in its order, from its own input, which then ends: each
+        // switch waits in the buffer for the watermark like any event.
+        let mut history: Vec<&PolicySwitch> = schedule.iter().collect();
+        history.sort_by(|a, b| a.at.total_cmp(&b.at).then_with(|| a.policy_id.cmp(&b.policy_id)));
+        for switch in history {
+            step += 1;
+            let event = Event::Policy(Box::new(switch.clone()));
+            workers.push(Item::Event { source: files, step, line: 0, event }, &mut emit)?;
+        }
+        step += 1;
+        workers.push(Item::Done { source: files, step }, &mut emit)?;
+    }
     while !live.is_empty() {
         let i = if live.len() == 1 {
             live.first().copied().unwrap_or(0)
@@ -873,7 +896,7 @@ mod tests {
         for jobs in [1, 2, 3] {
             let mut kept = Kept(Vec::new());
             let one = std::slice::from_ref(&policy);
-            let outcome = replay(one, std::slice::from_ref(&name), 0.0, jobs, None, &[], &mut kept);
+            let outcome = replay(one, std::slice::from_ref(&name), 0.0, jobs, None, &[], &[], &mut kept);
             match outcome {
                 Err(ReplayError::Engine(message)) => {
                     assert!(message.starts_with(&format!("{name}: line 3: ")), "{message}");

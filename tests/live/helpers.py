@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ class Expected:
     late: int
 
     @classmethod
-    def of(cls, path: Path) -> Expected:
+    def of(cls, path: Path, schedule: Sequence[tuple[float, str, Any]] = ()) -> Expected:
+        """Replay of the log (with a policy history: its switches)."""
         decisions: dict[str, dict[str, Any]] = {}
 
         def keep(batch: list[bytes]) -> None:
@@ -59,7 +60,8 @@ class Expected:
                 d = orjson.loads(line)
                 decisions[d["decision_id"]] = d
 
-        tally = compiled([load_policy(None)], [str(path)], on_decisions=[keep])[0]
+        tally = compiled([load_policy(None)], [str(path)], on_decisions=[keep],
+                         schedule=schedule)[0]
         return cls(decisions, tally.read, sum(tally.applied.values()),
                    sum(tally.duplicates.values()), Counter(tally.rejected),
                    sum(tally.late.values()))

@@ -55,7 +55,7 @@ def check_dead_letters(reader: TopicReader, topics: Topics, expected: Expected,
         assert len(unique) == len(letters)
     assert Counter(d["reason"] for d in unique.values()) == expected.rejected
     for letter in letters:
-        assert letter["topic"] in topics.inputs
+        assert letter["topic"] in topics.sources
         assert letter["partition"] in range(4) and letter["offset"] >= 0
         assert letter["detail"]
         assert "value" in letter or "value_base64" in letter

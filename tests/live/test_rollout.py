@@ -1,0 +1,91 @@
+"""A policy rolled out live (`closure-monitor rollout`) on the real (embedded) broker:
+every partition of two workers switches at the record's event time, as a replay given
+the same policy history does; a record whose policy fails validation is refused,
+dead-lettered and counted, and the policy in force stays."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams import _engine, rollout
+from streams.events import format_time
+from streams.policy import load_policy
+from tests.helpers import stricter_policy
+from tests.live.helpers import CLI, Expected, Live
+from tests.live.test_live import run_to_completion, scrape
+
+pytestmark = pytest.mark.broker
+
+
+def metric(port: int, name: str) -> dict[tuple[str, ...], float]:
+    return {tuple(s.labels.values()): s.value for family in scrape(port)
+            for s in family.samples if s.name == name}
+
+
+async def test_every_worker_switches_at_one_event_time_as_replay_does(
+        live: Live, live_log: Path, tmp_path: Path) -> None:
+    lines = [line for line in live_log.read_bytes().splitlines() if line.strip()]
+    times = sorted(f[3] for f in map(_engine.decode_fields, lines) if f[0] != "rejected")
+    switch_at = times[len(times) // 2]
+    # Events before the switch time first (and the lines that decode to nothing), then
+    # the policy record, then the rest: the record reaches every partition ahead of
+    # the events it governs.
+    def time_of(line: bytes) -> float:
+        f = _engine.decode_fields(line)
+        return f[3] if f[0] != "rejected" else float("-inf")
+    before = [x for x in lines if time_of(x) < switch_at]
+    after = [x for x in lines if time_of(x) >= switch_at]
+    policy_file = stricter_policy(tmp_path)
+    new_version = load_policy(policy_file).version
+
+    await live.create_topics()
+    workers = [live.start_worker(), live.start_worker()]
+    for worker in workers:
+        await live.wait_web(worker)
+    sent = (await live.produce(before)).sent
+    done = subprocess.run([*CLI, "rollout", str(policy_file), "--at", format_time(switch_at),
+                           "--by", "risk-7", "--broker", live.broker.url,
+                           "--topic-prefix", live.prefix], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    record = done.stdout.strip()
+    assert b"4 partitions" in done.stderr
+    # A record no worker may apply: its policy fails validation.
+    bad = orjson.loads(record)
+    bad["policy_id"], bad["policy"]["rules"]["OVERDUE"]["tiers"][0]["threshold"] = "bad-1", -5
+    producer = AIOKafkaProducer(bootstrap_servers=live.broker.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(live.topics.policies, orjson.dumps(bad), key=b"policy",
+                                     partition=0)
+    finally:
+        await producer.stop()
+    sent += (await live.produce(after)).sent
+
+    history = tmp_path / "policies.jsonl"
+    history.write_bytes(record + b"\n" + orjson.dumps(bad) + b"\n")
+    switches, refused = rollout.history(history.read_bytes().splitlines())
+    assert [r.policy_id for r in switches] == [f"{new_version}@{format_time(switch_at)}"]
+    assert refused and "threshold" in refused[0][1]
+    expected = Expected.of(live_log, schedule=[(r.effective_at, r.policy_id, r.policy)
+                                               for r in switches])
+    expected.rejected["policy_refused"] += 1  # the bad record's dead letter
+    assert {d["policy_version"] for d in expected.decisions.values()} == {
+        "2026.11-default", new_version}
+    await run_to_completion(live, expected, sent)
+
+    # Every worker runs the new policy; between them they accepted one copy per
+    # partition and refused the bad one.
+    for worker in workers:
+        assert metric(worker.web_port, "closure_monitor_policy_info") == {(new_version,): 1}
+    records = [metric(w.web_port, "closure_monitor_policy_records_total") for w in workers]
+    assert sum(r[("accepted",)] for r in records) == live.partitions
+    assert sum(r[("refused",)] for r in records) == 1
+    logs = "".join(w.output() for w in workers)
+    assert "policy record refused" in logs
+    for worker in workers:
+        assert worker.stop() == 0
