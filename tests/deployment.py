@@ -67,6 +67,8 @@ EXPORTED_METRICS: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "closure_monitor_consumer_lag": ("gauge", {"topic": ANY, "partition": ANY}),
     "closure_monitor_buffered_events": ("gauge", {"partition": ANY}),
     "closure_monitor_input_pauses_total": ("counter", {"event_type": EVENT_TYPES}),
+    "closure_monitor_policy_records_total": ("counter", {"outcome": frozenset({"accepted",
+                                                                          "refused"})}),
     "closure_monitor_api_requests_total": ("counter", {"endpoint": frozenset({"users"}),
                                                        "outcome": API_OUTCOMES}),
 }

@@ -211,7 +211,7 @@ def test_dashboard_parses_and_every_panel_has_a_query() -> None:
     for panel in panels:
         title = panel.get("title")
         assert title, f"panel {panel['id']} has no title"
-        assert panel["type"] in {"timeseries", "stat"}, title
+        assert panel["type"] in {"timeseries", "stat", "table"}, title
         assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}, title
         exprs = [target.get("expr", "").strip() for target in panel.get("targets", [])]
         assert exprs and all(exprs), f"panel {title!r}: every target needs a non-empty expr"

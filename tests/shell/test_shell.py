@@ -693,15 +693,16 @@ def _idle_shell(**settings: Any) -> Any:
     shell._send = send
     shell.rc_line, shell.highwater = rc_line, highwater
     shell.tps = repayments, applications, reports = [TP(n, 0) for n in shell.topics.inputs[:3]]
-    overrides = TP(shell.topics.overrides, 0)
+    quiet = [TP(shell.topics.overrides, 0), TP(shell.topics.policies, 0)]
     part: CompiledPartition[Any] = CompiledPartition(POLICY, 600.0)
     shell.parts[0], shell.outboxes[0], shell.storing[0] = part, deque(), deque()
-    for tp in (repayments, applications, reports, overrides):
+    for tp in (repayments, applications, reports, *quiet):
         part.add_input(tp)
         shell.inputs[tp] = Input()
-    # No override was ever sent: that input is empty and idle throughout.
-    part.set_idle(overrides, True)
-    shell.inputs[overrides].idle_at = highwater[overrides] = 0
+    # No override or policy record was ever sent: those inputs are empty and idle.
+    for tp in quiet:
+        part.set_idle(tp, True)
+        shell.inputs[tp].idle_at = highwater[tp] = 0
     shell.before = event.occurred_at - 2 * 86_400.0  # what the quiet inputs delivered last
     last = orjson.dumps({**orjson.loads(rc_line), "event_id": "c8",
                          "occurred_at": format_time(shell.before)})

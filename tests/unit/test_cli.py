@@ -63,6 +63,7 @@ def test_the_tool_says_what_it_does_and_groups_its_commands() -> None:
     assert listed["decide over recorded logs (no broker needed)"] == [
         "replay", "backtest", "generate"]
     assert listed["one user's line"] == ["explain", "override"]
+    assert listed["the policy"] == ["rollout"]
     assert listed["run live on Kafka"] == ["worker", "dev"]
     assert listed["move events between logs and Kafka"] == ["produce", "record"]
     examples = listed["examples"]

@@ -704,7 +704,9 @@ def test_until_after_occurred_at_is_the_decoders_rule_alone() -> None:
 
 
 def test_unknown_user_is_a_reason_the_decoder_never_gives() -> None:
-    assert REJECT_REASONS[-1] == "unknown_user"
+    # Given when applied (an override of no known user) and by the shell (a refused
+    # policy record): never by the decoder, so they come after its reasons.
+    assert REJECT_REASONS[-2:] == ("unknown_user", "policy_refused")
     assert REJECT_REASONS[:8] == ("not_utf8", "not_json", "oversize", "not_object",
                                   "unknown_type", "unsupported_version", "schema",
                                   "key_mismatch")
