@@ -113,7 +113,7 @@ def _oracle(policy: Policy, items: list[Any], lateness: float = 600.0) -> Ended:
             part.tally.read += 1
             if isinstance(event, Rejection):
                 part.tally.count_rejection(event)
-                released = [n]  # (the engine gives a record it rejects back at once)
+                released = [n]  # (done with at once, as the engine's `take` has it)
             else:
                 released = part.offer(source, event, n)
         steps.append((released, [d.to_json() for d in part.drain()]))
@@ -291,10 +291,10 @@ def test_a_notice_under_a_tier_the_new_policy_lacks_lapses(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("at", "downgraded_under"), [
-    (day(40), "2026.12-default"),  # the day-40 deadline is not before the switch
-    (math.nextafter(day(40), math.inf), "2026.11-default"),  # it is, just
-    (day(40.5), "2026.11-default"),
-    (day(40) + 300, "2026.11-default"),
+    pytest.param(day(40), "2026.12-default", id="at-the-deadline"),  # not before it
+    pytest.param(math.nextafter(day(40), math.inf), "2026.11-default", id="just-after"),
+    pytest.param(day(40) + 300, "2026.11-default", id="5-minutes-after"),
+    pytest.param(day(40.5), "2026.11-default", id="half-a-day-after"),
 ])
 def test_deadlines_before_the_switch_fire_under_the_old_policy_the_rest_under_the_new(
         tmp_path: Path, at: float, downgraded_under: str) -> None:
@@ -349,15 +349,21 @@ def test_two_switches_each_in_force_from_its_time(tmp_path: Path) -> None:
     assert _replay_engine(DEFAULT, [log], switches) == replayed
 
 
-@pytest.mark.parametrize("lateness", [0.0, 600.0])
-def test_a_redelivered_switch_has_no_effect(tmp_path: Path, lateness: float) -> None:
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_a_redelivered_switch_has_no_effect(tmp_path: Path, one_by_one: bool) -> None:
     """The same switch again, and a switch of the same time and id with another policy
-    (a record sent again, changed): ignored, whether released with the first (lateness
-    600: all three in the buffer at once, released in their order of arrival) or after
-    it (lateness 0: each released as it comes, the later ones late); their handles are
-    released all the same and nothing counts them."""
-    first = PolicySwitch(day(20), "p-strict", STRICT)
-    again = [first, PolicySwitch(day(20), "p-strict", NEXT)]
+    (a record sent again, changed): ignored, whether released with the first (on an
+    input of their own, lateness 600: all three in the buffer at once, released in
+    their order of arrival) or after it (on the events' input, lateness 0: each item
+    released as it comes, the later ones late); their handles are released all the
+    same and nothing counts them."""
+    lateness = 0.0 if one_by_one else 600.0
+
+    def placed(switch: PolicySwitch) -> Any:
+        return On(EVENTS, switch) if one_by_one else switch
+
+    first = placed(PolicySwitch(day(20), "p-strict", STRICT))
+    again = [first, placed(PolicySwitch(day(20), "p-strict", NEXT))]
     events = [repayment(0, due=10, event_id="r1"), repayment(19, user="u2", due=10,
                                                              event_id="r2"),
               report(21, user="u3", credit_score=700, event_id="c1"),
@@ -373,6 +379,11 @@ def test_a_redelivered_switch_has_no_effect(tmp_path: Path, lateness: float) -> 
     assert (part.states, part.tally, part.watermark, part.pending_deadlines) == (
         want_once.states, want_once.tally, want_once.watermark, want_once.pending_deadlines)
     assert sorted(h for released, _ in part.steps for h in released) == list(range(len(twice)))
+    if one_by_one:
+        assert [released for released, _ in part.steps[:len(twice)]] == [
+            [n] for n in range(len(twice))]
+    else:  # the switches released together, at the end, before c1 and c2
+        assert part.steps[-1][0] == [2, 3, 4, 5, 6]
     assert part.tally["late"] == {}
     # In a replay, the schedule's duplicates (sorted next to each other) are ignored alike.
     assert replayed.decisions == part.decisions
@@ -384,7 +395,8 @@ def test_an_older_switch_released_after_a_newer_one_is_ignored(tmp_path: Path) -
     in force when "strict" from day 20 arrives (late): ignored, and so is "strict" from
     day 30 under an id that sorts before "next"'s; "strict" from day 30 under an id that
     sorts after it is newer: applied, though late, when released. u1's downgrade of day
-    40 is "next"'s; its close of day 100 (the deadline "next" set) is strict's."""
+    40 is "next"'s; its close of day 100 (the deadline "next" set) is strict's.
+    Replayed, the schedule is sorted: all four are applied in turn."""
     items = [repayment(0, due=10, event_id="r1"),
              On(EVENTS, PolicySwitch(day(30), "p2", NEXT)),
              report(35, user="u2", credit_score=700, event_id="c1"),
@@ -393,7 +405,8 @@ def test_an_older_switch_released_after_a_newer_one_is_ignored(tmp_path: Path) -
              report(45, user="u2", credit_score=710, event_id="c2"),
              On(EVENTS, PolicySwitch(day(30), "p3", STRICT)),  # as old, a greater id: newer
              report(200, user="u2", credit_score=720, event_id="c3")]
-    part = _oracle(DEFAULT, items, 0.0)
+    want = _run(DEFAULT, items, tmp_path, 0.0)
+    part, replayed = want
     assert _seen(part.decisions) == [
         ("u1", "warn", "OVERDUE", "2026.11-default", _when(11)),
         ("u1", "downgrade", "OVERDUE", "2026.12-default", _when(40)),
@@ -402,7 +415,9 @@ def test_an_older_switch_released_after_a_newer_one_is_ignored(tmp_path: Path) -
     assert [len(ds) for _, ds in part.steps] == [0, 1, 0, 0, 0, 1, 0, 1, 0]
     assert [released for released, _ in part.steps[:8]] == [[n] for n in range(8)]
     assert part.tally["late"] == {}
-    assert _engine(DEFAULT, items, 0.0) == part
+    assert [(a, v) for _, a, _, v, _ in _seen(replayed.decisions)] == [
+        ("warn", "2026.11-default"), ("downgrade", "strict"), ("close", "strict")]
+    _engine_agrees(DEFAULT, items, tmp_path, want, 0.0)
 
 
 def test_a_late_switch_is_applied_when_released(tmp_path: Path) -> None:
@@ -412,12 +427,16 @@ def test_a_late_switch_is_applied_when_released(tmp_path: Path) -> None:
                                                          event_id="c1"),
              On(EVENTS, PolicySwitch(day(30), "p-strict", STRICT)),
              report(200, user="u2", credit_score=710, event_id="c2")]
-    part = _oracle(DEFAULT, items, 0.0)
+    want = _run(DEFAULT, items, tmp_path, 0.0)
+    part, replayed = want
     assert [(a, v, t) for _, a, _, v, t in _seen(part.decisions)] == [
         ("warn", "2026.11-default", _when(11)), ("downgrade", "2026.11-default", _when(40)),
         ("close", "strict", _when(100))]
     assert part.steps[2] == ([2], []) and part.tally["late"] == {}
-    assert _engine(DEFAULT, items, 0.0) == part
+    # Replayed, the switch is in force from day 30 (before the day-40 downgrade).
+    assert [(a, v) for _, a, _, v, _ in _seen(replayed.decisions)] == [
+        ("warn", "2026.11-default"), ("downgrade", "strict"), ("close", "strict")]
+    _engine_agrees(DEFAULT, items, tmp_path, want, 0.0)
 
 
 @pytest.mark.parametrize("switch_first", [False, True])
