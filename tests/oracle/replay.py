@@ -97,22 +97,20 @@ def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
                 on_decisions: Sequence[Callable[[Decision], None]],
                 on_reject: Callable[[RejectedLine], None] | None = None,
                 progress: Callable[[int], None] | None = None,
-                schedule: Iterable[PolicySwitch] | None = None) -> list[Tally]:
+                schedule: Iterable[PolicySwitch] = ()) -> list[Tally]:
     """`replay` under each of several policies in one pass over the logs.
 
     Each line is read and decoded once and offered to one partition per policy,
     each with its own states, so every policy decides exactly what its own
     `replay` would (`on_decisions[i]` gets policy i's decisions, in its order).
     Returns one tally per policy; rejected lines are reported once. A policy
-    history (`schedule`, even an empty one) is for one policy only: with any other
-    number, ValueError.
+    history (`schedule`) is for one policy only: a switch in it with any other number
+    of policies is a ValueError (an empty one is no history).
     """
     if len(policies) != len(on_decisions):
         raise ValueError("one on_decisions callback per policy")
-    if schedule is not None and len(policies) != 1:
-        raise ValueError("a policy schedule replays one policy's history, not a backtest")
     parts: list[Partition[int]] = [Partition(p, {}, lateness) for p in policies]
-    _run(parts, list(paths), on_decisions, on_reject, progress, schedule or ())
+    _run(parts, list(paths), on_decisions, on_reject, progress, schedule)
     return [part.tally for part in parts]
 
 

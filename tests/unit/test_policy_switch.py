@@ -590,16 +590,26 @@ def test_replay_with_a_policy_history_equals_the_python_engine(tmp_path: Path, s
 
 
 def test_a_policy_history_is_replayed_under_one_policy_only(tmp_path: Path) -> None:
-    """A backtest (several policies) with a schedule is refused, in both engines."""
-    path = _log(tmp_path, [report(0, credit_score=700, event_id="c1")])
+    """A backtest (several policies) with a schedule is refused, in both engines; an
+    empty schedule is no history, and is not."""
+    path = _log(tmp_path, [report(0, credit_score=500, event_id="c1")])
     switch = PolicySwitch(day(1), "p-strict", STRICT)
     with pytest.raises(ValueError, match="schedule"):
         replay_each([DEFAULT, STRICT], [path], on_decisions=[print, print], schedule=[switch])
+    want: list[list[bytes]] = [[], []]
+    replay_each([DEFAULT, STRICT], [path], schedule=[],
+                on_decisions=[lambda d: want[0].append(d.to_json()),
+                              lambda d: want[1].append(d.to_json())])
+    assert all(want)
     out: list[bytes] = []
     with pytest.raises(ValueError):
         compiled([DEFAULT, STRICT], [path], on_decisions=[out.extend, out.extend],
                  schedule=[(switch.at, switch.policy_id, switch.policy)])
     assert out == []
+    got: list[list[bytes]] = [[], []]
+    compiled([DEFAULT, STRICT], [path], on_decisions=[got[0].extend, got[1].extend],
+             schedule=[])
+    assert got == want
 
 
 def _observed(policy: Policy, items: list[Any], lateness: float) -> Ended:
