@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.policy import Policy
 
 DAY = 86_400.0
 
@@ -103,6 +107,34 @@ class Tick:
 
 
 Event = Repayment | Application | CreditReport | Override
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySwitch:
+    """A validated policy version that takes effect at event time `at` in every
+    partition, in event-time order with the events, so that live and a replay given
+    the policy history decide alike. Not an input event: never decoded, not in
+    EVENT_TYPES, counted in no tally (its event_type, "policy", is none of theirs);
+    built from a validated policy record. A reorder buffer holds it like an event,
+    ordered by (`at`, `policy_id`), with no user ("")."""
+
+    at: float
+    policy_id: str
+    policy: Policy
+
+    event_type = "policy"
+
+    @property
+    def occurred_at(self) -> float:
+        return self.at
+
+    @property
+    def event_id(self) -> str:
+        return self.policy_id
+
+    @property
+    def user_id(self) -> str:
+        return ""
 
 
 def format_time(t: float) -> str:

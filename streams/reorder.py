@@ -19,21 +19,25 @@ import heapq
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from streams.events import Event
+from streams.events import Event, PolicySwitch
 
 H = TypeVar("H")
 NEVER = float("-inf")
+# What the buffer holds: events, and policy switches, ordered like events by their
+# (`occurred_at`, `event_id`).
+Item = Event | PolicySwitch
 
 
 class ReorderBuffer(Generic[H]):
-    """Holds events with an opaque handle each (e.g. the Kafka record to ack)."""
+    """Holds events (and policy switches) with an opaque handle each (e.g. the Kafka
+    record to ack)."""
 
     def __init__(self, lateness: float) -> None:
         self.lateness = lateness
         self.watermark = NEVER
         self._latest: dict[Hashable, float] = {}
         self._idle: set[Hashable] = set()
-        self._heap: list[tuple[float, str, int, Event, H]] = []
+        self._heap: list[tuple[float, str, int, Item, H]] = []
         self._seq = 0
         self._max_seen = NEVER
 
@@ -57,7 +61,7 @@ class ReorderBuffer(Generic[H]):
         else:
             self._idle.discard(source)
 
-    def push(self, source: Hashable, event: Event, handle: H) -> bool:
+    def push(self, source: Hashable, event: Item, handle: H) -> bool:
         """Buffer one event; True when it arrived at or behind the watermark (late):
         events at the watermark's own time may have been released before it."""
         t = event.occurred_at
@@ -97,7 +101,7 @@ class ReorderBuffer(Generic[H]):
         heap = self._heap
         return bool(heap) and heap[0][0] <= self.watermark
 
-    def release(self) -> list[tuple[Event, H]]:
+    def release(self) -> list[tuple[Item, H]]:
         """Events the watermark has passed, in event-time order."""
         heap, mark = self._heap, self.watermark
         out = []

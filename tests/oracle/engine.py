@@ -1,19 +1,24 @@
 """The Python engine's partition: its loop around `step` (reorder, apply, fire
 deadlines, count), as the worker and replay ran it before the engine
 (`streams._engine`) took it over; kept as the oracle that engine is checked against.
+
+Policy switches (`streams.events.PolicySwitch`) go through the reorder buffer with
+the events: when one is released, the deadlines before its time fire under the
+policy in force, then its policy is the partition's (`Partition.switch`).
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
+import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from time import perf_counter, time
 from typing import Any, Generic, TypeVar
 
 from streams.codec import Rejection
-from streams.events import Event, Tick
+from streams.events import Event, PolicySwitch, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.tally import Tally
@@ -23,8 +28,8 @@ from tests.oracle.state import UserState
 
 H = TypeVar("H")
 # Where a decision came in a partition's order of emission: (0, occurred_at, event_id,
-# handle, n) for the n-th decision an applied event led to, (1, deadline, user_id, 0, n)
-# for one a fired deadline led to.
+# handle, n) for the n-th decision an applied event (or a released policy switch: its
+# at and policy_id) led to, (1, deadline, user_id, 0, n) for one a fired deadline led to.
 Place = tuple[int, float, str, Any, int]
 # A full garbage collection waits for this many middle-generation ones (CPython: 10).
 FULL_COLLECTION_AFTER = 1000
@@ -54,6 +59,8 @@ class Partition(Generic[H]):
     def __init__(self, policy: Policy, states: MutableMapping[str, UserState],
                  lateness: float, tally: Tally | None = None) -> None:
         self.policy = policy
+        # The (at, policy_id) of the policy switch in force: none yet.
+        self.in_force: tuple[float, str] = (-math.inf, "")
         self.states = states
         self.buffer: ReorderBuffer[H] = ReorderBuffer(lateness)
         self.tally = tally if tally is not None else Tally()
@@ -81,6 +88,13 @@ class Partition(Generic[H]):
         """Buffer an event; apply whatever the watermark releases; return their handles."""
         if self.buffer.push(source, event, handle):
             self.tally.late[event.event_type] += 1
+        return self.release()
+
+    def offer_policy(self, source: Hashable, switch: PolicySwitch, handle: H) -> list[H]:
+        """Buffer a policy switch as if it were an event of `source` at its time (it
+        moves the watermark alike); apply whatever that releases; return the handles.
+        It is counted nowhere, not even when it arrives behind the watermark."""
+        self.buffer.push(source, switch, handle)
         return self.release()
 
     def set_idle(self, source: Hashable, idle: bool) -> list[H]:
@@ -114,9 +128,12 @@ class Partition(Generic[H]):
             for event, handle in buffer.release():
                 if keep:
                     self._place = (0, event.occurred_at, event.event_id, handle, 0)
-                rejected = self.apply(event)
-                if rejected is not None:
-                    self.rejections.append((handle, rejected))
+                if isinstance(event, PolicySwitch):
+                    self.switch(event)
+                else:
+                    rejected = self.apply(event)
+                    if rejected is not None:
+                        self.rejections.append((handle, rejected))
                 handles.append(handle)
         heap = self._heap
         if heap and heap[0][0] <= mark:
@@ -147,9 +164,32 @@ class Partition(Generic[H]):
         self._schedule(uid, state.deadline)
         return None
 
-    def tick(self) -> None:
-        """Fire the deadlines of users the watermark has passed."""
-        heap, mark = self._heap, self.buffer.watermark
+    def switch(self, switch: PolicySwitch) -> None:
+        """Apply a released policy switch.
+
+        One no later than the switch in force, by (at, policy_id), has no effect (a
+        redelivery, or an older switch released after a newer one). Otherwise every
+        user's deadlines before its time (strictly) fire first, under the policy in
+        force, each user up to the largest time below `at`, in the order of a tick
+        (deadline, then user); then the switch's policy is in force. Users' states are
+        left as they are (their deadlines too); the core's memo, per policy, rebuilds
+        at each one's next evaluation.
+        """
+        key = (switch.at, switch.policy_id)
+        if key <= self.in_force:
+            return
+        self.tick(math.nextafter(switch.at, -math.inf))
+        self.policy = switch.policy
+        self.in_force = key
+
+    def tick(self, until: float | None = None) -> None:
+        """Fire the deadlines of users the watermark has passed: those up to `until`
+        instead, when given (before a policy switch, whose place in the order of
+        emission its decisions take)."""
+        heap = self._heap
+        mark = self.buffer.watermark if until is None else until
+        places = self.places is not None and until is None
+        fired: list[Decision] = []
         while heap and heap[0][0] <= mark:
             deadline, uid = heapq.heappop(heap)
             if self._scheduled.get(uid) != deadline:
@@ -161,10 +201,14 @@ class Partition(Generic[H]):
             state, decisions = step(self.policy, state, Tick(mark))
             assert state is not None
             self.states[uid] = state
-            if self.places is not None:
-                self._place = (1, deadline, uid, 0, 0)
-            self._emit(decisions)
+            if until is None:
+                if places:
+                    self._place = (1, deadline, uid, 0, 0)
+                self._emit(decisions)
+            else:
+                fired += decisions
             self._schedule(uid, state.deadline)
+        self._emit(fired)
 
     def schedule_all(self, states: Iterable[tuple[str, UserState]]) -> None:
         """Index the deadlines of these users' states (after a restore from the changelog)."""

@@ -10,6 +10,10 @@ holding the watermark back.
 Rejected lines are reported as they are read, but for overrides of users with no
 state, rejected when applied: those are reported at the end of the run, after every
 other, in the order of their files (as given) and line numbers.
+
+With a policy history (`schedule`: policy switches), a replay decides as the worker
+did while those policies were rolled out: the switches are offered first, from an
+input of their own after the files', and take effect as the watermark passes them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import orjson
 
 from streams.codec import Rejection, decode
 from streams.errors import LogError
-from streams.events import Override
+from streams.events import Override, PolicySwitch
 from streams.policy import Policy
 from streams.replay import DEFAULT_LATENESS, open_log
 from streams.tally import Tally
@@ -62,9 +66,13 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
            on_reject: Callable[[RejectedLine], None] | None = None,
            progress: Callable[[int], None] | None = None,
            states: dict[str, UserState] | None = None,
-           metrics: Metrics | None = None) -> Tally:
+           metrics: Metrics | None = None,
+           schedule: Iterable[PolicySwitch] = ()) -> Tally:
     """Decide over the logs; call back for every decision and rejected line. The users'
     states are kept in `states` when given.
+
+    `policy` is in force from the start; each switch of `schedule` (any order) from
+    its time on (see `_run`).
 
     With `metrics`, the run is counted there as the worker counts (the one
     partition labelled "0"), with the time of every step; wall-clock event lag
@@ -78,7 +86,7 @@ def replay(policy: Policy, paths: Iterable[str], *, lateness: float = DEFAULT_LA
         part = TimedPartition(policy, table, lateness, observe_step=metrics.observe_step)
         metrics.set_policy(policy.version)
         metrics.watch(0, part)
-    _run([part], list(paths), [on_decision], on_reject, progress)
+    _run([part], list(paths), [on_decision], on_reject, progress, schedule)
     if metrics is not None:
         metrics.set_users(len(table))
     return part.tally
@@ -88,27 +96,41 @@ def replay_each(policies: Sequence[Policy], paths: Iterable[str], *,
                 lateness: float = DEFAULT_LATENESS,
                 on_decisions: Sequence[Callable[[Decision], None]],
                 on_reject: Callable[[RejectedLine], None] | None = None,
-                progress: Callable[[int], None] | None = None) -> list[Tally]:
+                progress: Callable[[int], None] | None = None,
+                schedule: Iterable[PolicySwitch] = ()) -> list[Tally]:
     """`replay` under each of several policies in one pass over the logs.
 
     Each line is read and decoded once and offered to one partition per policy,
     each with its own states, so every policy decides exactly what its own
     `replay` would (`on_decisions[i]` gets policy i's decisions, in its order).
-    Returns one tally per policy; rejected lines are reported once.
+    Returns one tally per policy; rejected lines are reported once. A policy
+    history (`schedule`) is for one policy only: a switch in it with any other number
+    of policies is a ValueError (an empty one is no history).
     """
     if len(policies) != len(on_decisions):
         raise ValueError("one on_decisions callback per policy")
     parts: list[Partition[int]] = [Partition(p, {}, lateness) for p in policies]
-    _run(parts, list(paths), on_decisions, on_reject, progress)
+    _run(parts, list(paths), on_decisions, on_reject, progress, schedule)
     return [part.tally for part in parts]
 
 
 def _run(parts: list[Partition[int]], names: list[str],
          on_decisions: Sequence[Callable[[Decision], None]],
          on_reject: Callable[[RejectedLine], None] | None,
-         progress: Callable[[int], None] | None) -> None:
+         progress: Callable[[int], None] | None,
+         schedule: Iterable[PolicySwitch] = ()) -> None:
     """Read the logs into the partitions (one per policy, all fed the same events),
-    handing part i's decisions to on_decisions[i] as they come."""
+    handing part i's decisions to on_decisions[i] as they come.
+
+    The policy switches of `schedule` (one partition only) are offered before the
+    first line is read, sorted by (at, policy_id), from an input of their own (the
+    last: number len(names)), their handles 1..n, the lines' following on; that
+    input is then removed, so the switches wait in the buffer until the watermark
+    passes them, like events.
+    """
+    switches = sorted(schedule, key=lambda s: (s.at, s.policy_id))
+    if switches and len(parts) != 1:
+        raise ValueError("a policy schedule replays one policy's history, not a backtest")
 
     def drain() -> None:
         for part, on_decision in zip(parts, on_decisions, strict=True):
@@ -137,9 +159,17 @@ def _run(parts: list[Partition[int]], names: list[str],
     for part in parts:
         for i in range(len(handles)):
             part.add_input(i)
+    lines = step = 0
+    if switches:  # (one partition)
+        extra = len(handles)
+        parts[0].add_input(extra)
+        for switch in switches:
+            step += 1
+            parts[0].offer_policy(extra, switch, step)
+        parts[0].remove_input(extra)
+        drain()
     live = list(range(len(handles)))
     first_offer, *other_offers = [part.offer for part in parts]
-    lines = step = 0
     # Full collections rescan the table of user states, which only grows: see
     # engine.rare_full_collections.
     try:
