@@ -56,6 +56,15 @@ pub fn step_new(policy: &Policy, s: &mut UserState, event: &Event, out: &mut Vec
     evaluate(policy, s, now, Some(event.event_id()), correction, out);
 }
 
+/// A user under a policy switched to at `at`: their deadlines up to then (or their
+/// clock, if later) fire, and they are judged at that time under the new policy, so
+/// that its tiers apply from its time on, not from the user's next event.
+pub fn review(policy: &Policy, s: &mut UserState, at: f64, out: &mut Vec<Decision>) {
+    let now = if s.clock > at { s.clock } else { at };
+    fire(policy, s, now, out);
+    evaluate(policy, s, now, None, None, out);
+}
+
 /// Evaluate the user at each of its deadlines <= until, in order.
 pub fn fire(policy: &Policy, s: &mut UserState, until: f64, out: &mut Vec<Decision>) {
     while let Some(deadline) = s.deadline {

@@ -422,6 +422,22 @@ impl Partition {
         }
         self.tick_until(switch.at.next_down());
         self.policy = switch.policy;
+        // Every user is judged at the switch's time under the new policy, in user order.
+        let mut users: Vec<ShortStr> = self.states.keys().cloned().collect();
+        users.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for uid in users {
+            let Partition { states, policy, decisions, .. } = self;
+            let Some(state) = states.get_mut(uid.as_str()) else { continue };
+            let start = decisions.len();
+            if self.places.is_some() {
+                self.place = (1, switch.at, Some(Arc::from(uid.as_str())), 0);
+            }
+            crate::core::review(policy, state, switch.at, decisions);
+            let deadline = state.deadline;
+            let indexed = state.indexed;
+            state.indexed = deadline;
+            self.stepped(uid, start, indexed, deadline);
+        }
         self.switched = (switch.at, switch.policy_id);
         self.switches += 1;
     }

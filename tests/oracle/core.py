@@ -127,6 +127,14 @@ def step(policy: Policy, state: UserState | None, event: Event | Tick
     return state, step_new(policy, state, event)
 
 
+def review(policy: Policy, state: UserState, at: float) -> list[Decision]:
+    """A user under a policy switched to at `at`: their deadlines up to then (or their
+    clock, if later) fire, and they are judged at that time under the new policy."""
+    now = state.clock if state.clock > at else at
+    decisions = fire(policy, state, now) if state.deadline is not None else []
+    return decisions + _evaluate(policy, state, now, None, None)
+
+
 def step_new(policy: Policy, state: UserState, event: Event) -> list[Decision]:
     """`step` for an event known not to be a redelivery, on an existing state."""
     t = event.occurred_at

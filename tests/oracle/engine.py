@@ -22,7 +22,7 @@ from streams.events import Event, PolicySwitch, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.tally import Tally
-from tests.oracle.core import rejection, step, step_new
+from tests.oracle.core import rejection, review, step, step_new
 from tests.oracle.decisions import Decision
 from tests.oracle.state import UserState
 
@@ -171,15 +171,23 @@ class Partition(Generic[H]):
         redelivery, or an older switch released after a newer one). Otherwise every
         user's deadlines before its time (strictly) fire first, under the policy in
         force, each user up to the largest time below `at`, in the order of a tick
-        (deadline, then user); then the switch's policy is in force. Users' states are
-        left as they are (their deadlines too); the core's memo, per policy, rebuilds
-        at each one's next evaluation.
+        (deadline, then user); then the switch's policy is in force, and every user is
+        judged at its time under it (`core.review`), in user order: its tiers apply
+        from then on, not from each user's next event.
         """
         key = (switch.at, switch.policy_id)
         if key <= self.in_force:
             return
         self.tick(math.nextafter(switch.at, -math.inf))
         self.policy = switch.policy
+        # Every user is judged at the switch's time under the new policy, in user order.
+        for uid in sorted(self.states):
+            state = self.states[uid]
+            decisions = review(self.policy, state, switch.at)
+            if self.places is not None:
+                self._place = (1, switch.at, uid, 0, 0)
+            self._emit(decisions)
+            self._schedule(uid, state.deadline)
         self.in_force = key
 
     def tick(self, until: float | None = None) -> None:
