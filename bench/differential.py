@@ -17,7 +17,8 @@ byte for byte:
 
 Checks: the default policy and the test suite's other policies, lateness 600 s;
 the default policy with lateness 0; the log split into one file per event type
-(four inputs merged by event time). --quick runs the first two only.
+(four inputs merged by event time); and a policy history (test policy 1 rolled
+out on day 60, test policy 2 on day 120). --quick runs the first two only.
 This is the check to run on a 1,000,000-event log before an engine change is
 released (about 10 minutes here); the test suite runs the same comparison on
 small logs. Prints one line per check and exits non-zero on any difference.
@@ -33,10 +34,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from streams.events import PolicySwitch
 from streams.generate import generate_log
 from streams.policy import Policy, load_policy
 from streams.replay import compiled
@@ -57,23 +60,30 @@ def digest(lines: Sequence[bytes]) -> str:
     return h.hexdigest()
 
 
-def engine_run(policy: Policy, paths: list[str], lateness: float, jobs: int
-               ) -> tuple[list[bytes], list[bytes], Tally]:
+# A policy history: (day of the log, policy, id). The checks with it run the log with
+# the default policy in force first, then each of these from its day on.
+History = Sequence[tuple[float, Policy, str]]
+
+
+def engine_run(policy: Policy, paths: list[str], lateness: float, jobs: int,
+               history: History = ()) -> tuple[list[bytes], list[bytes], Tally]:
     decisions: list[bytes] = []
     dead: list[bytes] = []
     [tally] = compiled([policy], paths, lateness=lateness, on_decisions=[decisions.extend],
-                       on_reject=dead.extend, jobs=jobs)
+                       on_reject=dead.extend, jobs=jobs,
+                       schedule=[(at, pid, p) for at, p, pid in history])
     return decisions, dead, tally
 
 
 def oracle_run(policy: Policy, paths: list[str], lateness: float,
-               states: dict[str, UserState] | None
+               states: dict[str, UserState] | None, history: History = ()
                ) -> tuple[list[bytes], list[bytes], Tally]:
     decisions: list[bytes] = []
     dead: list[bytes] = []
     tally = replay(policy, paths, lateness=lateness,
                    on_decision=lambda d: decisions.append(d.to_json()),
-                   on_reject=lambda r: dead.append(r.to_json()), states=states)
+                   on_reject=lambda r: dead.append(r.to_json()), states=states,
+                   schedule=[PolicySwitch(at, pid, p) for at, p, pid in history])
     return decisions, dead, tally
 
 
@@ -85,15 +95,15 @@ def first_difference(a: Sequence[bytes], b: Sequence[bytes]) -> str:
 
 
 def check(name: str, policy: Policy, paths: list[str], lateness: float,
-          with_states: bool) -> bool:
+          with_states: bool, history: History = ()) -> bool:
     started = time.monotonic()
     states: dict[str, UserState] | None = {} if with_states else None
-    want, want_dead, want_tally = oracle_run(policy, paths, lateness, states)
+    want, want_dead, want_tally = oracle_run(policy, paths, lateness, states, history)
     oracle_seconds = time.monotonic() - started
     ok = True
     problems: list[str] = []
-    for jobs in (1, 2):
-        got, got_dead, got_tally = engine_run(policy, paths, lateness, jobs)
+    for jobs in (1, 2):  # (with a history, the engine runs one thread either way)
+        got, got_dead, got_tally = engine_run(policy, paths, lateness, jobs, history)
         if got != want:
             ok = False
             problems.append(f"--jobs {jobs}: decisions differ at {first_difference(got, want)}")
@@ -169,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             checks.append(("default policy, one file per event type, lateness 600 s",
                            default, split_by_type(log, folder), 600.0, False))
         results = [check(*c) for c in checks]
+        if not args.quick:
+            # Rolled out mid-log: test policy 1 from day 60, test policy 2 from day 120.
+            start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+            history = [(start + 60 * 86_400.0, POLICIES[1], "p-60"),
+                       (start + 120 * 86_400.0, POLICIES[2], "p-120")]
+            results.append(check("default policy, then test policy 1 from day 60 and test "
+                                 "policy 2 from day 120, lateness 600 s", default, [str(log)],
+                                 600.0, False, history))
     failed = results.count(False)
     print(f"{len(results) - failed} of {len(results)} checks the same byte for byte")
     return 1 if failed else 0
