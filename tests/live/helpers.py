@@ -173,14 +173,17 @@ class Live:
         """Input records the group has committed (applied, acked and committed)."""
         return sum((await self.committed_offsets()).values())
 
-    async def committed_offsets(self) -> dict[tuple[str, int], int]:
-        """The group's committed offset of each input topic-partition (0 if none)."""
+    async def committed_offsets(self, topics: Iterable[str] | None = None
+                                ) -> dict[tuple[str, int], int]:
+        """The group's committed offset of each input topic-partition (0 if none), or of
+        each partition of `topics`."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
                                     group_id=self.app_id, enable_auto_commit=False)
         await consumer.start()
         try:
+            names = list(topics) if topics is not None else self.topics.inputs
             return {(t, p): await consumer.committed(TopicPartition(t, p)) or 0
-                    for t in self.topics.inputs for p in range(self.partitions)}
+                    for t in names for p in range(self.partitions)}
         finally:
             await consumer.stop()
 

@@ -192,9 +192,10 @@ async def test_production_changelog_batches_hold_every_final_state(
     progress = {r.partition: decode_progress(r.value) for r in records
                 if r.key.startswith(PROGRESS_KEY)}
     assert set(progress) == set(range(live.partitions))
-    committed = await live.committed_offsets()  # every record, once run to completion
+    # every record, once run to completion
+    committed = await live.committed_offsets(live.topics.sources)
     for p, inputs in progress.items():
-        assert set(inputs) == set(live.topics.inputs)
+        assert set(inputs) == set(live.topics.sources)
         for topic, done in inputs.items():
             assert done.below == committed[topic, p] and not done.ahead
 

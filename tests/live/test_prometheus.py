@@ -205,7 +205,7 @@ async def test_prometheus_scrapes_the_worker_and_every_panel_has_data(
     partitions = {str(p) for p in range(live.partitions)}
     lag = prom.query("closure_monitor_consumer_lag")
     assert {(s["metric"]["topic"], s["metric"]["partition"]) for s in lag} \
-        == {(t, p) for t in live.topics.inputs for p in partitions}
+        == {(t, p) for t in live.topics.sources for p in partitions}
     marks = prom.query("closure_monitor_watermark_timestamp_seconds")
     assert {s["metric"]["partition"] for s in marks} == partitions
     assert len(marks) == len(partitions)
