@@ -383,7 +383,7 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy_history(path: str) -> list[tuple[float, str, Any]]:
+def _policy_history(path: str) -> list[tuple[float, str, Any, str | None]]:
     """The switches of a recorded policy history, each once, in time order; the
     records a worker would refuse are named on stderr and left out, as live."""
     from streams import rollout
@@ -397,9 +397,10 @@ def _policy_history(path: str) -> list[tuple[float, str, Any]]:
         print(f"closure-monitor: --policy-history {path} line {line}: refused: {reason}",
               file=sys.stderr)
     for r in records:
-        print(f"policy {r.policy.version} from {format_time(r.effective_at)} "
+        scope = f" for region {r.region}" if r.region is not None else ""
+        print(f"policy {r.policy.version}{scope} from {format_time(r.effective_at)} "
               f"({r.policy_id}, published by {r.published_by})", file=sys.stderr)
-    return [(r.effective_at, r.policy_id, r.policy) for r in records]
+    return [(r.effective_at, r.policy_id, r.policy, r.region) for r in records]
 
 
 def _all_rejected(tally: Tally, hint: str) -> int:

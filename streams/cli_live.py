@@ -178,6 +178,10 @@ def add_commands(sub: Any, policy_flags: Callable[..., None],
                          "decided under it (required)")
     ro.add_argument("--by", required=True, metavar="NAME", dest="published_by",
                     help="who publishes it, for the record (required)")
+    ro.add_argument("--region", metavar="REGION",
+                    help="apply it to the users of one region only (events carry the "
+                         "user's region); the others keep theirs (default: every user of "
+                         "no region with a policy of its own)")
     ro.add_argument("--id", metavar="ID", dest="policy_id",
                     help="the record's id; publishing the same id again changes nothing "
                          "(default: VERSION@TIME)")
@@ -423,8 +427,9 @@ def _rollout(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy_file)  # the file's own checks, each one line
     with open(args.policy_file, encoding="utf-8") as handle:
         document = yaml.safe_load(handle)
-    policy_id = args.policy_id or f"{policy.version}@{args.at}"
-    raw = rollout.record(document, policy_id, args.at, args.published_by)
+    scope = f"@{args.region}" if args.region else ""
+    policy_id = args.policy_id or f"{policy.version}@{args.at}{scope}"
+    raw = rollout.record(document, policy_id, args.at, args.published_by, region=args.region)
     try:
         checked = rollout.parse(raw)  # what every worker will check
     except rollout.RefusedPolicy as exc:

@@ -127,14 +127,15 @@ class CompiledPartition(Generic[H]):
         return self._released(), None, (user, partition)
 
     def offer_policy(self, tp: Hashable, at: float, policy_id: str, policy: Policy,
-                     handle: H) -> list[H]:
+                     handle: H, region: str | None = None) -> list[H]:
         """A policy in force from event time `at` on, ordered with input `tp`'s events
         (the engine's policy switch: deadlines before `at` fire under the policy in
         force, then `policy` is); the handles released."""
         n = self._next
         self._next = n + 1
         self._handles[n] = handle
-        self.engine.offer_policy(self.source(tp), at, policy_id, compiled_policy(policy), n)
+        self.engine.offer_policy(self.source(tp), at, policy_id, compiled_policy(policy), n,
+                                 region)
         return self._released()
 
     @property
@@ -147,9 +148,15 @@ class CompiledPartition(Generic[H]):
         """The policy_id of the switch in force ("" before any)."""
         return self.engine.policy_id
 
-    def restore_policy(self, at: float, policy_id: str, policy: Policy) -> None:
+    def restore_policy(self, at: float, policy_id: str, policy: Policy,
+                       region: str | None = None) -> None:
         """A switch a previous owner applied, in force at once (nothing fires)."""
-        self.engine.restore_policy(at, policy_id, compiled_policy(policy))
+        self.engine.restore_policy(at, policy_id, compiled_policy(policy), region)
+
+    @property
+    def policies(self) -> list[tuple[str | None, str, str]]:
+        """The policies in force: (region or None, version, policy_id of its switch)."""
+        return self.engine.policies()
 
     def skip(self, tp: Hashable, raw: bytes, key: bytes | None, partitions: int,
              home: int) -> list[H]:

@@ -334,8 +334,8 @@ class Metrics:
             "(several while a switch has reached some partitions and not others).",
             labels=["version"])
         if not described:
-            versions = {v for part in watched.values()
-                        if (v := getattr(part, "policy_version", None)) is not None}
+            versions = {version for part in watched.values()
+                        for _, version, _ in getattr(part, "policies", ())}
             if not versions and self._policy_version is not None:
                 versions = {self._policy_version}
             for version in sorted(versions):

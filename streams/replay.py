@@ -67,7 +67,9 @@ def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
              on_reject: Callable[[list[bytes]], None] | None = None,
              progress: Callable[[int], None] | None = None, jobs: int = 1,
              metrics: Metrics | None = None,
-             schedule: Sequence[tuple[float, str, Policy]] = ()) -> list[Tally]:
+             schedule: Sequence[tuple[float, str, Policy]
+                                | tuple[float, str, Policy, str | None]] = ()
+             ) -> list[Tally]:
     """`replay_each` in the compiled engine, its whole loop there: the logs are read,
     merged, decoded and decided in `streams._engine`, once for every policy, with
     `jobs` threads over one decode (the output is the same for any number).
@@ -95,8 +97,8 @@ def compiled(policies: Sequence[Policy], paths: Iterable[str], *,
     def decisions(which: int, batch: list[bytes]) -> None:
         on_decisions[which](batch)
 
-    history = [(at, policy_id, _engine.Policy(p.engine_json()))
-               for at, policy_id, p in schedule]
+    history = [(item[0], item[1], _engine.Policy(item[2].engine_json()),
+                item[3] if len(item) > 3 else None) for item in schedule]
     if history and len(engines) != 1:
         raise ValueError("a policy history replays one policy")
     ends = _engine.replay(engines, list(paths), lateness, jobs, decisions, on_reject,

@@ -93,7 +93,7 @@ class Shell:
         # Policy records offered to each partition, by policy_id (the one in force is
         # stored in the table, `policy_key`), and the switch last stored.
         self.policy_records: dict[int, dict[str, bytes]] = {}
-        self.policy_stored: dict[int, str] = {}
+        self.policy_stored: dict[int, tuple[str, ...]] = {}
 
     # -- partitions --------------------------------------------------------------
 
@@ -164,17 +164,22 @@ class Shell:
         stored = self.table.data.get(policy_key(p))
         if stored is None:
             return
-        try:
-            record = rollout.parse(bytes(stored))
-        except rollout.RefusedPolicy as exc:  # stored by a worker: not expected
-            log.warning("partition %d: the stored policy record is refused (%s); the "
-                        "policy %s stays in force", p, exc, part.policy_version)
-            return
-        part.restore_policy(record.effective_at, record.policy_id, record.policy)
-        self.policy_records.setdefault(p, {})[record.policy_id] = bytes(stored)
-        self.policy_stored[p] = record.policy_id
-        log.info("partition %d: policy %s in force since %s (%s)", p, record.policy.version,
-                 format_time(record.effective_at), record.policy_id)
+        for raw in orjson.loads(stored):  # the records of the switches in force
+            raw = orjson.dumps(raw)
+            try:
+                record = rollout.parse(raw)
+            except rollout.RefusedPolicy as exc:  # stored by a worker: not expected
+                log.warning("partition %d: a stored policy record is refused (%s); the "
+                            "policy %s stays in force", p, exc, part.policy_version)
+                continue
+            part.restore_policy(record.effective_at, record.policy_id, record.policy,
+                                record.region)
+            self.policy_records.setdefault(p, {})[record.policy_id] = raw
+            scope = f" for region {record.region}" if record.region is not None else ""
+            log.info("partition %d: policy %s%s in force since %s (%s)", p,
+                     record.policy.version, scope, format_time(record.effective_at),
+                     record.policy_id)
+        self.policy_stored[p] = self._in_force(part)
 
     def _policy_record(self, p: int, part: Part, tp: TP, raw: bytes, pending: Pending,
                        released: list[Pending]) -> Rejection | None:
@@ -190,8 +195,13 @@ class Shell:
         self.metrics.count_policy_record("accepted")
         self.policy_records.setdefault(p, {})[record.policy_id] = raw
         released += part.offer_policy(tp, record.effective_at, record.policy_id,
-                                      record.policy, pending)
+                                      record.policy, pending, record.region)
         return None
+
+    @staticmethod
+    def _in_force(part: Part) -> tuple[str, ...]:
+        """The policy_ids of the switches in force in a partition."""
+        return tuple(policy_id for _, _, policy_id in part.policies if policy_id)
 
     def _progress_restored(self, p: int) -> dict[str, Progress]:
         """Partition p's progress record in the table (after recovery), by topic."""
@@ -475,14 +485,16 @@ class Shell:
             self.metrics.add_timings(*timings)
         futures += sent
         writes = states.take_dirty()
-        in_force = part.policy_id
+        in_force = self._in_force(part)
         if in_force and in_force != self.policy_stored.get(p):
-            # The partition switched policy: its record goes with these states.
-            record = self.policy_records.get(p, {}).get(in_force)
-            if record is not None:
-                writes.append((policy_key(p), record))
-                self.policy_stored[p] = in_force
-                log.info("partition %d: policy %s in force", p, part.policy_version)
+            # The partition switched policy: the records in force go with these states.
+            known = self.policy_records.get(p, {})
+            records = [known[i] for i in in_force if i in known]
+            writes.append((policy_key(p), b"[" + b",".join(records) + b"]"))
+            self.policy_stored[p] = in_force
+            log.info("partition %d: policies in force: %s", p, ", ".join(
+                version + (f" (region {region})" if region is not None else "")
+                for region, version, _ in part.policies))
         if self.histories is not None and keyed:
             writes += self._history_writes(p, keyed)
         counted, part.tally = part.tally, Tally()  # what this settle's records came to

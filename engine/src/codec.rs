@@ -274,12 +274,12 @@ fn simple_number(text: &str, start: usize) -> Option<(Json<'_>, usize)> {
     Some((Json::Float(x), i))
 }
 
-/// The field a key names (`field_index` on bytes): a hash of its first two and last
+/// The field a key names (`field_index` on bytes): a hash of its first, third and last
 /// bytes, unique over FIELD_NAMES (`slot`), then the name compared.
 fn field_of(key: &str) -> Option<usize> {
     let b = key.as_bytes();
-    let (first, second, last) = (*b.first()?, *b.get(1)?, *b.last()?);
-    let field = usize::from(*FIELD_BY_HASH.get(slot(first, second, last))?);
+    let (first, third, last) = (*b.first()?, *b.get(2)?, *b.last()?);
+    let field = usize::from(*FIELD_BY_HASH.get(slot(first, third, last))?);
     let name = FIELD_NAMES.get(field)?.as_bytes();
     if name.len() != b.len() {
         return None;
@@ -300,10 +300,10 @@ fn same_ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
     a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
 }
 
-/// A field name's slot in FIELD_BY_HASH, from its first two and last bytes (the
+/// A field name's slot in FIELD_BY_HASH, from its first, third and last bytes (the
 /// factors found by search: no two names share a slot).
-const fn slot(first: u8, second: u8, last: u8) -> usize {
-    (3 * first as usize + 28 * second as usize + 4 * last as usize) % 64
+const fn slot(first: u8, third: u8, last: u8) -> usize {
+    (first as usize + 3 * third as usize + 8 * last as usize) % 64
 }
 
 /// FIELD_NAMES by the hash of `field_of` (N_FIELDS where none).
@@ -312,7 +312,7 @@ const FIELD_BY_HASH: [u8; 64] = {
     let mut i = 0;
     while i < N_FIELDS {
         let b = FIELD_NAMES[i].as_bytes();
-        let slot = slot(b[0], b[1], b[b.len() - 1]);
+        let slot = slot(b[0], b[2], b[b.len() - 1]);
         assert!(table[slot] == N_FIELDS as u8, "two field names share a slot");
         table[slot] = i as u8;
         i += 1;
@@ -366,7 +366,7 @@ impl JsonError {
 
 type Parsed<T> = Result<T, JsonError>;
 
-const N_FIELDS: usize = 27;
+const N_FIELDS: usize = 28;
 const FIELD_NAMES: [&str; N_FIELDS] = [
     "event_type",
     "schema_version",
@@ -395,6 +395,7 @@ const FIELD_NAMES: [&str; N_FIELDS] = [
     "operator",
     "reason",
     "until",
+    "region",
 ];
 const EVENT_TYPE: usize = 0;
 const SCHEMA_VERSION: usize = 1;
@@ -423,6 +424,7 @@ const ACTION: usize = 23;
 const OPERATOR: usize = 24;
 const REASON: usize = 25;
 const UNTIL: usize = 26;
+const REGION: usize = 27;
 
 fn field_index(key: &str) -> Option<usize> {
     Some(match key {
@@ -453,6 +455,7 @@ fn field_index(key: &str) -> Option<usize> {
         "operator" => OPERATOR,
         "reason" => REASON,
         "until" => UNTIL,
+        "region" => REGION,
         _ => return None,
     })
 }
@@ -1149,6 +1152,14 @@ fn optional_number(record: &Record<'_>, field: usize) -> Checked<Option<f64>> {
     }
 }
 
+/// `_optional_text`: absent or null, or a string of 1..=limit characters.
+fn optional_text(record: &Record<'_>, field: usize, limit: usize) -> Checked<Option<ShortStr>> {
+    match record.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(_) => text(record, field, limit).map(|s| Some(ShortStr::new(s))),
+    }
+}
+
 /// `_common`: (event_id, user_id, occurred_at), the time checked first.
 fn common(record: &Record<'_>) -> Checked<(ShortStr, ShortStr, f64)> {
     let at = time_value(record.get(OCCURRED_AT), "occurred_at")?;
@@ -1173,7 +1184,9 @@ fn repayment(record: &Record<'_>) -> Checked<Repayment> {
         Some(Json::Null) => None,
         value => Some(time_value(value, "paid_at")?),
     };
+    let region = optional_text(record, REGION, 64)?;
     Ok(Repayment {
+        region,
         event_id,
         user_id,
         occurred_at,
@@ -1198,7 +1211,9 @@ fn application(record: &Record<'_>) -> Checked<Application> {
     let product = choice(record, PRODUCT, &PRODUCTS)?;
     let kind = choice(record, KIND, &APPLICATION_KINDS)?;
     let requested_amount = number(record, REQUESTED_AMOUNT, true)?;
+    let region = optional_text(record, REGION, 64)?;
     Ok(Application {
+        region,
         event_id,
         user_id,
         occurred_at,
@@ -1212,7 +1227,7 @@ fn application(record: &Record<'_>) -> Checked<Application> {
 
 fn credit_report(record: &Record<'_>) -> Checked<CreditReport> {
     let (event_id, user_id, occurred_at) = common(record)?;
-    Ok(CreditReport {
+    let report = CreditReport {
         event_id,
         user_id,
         occurred_at,
@@ -1223,7 +1238,9 @@ fn credit_report(record: &Record<'_>) -> Checked<CreditReport> {
         delinquent_accounts: integer(record, DELINQUENT_ACCOUNTS, 0, 10_000)?,
         total_debt: optional_number(record, TOTAL_DEBT)?,
         monthly_income: optional_number(record, MONTHLY_INCOME)?,
-    })
+        region: None,
+    };
+    Ok(CreditReport { region: optional_text(record, REGION, 64)?, ..report })
 }
 
 /// An operator's override (docs/design.md, "Overrides"): the action, who and why, and
@@ -1242,7 +1259,8 @@ fn override_event(record: &Record<'_>, raw: &[u8]) -> Checked<Override> {
     if until.is_some_and(|until| until <= occurred_at) {
         return Err("until: must be after occurred_at".to_owned());
     }
-    Ok(Override { event_id, user_id, occurred_at, action, operator, reason, until, raw: raw.into() })
+    let region = optional_text(record, REGION, 64)?;
+    Ok(Override { event_id, user_id, occurred_at, action, operator, reason, until, region, raw: raw.into() })
 }
 
 // --- times and dates (`_time_value`, `_date_value`) --------------------------------------

@@ -52,6 +52,11 @@ pub fn step_new(policy: &Policy, s: &mut UserState, event: &Event, out: &mut Vec
         }
         _ => apply(s, event, now, policy),
     };
+    if let Some(region) = event.region() {
+        if s.region.as_deref() != Some(region) {
+            s.region = Some(ShortStr::new(region));
+        }
+    }
     s.see(event.event_id(), policy.dedupe_ids);
     evaluate(policy, s, now, Some(event.event_id()), correction, out);
 }

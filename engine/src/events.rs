@@ -31,6 +31,8 @@ pub struct Repayment {
     pub amount_due: f64,
     pub amount_paid: f64,
     pub paid_at: Option<f64>,
+    /// The user's region, when the producer gives it (segment-scoped policies).
+    pub region: Option<ShortStr>,
 }
 
 /// A request to borrow from the line or to raise it.
@@ -44,6 +46,7 @@ pub struct Application {
     pub kind: &'static str,
     pub requested_amount: f64,
     pub channel: Option<ShortStr>,
+    pub region: Option<ShortStr>,
 }
 
 /// A change in the user's bureau file: only the changed fields are set.
@@ -59,6 +62,7 @@ pub struct CreditReport {
     pub delinquent_accounts: Option<i64>,
     pub total_debt: Option<f64>,
     pub monthly_income: Option<f64>,
+    pub region: Option<ShortStr>,
 }
 
 /// An operator's override: restore the user now, hold automatic action until a time
@@ -74,6 +78,7 @@ pub struct Override {
     pub reason: String,
     /// Required for a hold, optional for a restore (restore, then hold until then).
     pub until: Option<f64>,
+    pub region: Option<ShortStr>,
     /// The record as it came: an override refused when applied (no such user) is
     /// dead-lettered with it. Overrides are few; the others keep no copy.
     pub raw: Box<[u8]>,
@@ -86,12 +91,14 @@ pub struct PolicySwitch {
     pub at: f64,
     pub policy_id: String,
     pub policy: Arc<Policy>,
+    /// The region it applies to; None: every user not in a region with a policy.
+    pub region: Option<String>,
 }
 
 impl PartialEq for PolicySwitch {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at && self.policy_id == other.policy_id
-            && Arc::ptr_eq(&self.policy, &other.policy)
+            && Arc::ptr_eq(&self.policy, &other.policy) && self.region == other.region
     }
 }
 
@@ -132,6 +139,17 @@ impl Event {
             Event::CreditReport(e) => e.occurred_at,
             Event::Override(e) => e.occurred_at,
             Event::Policy(p) => p.at,
+        }
+    }
+
+    /// The user's region the event carries.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Event::Repayment(e) => e.region.as_deref(),
+            Event::Application(e) => e.region.as_deref(),
+            Event::CreditReport(e) => e.region.as_deref(),
+            Event::Override(e) => e.region.as_deref(),
+            Event::Policy(_) => None,
         }
     }
 

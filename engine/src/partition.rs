@@ -196,6 +196,24 @@ impl Timings {
 /// moves its entries when it grows.
 pub type States = hashbrown::HashMap<ShortStr, Box<UserState>, FxBuildHasher>;
 
+/// A region's own policy (a scoped switch's), and the (at, policy_id) of that switch.
+pub struct Scoped {
+    pub region: String,
+    pub policy: Arc<Policy>,
+    pub switched: (f64, String),
+}
+
+/// The policy that decides a user of `region`: the region's own, else the unscoped one.
+fn choose<'a>(policy: &'a Arc<Policy>, scoped: &'a [Scoped], region: Option<&str>) -> &'a Policy {
+    region
+        .and_then(|r| scoped.iter().find(|s| s.region == r))
+        .map_or(&**policy, |s| &*s.policy)
+}
+
+fn has_scope(scoped: &[Scoped], region: Option<&str>) -> bool {
+    region.is_some_and(|r| scoped.iter().any(|s| s.region == r))
+}
+
 /// An override refused when it came to be applied: it names a user with no state.
 pub struct Refused {
     pub handle: H,
@@ -212,8 +230,10 @@ pub struct Partition {
     pub decisions: Vec<Decision>,
     /// Overrides refused when applied (no such user), drained by the caller.
     pub refused: Vec<Refused>,
-    /// (at, policy_id) of the policy switch in force (-inf, "" before any).
+    /// (at, policy_id) of the unscoped policy switch in force (-inf, "" before any).
     pub switched: (f64, String),
+    /// Regions' own policies, by scoped switches (few: looked through in order).
+    pub scoped: Vec<Scoped>,
     /// Policy switches applied.
     pub switches: u64,
     /// Users whose state changed since the caller last took them (kept only with
@@ -240,6 +260,7 @@ impl Partition {
             decisions: Vec::new(),
             refused: Vec::new(),
             switched: (f64::NEG_INFINITY, String::new()),
+            scoped: Vec::new(),
             switches: 0,
             dirty: Vec::new(),
             track_dirty: false,
@@ -344,7 +365,7 @@ impl Partition {
         let kind = event.kind();
         let uid = event.user_id();
         let start = self.decisions.len();
-        let Partition { states, policy, decisions, tally, .. } = self;
+        let Partition { states, policy, scoped, decisions, tally, .. } = self;
         // One probe of the table: a new user's entry is made where the probe ended.
         let (key, state) = match states.entry_ref(uid) {
             EntryRef::Occupied(entry) => {
@@ -363,7 +384,8 @@ impl Partition {
                 (entry.key().clone(), entry.into_mut())
             }
         };
-        step_new(policy, state, event, decisions);
+        let chosen = choose(policy, scoped, event.region().or(state.region.as_deref()));
+        step_new(chosen, state, event, decisions);
         if let Some(n) = tally.applied.get_mut(kind) {
             *n += 1;
         }
@@ -416,37 +438,98 @@ impl Partition {
     /// no later than the one in force (a redelivery, or an older one released after a
     /// newer) changes nothing.
     pub fn switch(&mut self, switch: PolicySwitch) {
-        let (at, id) = (&self.switched.0, &self.switched.1);
-        if (switch.at, &switch.policy_id) <= (*at, id) {
+        let region = switch.region.clone();
+        let scope = region.as_deref();
+        let in_force = match scope {
+            None => Some(&self.switched),
+            Some(r) => self.scoped.iter().find(|s| s.region == r).map(|s| &s.switched),
+        };
+        if in_force.is_some_and(|(at, id)| (switch.at, &switch.policy_id) <= (*at, id)) {
             return;
         }
         self.tick_until(switch.at.next_down());
-        self.policy = switch.policy;
-        // Every user is judged at the switch's time under the new policy, in user order.
-        let mut users: Vec<ShortStr> = self.states.keys().cloned().collect();
+        let key = (switch.at, switch.policy_id);
+        match switch.region {
+            None => {
+                self.policy = switch.policy;
+                self.switched = key;
+            }
+            Some(region) => match self.scoped.iter_mut().find(|s| s.region == region) {
+                Some(s) => {
+                    s.policy = switch.policy;
+                    s.switched = key;
+                }
+                None => self.scoped.push(Scoped { region, policy: switch.policy, switched: key }),
+            },
+        }
+        // Every user the switch governs is judged at its time under the new policy, in
+        // user order: a region's users for a scoped switch, the users of no region with a
+        // policy of its own for an unscoped one.
+        let at = self.switched_at(scope);
+        let mut users: Vec<ShortStr> = self
+            .states
+            .iter()
+            .filter(|(_, s)| match scope {
+                Some(r) => s.region.as_deref() == Some(r),
+                None => !has_scope(&self.scoped, s.region.as_deref()),
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
         users.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for uid in users {
-            let Partition { states, policy, decisions, .. } = self;
+            let Partition { states, policy, scoped, decisions, .. } = self;
             let Some(state) = states.get_mut(uid.as_str()) else { continue };
+            let chosen = choose(policy, scoped, state.region.as_deref());
             let start = decisions.len();
             if self.places.is_some() {
-                self.place = (1, switch.at, Some(Arc::from(uid.as_str())), 0);
+                self.place = (1, at, Some(Arc::from(uid.as_str())), 0);
             }
-            crate::core::review(policy, state, switch.at, decisions);
+            crate::core::review(chosen, state, at, decisions);
             let deadline = state.deadline;
             let indexed = state.indexed;
             state.indexed = deadline;
             self.stepped(uid, start, indexed, deadline);
         }
-        self.switched = (switch.at, switch.policy_id);
         self.switches += 1;
+    }
+
+    /// The time of the switch in force for a scope (None: unscoped).
+    fn switched_at(&self, scope: Option<&str>) -> f64 {
+        match scope {
+            None => self.switched.0,
+            Some(r) => self.scoped.iter().find(|s| s.region == r).map_or(self.switched.0, |s| s.switched.0),
+        }
+    }
+
+    /// The versions of the policies in force: the unscoped one, then each region's.
+    pub fn versions(&self) -> Vec<(Option<&str>, &str)> {
+        let mut out = vec![(None, &*self.policy.version)];
+        out.extend(self.scoped.iter().map(|s| (Some(s.region.as_str()), &*s.policy.version)));
+        out
+    }
+
+    /// A switch a previous owner applied, in force at once (nothing fires: the states it
+    /// stored are past it).
+    pub fn restore_switch(&mut self, switch: PolicySwitch) {
+        let key = (switch.at, switch.policy_id);
+        match switch.region {
+            None => {
+                self.policy = switch.policy;
+                self.switched = key;
+            }
+            Some(region) => {
+                self.scoped.retain(|s| s.region != region);
+                self.scoped.push(Scoped { region, policy: switch.policy, switched: key });
+            }
+        }
     }
 
     /// Fire the deadlines <= mark, earliest first, then by user.
     fn tick_until(&mut self, mark: f64) {
         while let Some((deadline, uid)) = self.deadlines.pop_due(mark) {
-            let Partition { states, policy, decisions, .. } = self;
+            let Partition { states, policy, scoped, decisions, .. } = self;
             let Some(state) = states.get_mut(uid.as_str()) else { continue };
+            let policy = choose(policy, scoped, state.region.as_deref());
             if state.indexed != Some(deadline) {
                 continue; // superseded entry (or the same one twice)
             }

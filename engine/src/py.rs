@@ -61,16 +61,20 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
             items.extend(rest.iter());
             PyTuple::new(py, items)
         }
-        Ok(Event::Repayment(e)) => (
-            "repayment", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
-            e.loan_id.as_str(), e.installment,
-            e.product, e.due_date, e.amount_due, e.amount_paid, e.paid_at,
-        )
-            .into_pyobject(py),
+        Ok(Event::Repayment(e)) => {
+            let head = (
+                "repayment", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
+                e.loan_id.as_str(), e.installment,
+            );
+            let tail = (e.product, e.due_date, e.amount_due, e.amount_paid, e.paid_at, e.region.as_deref());
+            let mut items: Vec<Bound<'py, PyAny>> = head.into_pyobject(py)?.iter().collect();
+            items.extend(tail.into_pyobject(py)?.iter());
+            PyTuple::new(py, items)
+        }
         Ok(Event::Application(e)) => (
             "application", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
             e.application_id.as_str(), e.product, e.kind, e.requested_amount,
-            e.channel.as_deref(),
+            e.channel.as_deref(), e.region.as_deref(),
         )
             .into_pyobject(py),
         Ok(Event::CreditReport(e)) => {
@@ -80,7 +84,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
             );
             let tail = (
                 e.credit_score, e.open_lenders, e.hard_inquiries_30d, e.delinquent_accounts,
-                e.total_debt, e.monthly_income,
+                e.total_debt, e.monthly_income, e.region.as_deref(),
             );
             let mut items: Vec<Bound<'py, PyAny>> = head.into_pyobject(py)?.iter().collect();
             items.extend(tail.into_pyobject(py)?.iter());
@@ -88,7 +92,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
         }
         Ok(Event::Override(e)) => (
             "override", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at, e.action,
-            e.operator.as_str(), e.reason.as_str(), e.until,
+            e.operator.as_str(), e.reason.as_str(), e.until, e.region.as_deref(),
         )
             .into_pyobject(py),
         Ok(Event::Policy(_)) => Err(EngineError::new_err("the decoder made a policy switch")),
@@ -218,9 +222,11 @@ impl Partition {
 
     /// A policy in force from `at` on (`Partition::switch`), ordered with the events of
     /// input `source` by (at, policy_id); applied when the watermark passes it.
+    #[pyo3(signature = (source, at, policy_id, policy, handle, region=None))]
     fn offer_policy(&mut self, source: u32, at: f64, policy_id: String, policy: &Policy,
-                    handle: u64) -> PyResult<()> {
-        let event = Event::Policy(Box::new(PolicySwitch { at, policy_id, policy: policy.inner.clone() }));
+                    handle: u64, region: Option<String>) -> PyResult<()> {
+        let policy = policy.inner.clone();
+        let event = Event::Policy(Box::new(PolicySwitch { at, policy_id, policy, region }));
         let Partition { core, handles } = self;
         guarded(|| "a policy switch".to_owned(), || core.offer(source, event, handle, handles))
     }
@@ -245,9 +251,20 @@ impl Partition {
 
     /// A switch a previous owner of the partition applied: in force at once, nothing
     /// fired (the states it stored are past it).
-    fn restore_policy(&mut self, at: f64, policy_id: String, policy: &Policy) {
-        self.core.policy = policy.inner.clone();
-        self.core.switched = (at, policy_id);
+    #[pyo3(signature = (at, policy_id, policy, region=None))]
+    fn restore_policy(&mut self, at: f64, policy_id: String, policy: &Policy,
+                      region: Option<String>) {
+        let policy = policy.inner.clone();
+        self.core.restore_switch(PolicySwitch { at, policy_id, policy, region });
+    }
+
+    /// The policies in force: (region or None, version, policy_id of its switch).
+    fn policies(&self) -> Vec<(Option<String>, String, String)> {
+        let mut out = vec![(None, self.core.policy.version.to_string(), self.core.switched.1.clone())];
+        for s in &self.core.scoped {
+            out.push((Some(s.region.clone()), s.policy.version.to_string(), s.switched.1.clone()));
+        }
+        out
     }
 
     /// Handles of the records applied (or found duplicate) since the last call.
@@ -626,12 +643,12 @@ fn replay<'py>(
     progress: Option<Py<PyAny>>,
     steps: Option<Vec<f64>>,
     keep: Vec<String>,
-    schedule: Vec<(f64, String, PyRef<'py, Policy>)>,
+    schedule: Vec<(f64, String, PyRef<'py, Policy>, Option<String>)>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let compiled: Vec<Arc<CorePolicy>> = policies.iter().map(|p| p.inner.clone()).collect();
     let schedule: Vec<PolicySwitch> = schedule
         .into_iter()
-        .map(|(at, policy_id, p)| PolicySwitch { at, policy_id, policy: p.inner.clone() })
+        .map(|(at, policy_id, p, region)| PolicySwitch { at, policy_id, policy: p.inner.clone(), region })
         .collect();
     let mut sink = PySink { on_decisions, on_reject, progress, rejected: Vec::new(), error: None };
     let result = py.detach(|| {

@@ -408,6 +408,8 @@ pub struct UserState {
     pub clear_since: OptTime,
     /// Automatic action is held until then (an operator's hold: an appeal under review).
     pub hold_until: OptTime,
+    /// The region the user's latest applied event carried (segment-scoped policies).
+    pub region: Option<ShortStr>,
     /// Pending notices, warnings and what a restore supersedes (`adverse()`): None
     /// when all are empty.
     adverse: Option<Box<Adverse>>,
@@ -551,6 +553,7 @@ impl UserState {
             scores: Vec::new(),
             clear_since: OptTime::NONE,
             hold_until: OptTime::NONE,
+            region: None,
             adverse: None,
             deadline: None,
             seen: Seen::default(),
@@ -723,6 +726,11 @@ impl UserState {
             o.push_str(",\"H\":");
             write_json_float(until, &mut o);
         }
+        // Only a user whose events named a region has "G".
+        if let Some(region) = &self.region {
+            o.push_str(",\"G\":");
+            write_json_str(region, &mut o);
+        }
         o.push('}');
         o.into_bytes()
     }
@@ -784,6 +792,7 @@ impl UserState {
             scores: d.s_,
             clear_since: OptTime::new(d.k),
             hold_until: OptTime::new(d.h),
+            region: d.g.as_deref().map(ShortStr::new),
             adverse: {
                 let adverse = Adverse { pending, announced, adverse_id, adverse_codes };
                 (!adverse.is_empty()).then(|| Box::new(adverse))
@@ -840,6 +849,8 @@ struct Stored {
     d_: Option<f64>,
     #[serde(rename = "H", default)]
     h: Option<f64>,
+    #[serde(rename = "G", default)]
+    g: Option<String>,
     e: Vec<String>,
 }
 

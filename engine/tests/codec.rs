@@ -74,6 +74,7 @@ fn result_json(result: &Result<Event, Rejection>) -> Value {
             bits(e.amount_due),
             bits(e.amount_paid),
             opt_bits(e.paid_at),
+            e.region,
         ]),
         Ok(Event::Application(e)) => json!([
             "application",
@@ -85,6 +86,7 @@ fn result_json(result: &Result<Event, Rejection>) -> Value {
             e.kind,
             bits(e.requested_amount),
             e.channel,
+            e.region,
         ]),
         Ok(Event::CreditReport(e)) => json!([
             "credit_report",
@@ -98,6 +100,7 @@ fn result_json(result: &Result<Event, Rejection>) -> Value {
             e.delinquent_accounts,
             opt_bits(e.total_debt),
             opt_bits(e.monthly_income),
+            e.region,
         ]),
         Ok(Event::Override(e)) => json!([
             "override",
@@ -108,6 +111,7 @@ fn result_json(result: &Result<Event, Rejection>) -> Value {
             e.operator,
             e.reason,
             opt_bits(e.until),
+            e.region,
         ]),
         Ok(Event::Policy(_)) => panic!("the decoder made a policy switch"),
     }
