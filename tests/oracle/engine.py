@@ -27,7 +27,7 @@ from streams.events import Event, PolicySwitch, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.tally import Tally
-from tests.oracle.core import rejection, review, step, step_new
+from tests.oracle.core import fire, rejection, review, step, step_new
 from tests.oracle.decisions import Decision
 from tests.oracle.state import UserState
 
@@ -160,9 +160,12 @@ class Partition(Generic[H]):
     def apply(self, event: Event) -> Rejection | None:
         """Apply one released event; if it is rejected instead, count it and say why.
 
-        The user is decided (the deadlines the event fires first included) by the
-        policy of the event's region when it names one, else of the state's region
-        (a new user's: none)."""
+        The event is applied, and the user judged, under the policy of the event's
+        region when it names one, else of the state's region (a new user's: none).
+        The user's deadlines up to the event's time fire first, as a tick would fire
+        them, under the policy of the state's region: an event that moves the user to
+        another region moves them from its time on, however the events were batched
+        for release."""
         uid = event.user_id
         states = self.states
         state = states.get(uid)
@@ -178,8 +181,13 @@ class Partition(Generic[H]):
             self.tally.duplicates[event.event_type] += 1
             return None
         else:
-            policy = self.policy_for(region if region is not None else state.region)
-            decisions = step_new(policy, state, event)
+            policy = self.policy_for(state.region)
+            decisions = (fire(policy, state, event.occurred_at)
+                         if state.deadline is not None else [])
+            if region is not None:
+                policy = self.policy_for(region)
+            # (its own firing finds nothing left to fire up to the event's time)
+            decisions += step_new(policy, state, event)
         states[uid] = state
         self.tally.applied[event.event_type] += 1
         if decisions:
