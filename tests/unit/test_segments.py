@@ -350,7 +350,8 @@ def test_a_replays_schedule_takes_an_unscoped_switch_before_a_scoped_one_of_its_
 
 def test_an_event_without_a_region_leaves_the_users_region_as_it_is(tmp_path: Path) -> None:
     """u1's first record names north, where "strict" is in force; its later records name
-    none (one absent, one null): u1 stays of north, closed on day 55 under strict. u2
+    none (one absent, one null), and one sent again names south (a redelivery, not
+    applied): u1 stays of north, closed on day 55 under strict. u2
     names no region until an operator's override (a release, of a user not held) names
     north on day 30: from then on strict decides u2 too."""
     null_region = orjson.loads(encode(repayment(30, due=10, user="u1", event_id="r1b")))
@@ -359,10 +360,11 @@ def test_an_event_without_a_region_leaves_the_users_region_as_it_is(tmp_path: Pa
              repayment(0, due=10, user="u1", region="north", event_id="r1"),
              repayment(0, due=10, user="u2", event_id="r2"),
              report(20, user="u1", credit_score=700, event_id="c1"),
+             report(20, user="u1", credit_score=700, region="south", event_id="c1"),
              orjson.dumps(null_region),
              override(30, "release", user="u2", region="north", event_id="o1"),
              report(70, user="u3", credit_score=700, event_id="c3")]
-    assert decode(items[4]) == repayment(30, due=10, user="u1", event_id="r1b")
+    assert decode(items[5]) == repayment(30, due=10, user="u1", event_id="r1b")
     want = _run(DEFAULT, items, tmp_path, 0.0)
     part, replayed = want
     assert _regions(part) == {"u1": "north", "u2": "north", "u3": None}
@@ -372,6 +374,7 @@ def test_an_event_without_a_region_leaves_the_users_region_as_it_is(tmp_path: Pa
     assert [(a, v) for u, a, _, v, _ in seen if u == "u2"] == [
         ("warn", DEFAULT_V), ("downgrade", "strict"), ("close", "strict")]
     assert part.tally["applied"] == {"repayment": 3, "credit_report": 2, "override": 1}
+    assert part.tally["duplicates"] == {"credit_report": 1}
     assert replayed.decisions == part.decisions
     _engine_agrees(DEFAULT, items, tmp_path, want, 0.0)
 
