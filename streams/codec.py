@@ -127,6 +127,18 @@ def _text(obj: dict[str, Any], name: str, limit: int) -> str:
     return value
 
 
+def _optional_text(obj: dict[str, Any], name: str, limit: int) -> str | None:
+    """`_text` for an optional field: absent or null is None."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Invalid(f"{name}: not a string")
+    if not 1 <= len(value) <= limit:
+        raise _Invalid(f"{name}: length {len(value)} outside 1..{limit}")
+    return value
+
+
 def _time(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float | None:
     value = obj.get(name)
     if value is None and nullable and name in obj:
@@ -213,7 +225,7 @@ def _repayment(obj: dict[str, Any]) -> Repayment:
     return Repayment(event_id, user_id, at, _text(obj, "loan_id", 128), installment,
                      _choice(obj, "product", PRODUCTS), _date(obj, "due_date"),
                      _number(obj, "amount_due"), _number(obj, "amount_paid"),
-                     _time(obj, "paid_at", nullable=True))
+                     _time(obj, "paid_at", nullable=True), _region(obj))
 
 
 def _application(obj: dict[str, Any]) -> Application:
@@ -223,7 +235,8 @@ def _application(obj: dict[str, Any]) -> Application:
         raise _Invalid("channel: must be a string of at most 64 characters")
     return Application(event_id, user_id, at, _text(obj, "application_id", 128),
                        _choice(obj, "product", PRODUCTS), _choice(obj, "kind", APPLICATION_KINDS),
-                       _number(obj, "requested_amount", positive=True), channel)
+                       _number(obj, "requested_amount", positive=True), channel,
+                       _region(obj))
 
 
 def _optional_number(obj: dict[str, Any], name: str) -> float | None:
@@ -238,7 +251,7 @@ def _credit_report(obj: dict[str, Any]) -> CreditReport:
                         _integer(obj, "hard_inquiries_30d", 0, 10_000),
                         _integer(obj, "delinquent_accounts", 0, 10_000),
                         _optional_number(obj, "total_debt"),
-                        _optional_number(obj, "monthly_income"))
+                        _optional_number(obj, "monthly_income"), _region(obj))
 
 
 def _override(obj: dict[str, Any]) -> Override:
@@ -258,7 +271,14 @@ def _override(obj: dict[str, Any]) -> Override:
         raise _Invalid("until: only a hold or a restore takes one")
     if until is not None and until <= at:
         raise _Invalid("until: must be after occurred_at")
-    return Override(event_id, user_id, at, action, operator, reason, until)
+    return Override(event_id, user_id, at, action, operator, reason, until, _region(obj))
+
+
+def _region(obj: dict[str, Any]) -> str | None:
+    """The user's region, optional in every type. Checked last (each builder reads it
+    after all its own fields and their checks), so a record with another error too
+    is rejected for that one, as before regions existed."""
+    return _optional_text(obj, "region", 64)
 
 
 _BUILDERS: dict[str, Callable[[dict[str, Any]], Event]] = {
@@ -298,6 +318,7 @@ class _RepaymentRecord(Struct, forbid_unknown_fields=True, tag="repayment",
     amount_paid: _Amount
     paid_at: str | None  # required, may be null
     schema_version: Literal[1] = 1
+    region: _ShortId | None = None
 
     def event(self) -> Repayment | None:
         at = _any_time(self.occurred_at)
@@ -310,7 +331,8 @@ class _RepaymentRecord(Struct, forbid_unknown_fields=True, tag="repayment",
         if at is None or due is None:
             return None
         return Repayment(self.event_id, self.user_id, at, self.loan_id, self.installment,
-                         self.product, due, self.amount_due, self.amount_paid, paid_at)
+                         self.product, due, self.amount_due, self.amount_paid, paid_at,
+                         self.region)
 
 
 class _ApplicationRecord(Struct, forbid_unknown_fields=True, tag="application",
@@ -324,13 +346,14 @@ class _ApplicationRecord(Struct, forbid_unknown_fields=True, tag="application",
     requested_amount: Annotated[float, Meta(gt=0, le=MAX_AMOUNT)]
     channel: Annotated[str, Meta(max_length=64)] | None = None
     schema_version: Literal[1] = 1
+    region: _ShortId | None = None
 
     def event(self) -> Application | None:
         at = _any_time(self.occurred_at)
         if at is None:
             return None
         return Application(self.event_id, self.user_id, at, self.application_id, self.product,
-                           self.kind, self.requested_amount, self.channel)
+                           self.kind, self.requested_amount, self.channel, self.region)
 
 
 class _CreditReportRecord(Struct, forbid_unknown_fields=True, tag="credit_report",
@@ -348,6 +371,7 @@ class _CreditReportRecord(Struct, forbid_unknown_fields=True, tag="credit_report
     total_debt: _Amount | UnsetType = UNSET
     monthly_income: _Amount | UnsetType = UNSET
     schema_version: Literal[1] = 1
+    region: _ShortId | None = None  # absent or null: None, as in the checks above
 
     def event(self) -> CreditReport | None:
         at = _any_time(self.occurred_at)
@@ -356,7 +380,7 @@ class _CreditReportRecord(Struct, forbid_unknown_fields=True, tag="credit_report
         return CreditReport(self.event_id, self.user_id, at, self.bureau,
                             _set(self.credit_score), _set(self.open_lenders),
                             _set(self.hard_inquiries_30d), _set(self.delinquent_accounts),
-                            _set(self.total_debt), _set(self.monthly_income))
+                            _set(self.total_debt), _set(self.monthly_income), self.region)
 
 
 _T = TypeVar("_T")

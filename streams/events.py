@@ -45,6 +45,7 @@ class Repayment:
     amount_due: float
     amount_paid: float
     paid_at: float | None
+    region: str | None = None  # the user's region, when the record names one
 
     event_type = "repayment"
 
@@ -61,6 +62,7 @@ class Application:
     kind: str
     requested_amount: float
     channel: str | None = None
+    region: str | None = None
 
     event_type = "application"
 
@@ -79,6 +81,7 @@ class CreditReport:
     delinquent_accounts: int | None = None
     total_debt: float | None = None
     monthly_income: float | None = None
+    region: str | None = None
 
     event_type = "credit_report"
 
@@ -95,6 +98,7 @@ class Override:
     operator: str
     reason: str
     until: float | None  # required for a hold, optional for a restore, never for a release
+    region: str | None = None
 
     event_type = "override"
 
@@ -116,11 +120,16 @@ class PolicySwitch:
     the policy history decide alike. Not an input event: never decoded, not in
     EVENT_TYPES, counted in no tally (its event_type, "policy", is none of theirs);
     built from a validated policy record. A reorder buffer holds it like an event,
-    ordered by (`at`, `policy_id`), with no user ("")."""
+    ordered by (`at`, `policy_id`), with no user ("").
+
+    With a `region`, the policy is that region's only (a segment-scoped switch): it
+    decides the users whose region it is, every other user stays under the
+    partition's unscoped policy; None (unscoped) is the partition's policy."""
 
     at: float
     policy_id: str
     policy: Policy
+    region: str | None = None
 
     event_type = "policy"
 

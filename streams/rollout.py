@@ -7,6 +7,11 @@ the inputs: each partition of every worker applies it in event-time order with i
 events (the engine's policy switch), so all of them switch at the same event time,
 and a replay given the same records (`replay --policy-history`) decides the same.
 
+A record may name a segment, `"segment": {"region": "<region>"}`: its policy then
+decides only the users of that region (the region their events give), every other
+user stays under the policy in force for them; without one, it is the policy of
+every user but those of a region with a policy of its own.
+
 A record a worker cannot use (not JSON, a field missing, a policy that fails the
 same validation as a policy file) is refused: the policy in force stays, and the
 record goes to the dead-letter topic with the reason, is logged and counted
@@ -26,6 +31,8 @@ from streams.errors import PolicyError
 from streams.policy import Policy, compile_policy
 
 FIELDS = ("policy_id", "effective_at", "published_by", "policy")
+# As an event's region (streams/codec.py): a string of 1 to 64 characters.
+REGION_LIMIT = 64
 
 
 class RefusedPolicy(ValueError):
@@ -38,6 +45,7 @@ class PolicyRecord:
     effective_at: float
     published_by: str
     policy: Policy
+    region: str | None = None  # the segment's region; None: unscoped
 
 
 def _text(d: dict[str, Any], name: str, limit: int) -> str:
@@ -75,20 +83,43 @@ def parse(raw: bytes) -> PolicyRecord:
         policy = compile_policy(d.get("policy"))
     except PolicyError as exc:
         raise RefusedPolicy(f"policy: {exc}") from None
-    return PolicyRecord(policy_id, at, by, policy)
+    region = _segment(d["segment"]) if "segment" in d else None
+    return PolicyRecord(policy_id, at, by, policy, region)
 
 
-def record(policy_document: Any, policy_id: str, effective_at: str, published_by: str) -> bytes:
-    """A policy record (JSON) for a policy document, as `publish` sends it."""
-    return orjson.dumps({"policy_id": policy_id, "effective_at": effective_at,
-                         "published_by": published_by, "policy": policy_document})
+def _segment(value: Any) -> str:
+    """A segment's region. A segment is an object with one key, "region": a string of
+    1 to 64 characters, as events carry it (any, compared as it is)."""
+    if not isinstance(value, dict):
+        raise RefusedPolicy('segment: an object, {"region": ...}')
+    other = sorted(k for k in value if k != "region")
+    if other:
+        raise RefusedPolicy(f"segment: unknown key {other[0]!r} (only region)")
+    if "region" not in value:
+        raise RefusedPolicy("segment: region required")
+    region = value["region"]
+    if not isinstance(region, str) or not 1 <= len(region) <= REGION_LIMIT:
+        raise RefusedPolicy(f"segment: region: a string of 1 to {REGION_LIMIT} characters")
+    return region
+
+
+def record(policy_document: Any, policy_id: str, effective_at: str, published_by: str,
+           region: str | None = None) -> bytes:
+    """A policy record (JSON) for a policy document, as `publish` sends it; with a
+    region, for that region's users only (its segment)."""
+    body: dict[str, Any] = {"policy_id": policy_id, "effective_at": effective_at,
+                            "published_by": published_by, "policy": policy_document}
+    if region is not None:
+        body["segment"] = {"region": region}
+    return orjson.dumps(body)
 
 
 def history(lines: Iterable[bytes]) -> tuple[list[PolicyRecord], list[tuple[int, str]]]:
     """A recorded policy history (the topic's records, one copy per partition, in any
-    order): each record once (by policy_id), and the refused ones as (line number,
-    reason)."""
-    kept: dict[str, PolicyRecord] = {}
+    order): each record once (by policy_id and region: the first line of each), in
+    the order a replay applies them (time, policy_id, then region, an unscoped record
+    first), and the refused ones as (line number, reason)."""
+    kept: dict[tuple[str, str | None], PolicyRecord] = {}
     refused: list[tuple[int, str]] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -98,8 +129,9 @@ def history(lines: Iterable[bytes]) -> tuple[list[PolicyRecord], list[tuple[int,
         except RefusedPolicy as exc:
             refused.append((n, str(exc)))
             continue
-        kept.setdefault(r.policy_id, r)
-    return sorted(kept.values(), key=lambda r: (r.effective_at, r.policy_id)), refused
+        kept.setdefault((r.policy_id, r.region), r)
+    return sorted(kept.values(),
+                  key=lambda r: (r.effective_at, r.policy_id, r.region or "")), refused
 
 
 async def publish(url: str, topic: str, raw: bytes) -> int:

@@ -223,6 +223,12 @@ OVERRIDE_FIELDS = {
 }
 OVERRIDE_TEXT = ["a" * 500, "a" * 501, "é" * 500, "é" * 501, "😀" * 500, "😀" * 501,
                  Raw('"\\ud800"'), Raw('"\\ud83d\\ude00"'), Raw('"a\\u0000b"'), "\ud800"]
+# The user's region, optional in every type (1 to 64 characters, or null): values beyond
+# GENERIC's lengths (64 and 65 of one-, two- and four-byte characters).
+REGIONS = ["north", " ", "\\", '"', "\t", "a" * 63 + "é", "\U0010FFFF" * 64, "\U0010FFFF" * 65,
+           "\x7f", "\u2028", Raw('"no\\u0072th"'), Raw('"\\ud83d\\ude00"'), Raw('"\\ud800"'),
+           Raw('"a\\u0000b"'), "\ud800", Raw('"\\u00e9"'), Raw('""'), Raw("64"),
+           Raw('["north"]'), Raw('{"region":"north"}')]
 # Around the bases' occurred_at (2026-02-01T10:00:00Z): until at it, a hair before or
 # after it, the same instant at another offset.
 UNTILS = ["2026-02-01T10:00:00Z", "2026-02-01T10:00:00.000001Z", "2026-02-01T09:59:59.999999Z",
@@ -252,6 +258,8 @@ def field_values(name: str) -> list[Any]:
                    Raw('"h\\u006fld"')]
     if name == "due_date":
         values += DATES
+    if name == "region":
+        values += REGIONS
     if name in TEXT_LIMITS or name in ("channel", "operator", "reason"):
         values += ["\\", '"', "\t", "a" * 63 + "é", "\U0010FFFF" * 64, "\x7f"]
     if name in ("product", "kind"):
@@ -392,6 +400,33 @@ def record_cases(lines: list[bytes], *, generated: int | None = None, prefix_ste
         if i % 4 == 1:
             yield f"until-record/{i}", _utf8(record(hold, occurred_at="1000-01-01T00:00:00Z",
                                                     until=value))
+
+    # 10. The user's region (after all the above, whose names and places stay as they
+    # were): in every base record, absent, null and the edge values; a bad region with
+    # a bad own field (the own field is named: region is checked last); repeated and
+    # escaped keys.
+    regional = {**{k: b[k] for k in FIELDS}, **OVERRIDES}
+    for kind, base in regional.items():
+        for i, v in enumerate(field_values("region")):
+            yield f"field/{kind}/region/{i}", _utf8(record(base, region=v))
+    own = {**FIELDS, **OVERRIDE_FIELDS}
+    for kind, base in regional.items():
+        for name in own[kind]:
+            for i, v in enumerate((MISSING, Raw("[]"), "")):
+                for j, region in enumerate((Raw("7"), "", "r" * 65, "north")):
+                    yield (f"region-last/{kind}/{name}/{i}/{j}",
+                           _utf8(record(base, **{name: v, "region": region})))
+    hold_text = orjson.dumps(hold).decode()
+    for i, text in enumerate([
+            c[:-1] + ',"region":"north","region":7}', c[:-1] + ',"region":7,"region":"north"}',
+            c[:-1] + ',"region":"north","region":null}', c[:-1] + ',"region":null,"region":""}',
+            c[:-1] + ',"\\u0072egion":"north"}', c[:-1] + ',"Region":7}',
+            c[:-1] + ',"region ":7}', c[:-1] + ',"region":"north","extra":1}',
+            r[:-1] + ',"region":"north","paid_at":null}', '{"region":"north",' + c[1:],
+            hold_text[:-1] + ',"region":"north","region":[]}',
+            hold_text[:-1] + ',"region":"north","until":"2026-02-01T10:00:00Z"}',
+            orjson.dumps(with_float(credit)).decode()[:-1] + ',"region":"north"}']):
+        yield f"region-keys/{i}", _utf8(text)
 
 
 def _utf8(text: str) -> bytes:

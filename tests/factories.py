@@ -1,5 +1,6 @@
 """Factory-built events for core tests: times are days after T0 (2026-01-01 00:00 UTC),
-and `encode` to write one as the JSON record a producer sends."""
+and `encode` to write one as the JSON record a producer sends. Every factory takes the
+user's `region` (None: the record names none)."""
 
 from __future__ import annotations
 
@@ -34,29 +35,31 @@ def _id(prefix: str) -> str:
 
 def repayment(at: float, *, due: float, user: str = "u1", loan: str = "L1", n: int = 1,
               paid_at: float | None = None, amount_due: float = 100.0,
-              amount_paid: float | None = None, event_id: str | None = None) -> Repayment:
+              amount_paid: float | None = None, event_id: str | None = None,
+              region: str | None = None) -> Repayment:
     """`at`, `due` and `paid_at` in days after T0; `due` is a whole day."""
     paid = amount_paid if amount_paid is not None else (amount_due if paid_at is not None else 0.0)
     return Repayment(event_id or _id("r"), user, day(at), loan, n, "cash_loan", day(int(due)),
-                     amount_due, paid, None if paid_at is None else day(paid_at))
+                     amount_due, paid, None if paid_at is None else day(paid_at), region)
 
 
 def application(at: float, *, user: str = "u1", kind: str = "drawdown",
-                event_id: str | None = None) -> Application:
-    return Application(event_id or _id("a"), user, day(at), _id("app"), "cash_loan", kind, 1000.0)
+                event_id: str | None = None, region: str | None = None) -> Application:
+    return Application(event_id or _id("a"), user, day(at), _id("app"), "cash_loan", kind, 1000.0,
+                       region=region)
 
 
-def report(at: float, *, user: str = "u1", event_id: str | None = None, **fields: Any
-           ) -> CreditReport:
-    return CreditReport(event_id or _id("c"), user, day(at), "bureau-a", **fields)
+def report(at: float, *, user: str = "u1", event_id: str | None = None,
+           region: str | None = None, **fields: Any) -> CreditReport:
+    return CreditReport(event_id or _id("c"), user, day(at), "bureau-a", **fields, region=region)
 
 
 def override(at: float, action: str, *, user: str = "u1", until: float | None = None,
              operator: str = "ops-1", reason: str = "appeal under review",
-             event_id: str | None = None) -> Override:
+             event_id: str | None = None, region: str | None = None) -> Override:
     """An operator's override; `at` and `until` in days after T0."""
     return Override(event_id or _id("o"), user, day(at), action, operator, reason,
-                    None if until is None else day(until))
+                    None if until is None else day(until), region)
 
 
 def encode(event: Event) -> bytes:
@@ -82,4 +85,6 @@ def encode(event: Event) -> bytes:
     else:
         body["bureau"] = event.bureau
         body |= {f: getattr(event, f) for f in BUREAU_FIELDS if getattr(event, f) is not None}
+    if event.region is not None:  # only when set: a record without one is as it was
+        body["region"] = event.region
     return orjson.dumps(body)

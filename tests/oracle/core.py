@@ -18,7 +18,9 @@ No Faust, Kafka, clock, I/O or metrics in here: the worker, `replay` and
 - an operator's override restores a user (`OVERRIDE`), holds automatic action until
   a time (`APPEAL_HOLD`: no notice starts, runs or acts meanwhile; restores in the
   user's favour still happen) or releases a hold; one for a user with no state is
-  not applied (`rejection`).
+  not applied (`rejection`);
+- an event that names the user's region sets it in the state (the last applied one
+  wins); which policy decides the user by it is the partition's choice.
 
 `step` owns the state it is given: it updates it in place and returns it (replay
 keeps millions of users; copying each state per event would halve throughput).
@@ -140,6 +142,8 @@ def step_new(policy: Policy, state: UserState, event: Event) -> list[Decision]:
     t = event.occurred_at
     decisions = fire(policy, state, t) if state.deadline is not None else []
     now = state.clock if state.clock > t else t  # max(clock, t)
+    if event.region is not None:  # the last applied event naming a region gives it
+        state.region = event.region
     if isinstance(event, Override):
         decisions += _override(policy, state, event, now)
         correction = None

@@ -5,6 +5,11 @@ deadlines, count), as the worker and replay ran it before the engine
 Policy switches (`streams.events.PolicySwitch`) go through the reorder buffer with
 the events: when one is released, the deadlines before its time fire under the
 policy in force, then its policy is the partition's (`Partition.switch`).
+
+Segment-scoped policies: a switch with a region sets that region's policy, which
+decides the users whose region it is (`UserState.region`, or an event's own region
+when it names one); every other user is decided by the unscoped policy
+(`Partition.policy_for`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from streams.events import Event, PolicySwitch, Tick
 from streams.policy import Policy
 from streams.reorder import ReorderBuffer
 from streams.tally import Tally
-from tests.oracle.core import rejection, review, step, step_new
+from tests.oracle.core import fire, rejection, review, step, step_new
 from tests.oracle.decisions import Decision
 from tests.oracle.state import UserState
 
@@ -58,9 +63,12 @@ def rare_full_collections() -> Iterator[None]:
 class Partition(Generic[H]):
     def __init__(self, policy: Policy, states: MutableMapping[str, UserState],
                  lateness: float, tally: Tally | None = None) -> None:
-        self.policy = policy
-        # The (at, policy_id) of the policy switch in force: none yet.
+        self.policy = policy  # the unscoped policy: for users of no scoped region
+        # The (at, policy_id) of the unscoped policy switch in force: none yet.
         self.in_force: tuple[float, str] = (-math.inf, "")
+        # Segment-scoped policies: region -> (its policy, the (at, policy_id) of its
+        # switch in force). A region has none until a switch for it is applied.
+        self.scoped: dict[str, tuple[Policy, tuple[float, str]]] = {}
         self.states = states
         self.buffer: ReorderBuffer[H] = ReorderBuffer(lateness)
         self.tally = tally if tally is not None else Tally()
@@ -76,6 +84,15 @@ class Partition(Generic[H]):
         # partitions fed the same inputs can be merged back into one order.
         self.places: list[Place] | None = None
         self._place: Place = (0, 0.0, "", 0, 0)
+
+    def policy_for(self, region: str | None) -> Policy:
+        """The policy deciding a user of `region` (None: no region known): the region's
+        scoped policy when it has one, the unscoped one otherwise."""
+        if region is not None:
+            scoped = self.scoped.get(region)
+            if scoped is not None:
+                return scoped[0]
+        return self.policy
 
     @property
     def pending_deadlines(self) -> int:
@@ -141,22 +158,36 @@ class Partition(Generic[H]):
         return handles
 
     def apply(self, event: Event) -> Rejection | None:
-        """Apply one released event; if it is rejected instead, count it and say why."""
+        """Apply one released event; if it is rejected instead, count it and say why.
+
+        The event is applied, and the user judged, under the policy of the event's
+        region when it names one, else of the state's region (a new user's: none).
+        The user's deadlines up to the event's time fire first, as a tick would fire
+        them, under the policy of the state's region: an event that moves the user to
+        another region moves them from its time on, however the events were batched
+        for release."""
         uid = event.user_id
         states = self.states
         state = states.get(uid)
+        region = event.region
         if state is None:
             rejected = rejection(state, event)
             if rejected is not None:
                 self.tally.count_rejection(rejected)
                 return rejected
-            state, decisions = step(self.policy, state, event)
+            state, decisions = step(self.policy_for(region), state, event)
             assert state is not None
         elif event.event_id in state.seen:  # is_duplicate
             self.tally.duplicates[event.event_type] += 1
             return None
         else:
-            decisions = step_new(self.policy, state, event)
+            policy = self.policy_for(state.region)
+            decisions = (fire(policy, state, event.occurred_at)
+                         if state.deadline is not None else [])
+            if region is not None:
+                policy = self.policy_for(region)
+            # (its own firing finds nothing left to fire up to the event's time)
+            decisions += step_new(policy, state, event)
         states[uid] = state
         self.tally.applied[event.event_type] += 1
         if decisions:
@@ -167,28 +198,43 @@ class Partition(Generic[H]):
     def switch(self, switch: PolicySwitch) -> None:
         """Apply a released policy switch.
 
-        One no later than the switch in force, by (at, policy_id), has no effect (a
-        redelivery, or an older switch released after a newer one). Otherwise every
-        user's deadlines before its time (strictly) fire first, under the policy in
-        force, each user up to the largest time below `at`, in the order of a tick
-        (deadline, then user); then the switch's policy is in force, and every user is
+        Its scope is its region, or none (unscoped); each scope has its own switch in
+        force. One no later than the switch in force for its scope, by (at,
+        policy_id), has no effect (a redelivery, or an older switch released after a
+        newer one). Otherwise every user's deadlines before its time (strictly) fire
+        first, each under the policy deciding that user, each user up to the largest
+        time below `at`, in the order of a tick (deadline, then user); then the
+        switch's policy is in force for its scope, and the users it decides are
         judged at its time under it (`core.review`), in user order: its tiers apply
-        from then on, not from each user's next event.
+        from then on, not from each user's next event. Those are, for a region's
+        switch, the users whose state has that region; for an unscoped one, those of
+        no region with a scoped policy (the others keep theirs).
         """
         key = (switch.at, switch.policy_id)
-        if key <= self.in_force:
+        region = switch.region
+        if region is None:
+            in_force = self.in_force
+        else:
+            scoped = self.scoped.get(region)
+            in_force = (-math.inf, "") if scoped is None else scoped[1]
+        if key <= in_force:
             return
         self.tick(math.nextafter(switch.at, -math.inf))
-        self.policy = switch.policy
-        # Every user is judged at the switch's time under the new policy, in user order.
-        for uid in sorted(self.states):
-            state = self.states[uid]
-            decisions = review(self.policy, state, switch.at)
+        states = self.states
+        if region is None:
+            self.policy = switch.policy
+            self.in_force = key
+            judged = [uid for uid in sorted(states) if states[uid].region not in self.scoped]
+        else:
+            self.scoped[region] = (switch.policy, key)
+            judged = [uid for uid in sorted(states) if states[uid].region == region]
+        for uid in judged:  # in user order
+            state = states[uid]
+            decisions = review(switch.policy, state, switch.at)
             if self.places is not None:
                 self._place = (1, switch.at, uid, 0, 0)
             self._emit(decisions)
             self._schedule(uid, state.deadline)
-        self.in_force = key
 
     def tick(self, until: float | None = None) -> None:
         """Fire the deadlines of users the watermark has passed: those up to `until`
@@ -206,7 +252,7 @@ class Partition(Generic[H]):
             state = self.states.get(uid)
             if state is None:
                 continue
-            state, decisions = step(self.policy, state, Tick(mark))
+            state, decisions = step(self.policy_for(state.region), state, Tick(mark))
             assert state is not None
             self.states[uid] = state
             if until is None:

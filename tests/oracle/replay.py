@@ -11,9 +11,10 @@ Rejected lines are reported as they are read, but for overrides of users with no
 state, rejected when applied: those are reported at the end of the run, after every
 other, in the order of their files (as given) and line numbers.
 
-With a policy history (`schedule`: policy switches), a replay decides as the worker
-did while those policies were rolled out: the switches are offered first, from an
-input of their own after the files', and take effect as the watermark passes them.
+With a policy history (`schedule`: policy switches, unscoped or for one region), a
+replay decides as the worker did while those policies were rolled out: the switches
+are offered first, from an input of their own after the files', and take effect as
+the watermark passes them.
 """
 
 from __future__ import annotations
@@ -123,12 +124,13 @@ def _run(parts: list[Partition[int]], names: list[str],
     handing part i's decisions to on_decisions[i] as they come.
 
     The policy switches of `schedule` (one partition only) are offered before the
-    first line is read, sorted by (at, policy_id), from an input of their own (the
-    last: number len(names)), their handles 1..n, the lines' following on; that
-    input is then removed, so the switches wait in the buffer until the watermark
-    passes them, like events.
+    first line is read, sorted by (at, policy_id, region: an unscoped switch before
+    scoped ones of the same time and id), from an input of their own (the last:
+    number len(names)), their handles 1..n, the lines' following on; that input is
+    then removed, so the switches wait in the buffer until the watermark passes
+    them, like events.
     """
-    switches = sorted(schedule, key=lambda s: (s.at, s.policy_id))
+    switches = sorted(schedule, key=lambda s: (s.at, s.policy_id, s.region or ""))
     if switches and len(parts) != 1:
         raise ValueError("a policy schedule replays one policy's history, not a backtest")
 

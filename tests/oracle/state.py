@@ -70,6 +70,9 @@ class UserState:
     deadline: float | None = None  # next event time at which the decision may change
     seen: list[str] = field(default_factory=list)  # recent event ids, oldest first
     hold_until: float | None = None  # an operator's hold: no automatic action before then
+    # The user's region, as the last applied event that named one gave it: which
+    # segment-scoped policy, if any, decides this user (tests/oracle/engine.py).
+    region: str | None = None
     # Derived, never dumped (a loaded state starts without): what the last evaluation
     # found, so that the next one re-observes only what an event or time can have changed.
     memo: Memo | None = field(default=None, repr=False, compare=False)
@@ -129,6 +132,8 @@ def dump(state: UserState) -> bytes:
     }
     if state.hold_until is not None:  # last, and only when set: a state without a hold
         data["H"] = state.hold_until  # is stored as it was before holds existed
+    if state.region is not None:  # after it, and only when set, likewise
+        data["G"] = state.region
     return bytes(memoryview(orjson.dumps(data)))
 
 
@@ -157,4 +162,5 @@ def load(data: bytes) -> UserState:
         deadline=d["D"],
         seen=d["e"],
         hold_until=d.get("H"),
+        region=d.get("G"),
     )

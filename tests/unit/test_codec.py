@@ -5,6 +5,7 @@ Needs `rfc3339-validator` (without it jsonschema skips the date-time format chec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -137,6 +138,15 @@ VALID = [
                        until="2026-01-05T08:30:00Z"), id="override-until-later-by-offset"),
     pytest.param(with_(OVERRIDE, until="2026-01-05T08:00:00.000001Z"),
                  id="override-until-a-microsecond-after"),
+    # The user's region: optional in every type, 1 to 64 characters, or null.
+    pytest.param(with_(REPAYMENT, region="north"), id="repayment-region"),
+    pytest.param(with_(APPLICATION, region=None), id="application-region-null"),
+    pytest.param(with_(CREDIT_REPORT, region="é" * 64), id="credit-report-region-64"),
+    pytest.param({**{k: CREDIT_REPORT[k] for k in REQUIRED["credit_report"]}, "region": "s"},
+                 id="credit-report-required-only-region"),
+    pytest.param(with_(OVERRIDE, region="😀" * 64), id="override-region-64-astral"),
+    pytest.param(with_(OVERRIDE, action="release", until=_MISSING, region=None),
+                 id="override-release-region-null"),
 ]
 
 INVALID = [
@@ -216,6 +226,11 @@ INVALID = [
     pytest.param(with_(OVERRIDE, action="release", until=""), id="override-release-until-empty"),
     pytest.param(with_(OVERRIDE, action="release", until=False), id="override-release-until-false"),
     pytest.param(with_(OVERRIDE, schema_version=2), id="override-schema-version-2"),
+    *(pytest.param(with_(BASES[kind], region=value), id=f"{kind}-region-{name}")
+      for kind in BASES for name, value in (("empty", ""), ("65", "r" * 65),
+                                            ("65-astral", "😀" * 65), ("int", 7),
+                                            ("bool", True), ("list", ["north"]),
+                                            ("object", {"region": "north"}))),
 ]
 
 # Samples where the decoder and the schemas as Python's jsonschema reads them disagree.
@@ -391,7 +406,8 @@ _EDGE_VALUES = [
     "2026-01-01T00:00:00.5-01:00", "2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z", [], {},
 ]
 _edges = st.sampled_from(_EDGE_VALUES)
-_fields = sorted({f for base in BASES.values() for f in base} | {"schema_version", "other"})
+_fields = sorted({f for base in BASES.values() for f in base}
+                 | {"schema_version", "other", "region"})
 
 
 @_FAST
@@ -601,9 +617,13 @@ def test_factory_events_encode_to_records_that_decode_back_to_them() -> None:
               report(7.001, credit_score=610, total_debt=1234.5), report(8),
               override(9.5, "hold", until=20.25), override(10, "restore"),
               override(10, "restore", until=10.001, operator="é" * 128, reason="r" * 500),
-              override(11, "release", user="u2")]
+              override(11, "release", user="u2"),
+              repayment(1, due=2, region="north"), application(2.5, region="é" * 64),
+              report(8, credit_score=610, region="south"),
+              override(11, "release", user="u2", region="r")]
     for event in events:
         assert decode(encode(event)) == event
+    assert b'"region"' not in encode(report(8)) and b'"region":"r"' in encode(events[-1])
 
 
 # --- overrides ------------------------------------------------------------------------------
@@ -710,3 +730,75 @@ def test_unknown_user_is_a_reason_the_decoder_never_gives() -> None:
     assert REJECT_REASONS[:8] == ("not_utf8", "not_json", "oversize", "not_object",
                                   "unknown_type", "unsupported_version", "schema",
                                   "key_mismatch")
+
+
+# --- the user's region ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", sorted(BASES))
+def test_a_region_is_read_in_every_type_absent_and_null_as_none(kind: str) -> None:
+    for value, want in ((_MISSING, None), (None, None), ("north", "north"), ("r", "r"),
+                        ("😀" * 64, "😀" * 64), ("\\ \t", "\\ \t")):
+        event = decode(orjson.dumps(with_(BASES[kind], region=value)))
+        assert not isinstance(event, Rejection), (value, event)
+        assert event.region == want
+        assert event == dataclasses.replace(decode(orjson.dumps(BASES[kind])), region=want)
+
+
+@pytest.mark.parametrize("kind", sorted(BASES))
+@pytest.mark.parametrize(("value", "detail"), [
+    pytest.param("", "region: length 0 outside 1..64", id="empty"),
+    pytest.param("r" * 65, "region: length 65 outside 1..64", id="65"),
+    pytest.param("😀" * 65, "region: length 65 outside 1..64", id="65-astral"),
+    pytest.param("é" * 200, "region: length 200 outside 1..64", id="200"),
+    pytest.param(7, "region: not a string", id="int"),
+    pytest.param(7.5, "region: not a string", id="float"),
+    pytest.param(False, "region: not a string", id="false"),
+    pytest.param(["north"], "region: not a string", id="list"),
+    pytest.param({"region": "north"}, "region: not a string", id="object"),
+])
+def test_a_bad_region_is_named(kind: str, value: Any, detail: str) -> None:
+    result = decode(orjson.dumps(with_(BASES[kind], region=value)))
+    assert result == Rejection("schema", detail, kind)
+
+
+@pytest.mark.parametrize(("obj", "detail"), [
+    # Each type's own last check, with a bad region too: the own field is named.
+    pytest.param(with_(REPAYMENT, paid_at="soon", region=7),
+                 "paid_at: not an RFC 3339 date-time with offset", id="repayment"),
+    pytest.param(with_(APPLICATION, requested_amount=0, region=""),
+                 "requested_amount: must be > 0", id="application"),
+    pytest.param(with_(APPLICATION, channel=7, region=7),
+                 "channel: must be a string of at most 64 characters", id="application-channel"),
+    pytest.param(with_(CREDIT_REPORT, monthly_income=-1, region="r" * 65),
+                 "monthly_income: must be >= 0", id="credit-report"),
+    pytest.param(with_(_HOLD, until="2026-01-05T10:00:00Z", region=[]), UNTIL_NOT_AFTER,
+                 id="override-until-not-after"),
+    pytest.param(with_(_HOLD, action="release", region=""),
+                 "until: only a hold or a restore takes one", id="override-release-until"),
+])
+def test_the_region_is_checked_after_the_types_own_fields(obj: dict[str, Any], detail: str
+                                                         ) -> None:
+    result = decode(orjson.dumps(obj))
+    assert isinstance(result, Rejection) and result.detail == detail, result
+    fixed = decode(orjson.dumps(with_(obj, region="north")))
+    assert isinstance(fixed, Rejection) and fixed.detail == detail
+
+
+@pytest.mark.parametrize("kind", sorted(_Z_BASES))
+@pytest.mark.parametrize("value", [_MISSING, None, "north", "é" * 64, "😀" * 64, "", "r" * 65,
+                                   "😀" * 65, 7, True, [], {}, "2026-01-01T00:00:00Z"])
+def test_fast_path_agrees_on_regions(kind: str, value: Any) -> None:
+    _fast_agrees(kind, [("region", value)])
+
+
+def test_fast_path_takes_a_region() -> None:
+    from streams.codec import _decode_checked, _fast
+
+    for kind, base in _Z_BASES.items():
+        for value in (None, "north", "😀" * 64):
+            obj = with_(base, region=value)
+            fast = _fast(orjson.dumps(obj))
+            assert fast is not None and fast.region == value, (kind, value)
+            assert repr(fast) == repr(_decode_checked(obj))
+        # A region not in the schema's bounds: the full checks decide, and name it.
+        assert _fast(orjson.dumps(with_(base, region=""))) is None

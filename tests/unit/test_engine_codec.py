@@ -124,11 +124,12 @@ _SETTINGS = settings(max_examples=200, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 _FIELDS = sorted({f for base in BASES.values() for f in base}
                  | {f for names in codec_cases.FIELDS.values() for f in names}
-                 | {"schema_version", "event_type", "x"})
+                 | {"schema_version", "event_type", "region", "x"})
 # Edge values as JSON text (a `Raw`) or Python values (dumped as JSON).
 _EDGES = st.sampled_from([*codec_cases.GENERIC, *codec_cases.INTEGERS, *codec_cases.NUMBERS,
                           *codec_cases.TIMES, *codec_cases.DATES, *codec_cases.ODD_STRINGS,
-                          *codec_cases.ODD_VALUES, *codec_cases.VERSIONS])
+                          *codec_cases.ODD_VALUES, *codec_cases.VERSIONS,
+                          *codec_cases.REGIONS])
 _BYTES = b'{}[],:"\\ \t\n0123456789.eE+-tfnulrsa\xff\xc3\xa9\x00\x1f'
 
 

@@ -45,6 +45,66 @@ def test_refused_records_say_why(raw: bytes, reason: str) -> None:
         rollout.parse(raw)
 
 
+def test_a_record_without_a_segment_is_unscoped_and_one_with_one_is_its_regions() -> None:
+    assert rollout.parse(record()).region is None
+    for region in ("north", "é" * 64, "😀" * 64, "a b\t"):
+        r = rollout.parse(record(segment={"region": region}))
+        assert (r.region, r.policy_id, r.policy.version) == (region, "p-1", "2026.11-default")
+
+
+@pytest.mark.parametrize(("segment", "reason"), [
+    ({}, "segment: region required"),
+    ({"region": "north", "country": "cn"}, "segment: unknown key 'country'"),
+    ({"Region": "north"}, "segment: unknown key 'Region'"),
+    ({"region": ""}, "segment: region: a string of 1 to 64 characters"),
+    ({"region": "r" * 65}, "segment: region: a string of 1 to 64"),
+    ({"region": "😀" * 65}, "segment: region: a string of 1 to 64"),
+    ({"region": None}, "segment: region: a string"),
+    ({"region": 7}, "segment: region: a string"),
+    ({"region": ["north"]}, "segment: region: a string"),
+    ("north", "segment: an object"),
+    (["north"], "segment: an object"),
+    (False, "segment: an object"),
+])
+def test_a_bad_segment_is_refused(segment: object, reason: str) -> None:
+    with pytest.raises(rollout.RefusedPolicy, match=reason):
+        rollout.parse(record(segment=segment))
+
+
+def test_a_null_segment_is_refused_not_read_as_none() -> None:
+    """A record meant for one region must not reach every user: `"segment": null` is
+    refused (a record for every user has no segment at all)."""
+    raw = orjson.dumps({**orjson.loads(record()), "segment": None})
+    with pytest.raises(rollout.RefusedPolicy, match="segment: an object"):
+        rollout.parse(raw)
+
+
+def test_record_writes_a_segment_only_for_a_region() -> None:
+    plain = rollout.record(DEFAULT, "p-1", "2026-07-01T00:00:00Z", "risk-7")
+    assert "segment" not in orjson.loads(plain)
+    assert plain == rollout.record(DEFAULT, "p-1", "2026-07-01T00:00:00Z", "risk-7", None)
+    scoped = rollout.record(DEFAULT, "p-1", "2026-07-01T00:00:00Z", "risk-7", region="north")
+    assert orjson.loads(scoped)["segment"] == {"region": "north"}
+    r = rollout.parse(scoped)
+    assert (r.region, r.policy_id, r.effective_at) == ("north", "p-1", 1_782_864_000.0)
+
+
+def test_a_history_keeps_each_record_once_per_region_unscoped_first() -> None:
+    """Records are one per policy_id and region: the same policy_id rolled out to two
+    regions, and unscoped, is three switches; in time, then policy_id order, then
+    region (unscoped first)."""
+    north = record(segment={"region": "north"})
+    south = record(segment={"region": "south"})
+    later = record(policy_id="p-0", effective_at="2026-08-01T00:00:00Z",
+                   segment={"region": "north"})
+    lines = [south, later, north, record(), south, north, b"",
+             record(segment={"region": ""})]
+    kept, refused = rollout.history(lines)
+    assert [(r.policy_id, r.region) for r in kept] == [
+        ("p-1", None), ("p-1", "north"), ("p-1", "south"), ("p-0", "north")]
+    assert refused == [(8, "segment: region: a string of 1 to 64 characters")]
+
+
 def test_a_history_keeps_each_record_once_in_time_order_and_names_the_refused() -> None:
     later = record(policy_id="p-2", effective_at="2026-08-01T00:00:00Z")
     lines = [later, record(), later, b"", record(policy_id="p-3", policy={"version": 1})]
