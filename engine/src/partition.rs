@@ -384,6 +384,10 @@ impl Partition {
                 (entry.key().clone(), entry.into_mut())
             }
         };
+        // The user's deadlines up to the event fire under their region's policy; the event
+        // is then applied, and the user judged, under the policy of the event's region
+        // (theirs, if it names none).
+        fire(choose(policy, scoped, state.region.as_deref()), state, event.occurred_at(), decisions);
         let chosen = choose(policy, scoped, event.region().or(state.region.as_deref()));
         step_new(chosen, state, event, decisions);
         if let Some(n) = tally.applied.get_mut(kind) {

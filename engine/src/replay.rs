@@ -664,7 +664,11 @@ fn run(
         // The policy history, in its order, from its own input, which then ends: each
         // switch waits in the buffer for the watermark like any event.
         let mut history: Vec<&PolicySwitch> = schedule.iter().collect();
-        history.sort_by(|a, b| a.at.total_cmp(&b.at).then_with(|| a.policy_id.cmp(&b.policy_id)));
+        history.sort_by(|a, b| {
+            a.at.total_cmp(&b.at)
+                .then_with(|| a.policy_id.cmp(&b.policy_id))
+                .then_with(|| a.region.as_deref().unwrap_or("").cmp(b.region.as_deref().unwrap_or("")))
+        });
         for switch in history {
             step += 1;
             let event = Event::Policy(Box::new(switch.clone()));

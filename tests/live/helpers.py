@@ -51,7 +51,7 @@ class Expected:
     late: int
 
     @classmethod
-    def of(cls, path: Path, schedule: Sequence[tuple[float, str, Any]] = ()) -> Expected:
+    def of(cls, path: Path, schedule: Sequence[tuple[Any, ...]] = ()) -> Expected:
         """Replay of the log (with a policy history: its switches)."""
         decisions: dict[str, dict[str, Any]] = {}
 

@@ -89,3 +89,60 @@ async def test_every_worker_switches_at_one_event_time_as_replay_does(
     assert "policy record refused" in logs
     for worker in workers:
         assert worker.stop() == 0
+
+
+def with_regions(lines: list[bytes]) -> list[bytes]:
+    """The log's events, each carrying its user's region: odd user numbers "north",
+    even ones "south" (lines that are not events are kept as they are)."""
+    out = []
+    for line in lines:
+        try:
+            d = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            out.append(line)
+            continue
+        uid = d.get("user_id") if isinstance(d, dict) else None
+        if isinstance(uid, str) and uid[-1:].isdigit():
+            d["region"] = "north" if int(uid[-1]) % 2 else "south"
+            out.append(orjson.dumps(d))
+        else:
+            out.append(line)
+    return out
+
+
+async def test_a_policy_for_one_region_switches_only_its_users(
+        live: Live, live_log: Path, tmp_path: Path) -> None:
+    lines = with_regions([x for x in live_log.read_bytes().splitlines() if x.strip()])
+    log = tmp_path / "regions.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    times = sorted(f[3] for f in map(_engine.decode_fields, lines) if f[0] != "rejected")
+    switch_at = times[len(times) // 3]
+
+    def time_of(line: bytes) -> float:
+        f = _engine.decode_fields(line)
+        return f[3] if f[0] != "rejected" else float("-inf")
+
+    policy_file = stricter_policy(tmp_path)
+    await live.create_topics()
+    worker = live.start_worker()
+    await live.wait_web(worker)
+    sent = (await live.produce([x for x in lines if time_of(x) < switch_at])).sent
+    done = subprocess.run([*CLI, "rollout", str(policy_file), "--at", format_time(switch_at),
+                           "--region", "north", "--by", "risk-7", "--broker", live.broker.url,
+                           "--topic-prefix", live.prefix], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sent += (await live.produce([x for x in lines if time_of(x) >= switch_at])).sent
+    [switch], _ = rollout.history([done.stdout.strip()])
+    assert switch.region == "north"
+    expected = Expected.of(log, schedule=[(switch.effective_at, switch.policy_id,
+                                           switch.policy, switch.region)])
+    # Only the north's users are decided under "strict", from the switch on.
+    by_version: dict[str, set[str]] = {}
+    for d in expected.decisions.values():
+        by_version.setdefault(d["policy_version"], set()).add(d["user_id"][-1])
+    assert by_version["strict"] <= set("13579") and by_version["strict"]
+    assert set("02468") <= by_version["2026.11-default"]
+    await run_to_completion(live, expected, sent)
+    assert metric(worker.web_port, "closure_monitor_policy_info") == {
+        ("2026.11-default",): 1, ("strict",): 1}
+    assert worker.stop() == 0
