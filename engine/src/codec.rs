@@ -1153,10 +1153,10 @@ fn optional_number(record: &Record<'_>, field: usize) -> Checked<Option<f64>> {
 }
 
 /// `_optional_text`: absent or null, or a string of 1..=limit characters.
-fn optional_text(record: &Record<'_>, field: usize, limit: usize) -> Checked<Option<ShortStr>> {
+fn optional_text(record: &Record<'_>, field: usize, limit: usize) -> Checked<Option<Box<ShortStr>>> {
     match record.get(field) {
         None | Some(Json::Null) => Ok(None),
-        Some(_) => text(record, field, limit).map(|s| Some(ShortStr::new(s))),
+        Some(_) => text(record, field, limit).map(|s| Some(Box::new(ShortStr::new(s)))),
     }
 }
 
@@ -1227,20 +1227,31 @@ fn application(record: &Record<'_>) -> Checked<Application> {
 
 fn credit_report(record: &Record<'_>) -> Checked<CreditReport> {
     let (event_id, user_id, occurred_at) = common(record)?;
-    let report = CreditReport {
+    let bureau = ShortStr::new(text(record, BUREAU, 64)?);
+    // In range, so each fits an i32.
+    let count = |field, low, high| -> Checked<Option<i32>> {
+        Ok(integer(record, field, low, high)?.map(|v| v as i32))
+    };
+    let credit_score = count(CREDIT_SCORE, 300, 950)?;
+    let open_lenders = count(OPEN_LENDERS, 0, 10_000)?;
+    let hard_inquiries_30d = count(HARD_INQUIRIES_30D, 0, 10_000)?;
+    let delinquent_accounts = count(DELINQUENT_ACCOUNTS, 0, 10_000)?;
+    let total_debt = optional_number(record, TOTAL_DEBT)?;
+    let monthly_income = optional_number(record, MONTHLY_INCOME)?;
+    let region = optional_text(record, REGION, 64)?;
+    Ok(CreditReport {
         event_id,
         user_id,
         occurred_at,
-        bureau: ShortStr::new(text(record, BUREAU, 64)?),
-        credit_score: integer(record, CREDIT_SCORE, 300, 950)?,
-        open_lenders: integer(record, OPEN_LENDERS, 0, 10_000)?,
-        hard_inquiries_30d: integer(record, HARD_INQUIRIES_30D, 0, 10_000)?,
-        delinquent_accounts: integer(record, DELINQUENT_ACCOUNTS, 0, 10_000)?,
-        total_debt: optional_number(record, TOTAL_DEBT)?,
-        monthly_income: optional_number(record, MONTHLY_INCOME)?,
-        region: None,
-    };
-    Ok(CreditReport { region: optional_text(record, REGION, 64)?, ..report })
+        bureau,
+        credit_score,
+        open_lenders,
+        hard_inquiries_30d,
+        delinquent_accounts,
+        total_debt,
+        monthly_income,
+        region,
+    })
 }
 
 /// An operator's override (docs/design.md, "Overrides"): the action, who and why, and

@@ -134,10 +134,10 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
         Event::CreditReport(c) => {
             let t = c.occurred_at;
             let values = [
-                c.credit_score.map(Num::Int),
-                c.open_lenders.map(Num::Int),
-                c.hard_inquiries_30d.map(Num::Int),
-                c.delinquent_accounts.map(Num::Int),
+                c.credit_score.map(|v| Num::Int(v.into())),
+                c.open_lenders.map(|v| Num::Int(v.into())),
+                c.hard_inquiries_30d.map(|v| Num::Int(v.into())),
+                c.delinquent_accounts.map(|v| Num::Int(v.into())),
                 c.total_debt.map(Num::Float),
                 c.monthly_income.map(Num::Float),
             ];
@@ -148,7 +148,7 @@ fn apply(s: &mut UserState, e: &Event, now: f64, policy: &Policy) -> Option<Corr
                     s.bureau.set(field, value, t);
                 }
             }
-            if let Some(score) = c.credit_score {
+            if let Some(score) = c.credit_score.map(i64::from) {
                 add_score(s, t, score);
             }
             None

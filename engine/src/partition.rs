@@ -387,8 +387,12 @@ impl Partition {
         // The user's deadlines up to the event fire under their region's policy; the event
         // is then applied, and the user judged, under the policy of the event's region
         // (theirs, if it names none).
-        fire(choose(policy, scoped, state.region.as_deref()), state, event.occurred_at(), decisions);
-        let chosen = choose(policy, scoped, event.region().or(state.region.as_deref()));
+        let chosen = if scoped.is_empty() {
+            &**policy // no region has a policy of its own (step_new fires the deadlines)
+        } else {
+            fire(choose(policy, scoped, state.region.as_deref()), state, event.occurred_at(), decisions);
+            choose(policy, scoped, event.region().or(state.region.as_deref()))
+        };
         step_new(chosen, state, event, decisions);
         if let Some(n) = tally.applied.get_mut(kind) {
             *n += 1;

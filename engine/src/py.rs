@@ -8,7 +8,7 @@ use crate::codec::{decode, Rejection};
 use crate::events::{Event, PolicySwitch, EVENT_TYPES};
 use crate::partition::{Partition as Core, Tally};
 use crate::policy::Policy as CorePolicy;
-use crate::state::UserState;
+use crate::state::{ShortStr, UserState};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -66,7 +66,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
                 "repayment", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
                 e.loan_id.as_str(), e.installment,
             );
-            let tail = (e.product, e.due_date, e.amount_due, e.amount_paid, e.paid_at, e.region.as_deref());
+            let tail = (e.product, e.due_date, e.amount_due, e.amount_paid, e.paid_at, e.region.as_deref().map(ShortStr::as_str));
             let mut items: Vec<Bound<'py, PyAny>> = head.into_pyobject(py)?.iter().collect();
             items.extend(tail.into_pyobject(py)?.iter());
             PyTuple::new(py, items)
@@ -74,7 +74,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
         Ok(Event::Application(e)) => (
             "application", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at,
             e.application_id.as_str(), e.product, e.kind, e.requested_amount,
-            e.channel.as_deref(), e.region.as_deref(),
+            e.channel.as_deref(), e.region.as_deref().map(ShortStr::as_str),
         )
             .into_pyobject(py),
         Ok(Event::CreditReport(e)) => {
@@ -84,7 +84,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
             );
             let tail = (
                 e.credit_score, e.open_lenders, e.hard_inquiries_30d, e.delinquent_accounts,
-                e.total_debt, e.monthly_income, e.region.as_deref(),
+                e.total_debt, e.monthly_income, e.region.as_deref().map(ShortStr::as_str),
             );
             let mut items: Vec<Bound<'py, PyAny>> = head.into_pyobject(py)?.iter().collect();
             items.extend(tail.into_pyobject(py)?.iter());
@@ -92,7 +92,7 @@ fn decode_fields<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyTupl
         }
         Ok(Event::Override(e)) => (
             "override", e.event_id.as_str(), e.user_id.as_str(), e.occurred_at, e.action,
-            e.operator.as_str(), e.reason.as_str(), e.until, e.region.as_deref(),
+            e.operator.as_str(), e.reason.as_str(), e.until, e.region.as_deref().map(ShortStr::as_str),
         )
             .into_pyobject(py),
         Ok(Event::Policy(_)) => Err(EngineError::new_err("the decoder made a policy switch")),

@@ -607,6 +607,7 @@ impl UserState {
         prefetch(self.scores.as_ptr().cast(), 16 * self.scores.len());
     }
 
+    #[inline]
     pub fn has_seen(&self, event_id: &str) -> bool {
         self.seen.contains(&self.user_id, event_id)
     }

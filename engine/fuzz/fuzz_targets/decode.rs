@@ -19,7 +19,7 @@ fn time(t: f64, what: &str) {
     assert!(t.is_finite(), "{what} = {t}");
 }
 
-fn count(value: Option<i64>, low: i64, high: i64, what: &str) {
+fn count(value: Option<i32>, low: i32, high: i32, what: &str) {
     if let Some(v) = value {
         assert!((low..=high).contains(&v), "{what} = {v}");
     }
