@@ -136,7 +136,8 @@ def _engine(policy: Policy, items: list[Any], lateness: float = 600.0) -> Ended:
     for n, item in enumerate(items):
         source, item = _placed(item)
         if isinstance(item, PolicySwitch):
-            released = part.offer_policy(source, item.at, item.policy_id, item.policy, n)
+            released = part.offer_policy(source, item.at, item.policy_id, item.policy, n,
+                                         region=item.region)
         else:
             released, rejected, routed = part.take(source, _record(item), None, n, 1, 0)
             assert routed is None
@@ -192,7 +193,7 @@ def _replay_engine(policy: Policy, paths: list[str], schedule: list[PolicySwitch
     dead: list[bytes] = []
     [tally] = compiled([policy], paths, lateness=lateness, on_decisions=[decisions.extend],
                        on_reject=dead.extend, jobs=jobs,
-                       schedule=[(s.at, s.policy_id, s.policy) for s in schedule])
+                       schedule=[(s.at, s.policy_id, s.policy, s.region) for s in schedule])
     return Replayed(decisions, [dead_letter_key(d) for d in dead], tally_counts(tally))
 
 

@@ -2,8 +2,8 @@
 to one region, and each user is decided by their region's policy when it has one,
 by the partition's unscoped policy otherwise; in both engines alike.
 
-As in tests/unit/test_policy_switch.py (whose harness this uses): every scenario runs
-through a partition of each engine (the Python one, tests/oracle, and the compiled
+As in tests/unit/test_policy_switch.py (whose harness, regions included, this uses): every
+scenario runs through a partition of each engine (the Python one, tests/oracle, and the compiled
 one through `CompiledPartition.offer_policy(..., region=)`) and through replay with
 the policy history (`schedule`, whose items name their region) in each; the
 decisions (JSON bytes), the handles released, the counts and the stored states at
@@ -22,12 +22,10 @@ import orjson
 import pytest
 
 from streams.codec import Rejection, decode
-from streams.compiled import CompiledPartition
 from streams.events import PolicySwitch
 from streams.policy import Policy
-from streams.replay import compiled
 from tests.factories import day, encode, override, repayment, report
-from tests.helpers import dead_letter_key, generated_lines, tally_counts
+from tests.helpers import generated_lines
 from tests.oracle.state import UserState, dump, load
 from tests.unit.test_policy_switch import (
     DEFAULT,
@@ -36,69 +34,21 @@ from tests.unit.test_policy_switch import (
     STRICT,
     Ended,
     On,
-    Replayed,
+    _engine,
+    _engine_agrees,
     _log,
     _oracle,
-    _placed,
-    _record,
+    _replay_engine,
     _replay_oracle,
     _run,
     _schedule,
     _seen,
-    _sources,
     _switched_feed,
     _topic,
     _when,
 )
 
 DEFAULT_V, NEXT_V = DEFAULT.version, NEXT.version  # "2026.11-default", "2026.12-default"
-
-
-# --- the compiled engine's side ------------------------------------------------------------
-
-def _engine(policy: Policy, items: list[Any], lateness: float = 600.0) -> Ended:
-    """test_policy_switch's `_engine`, each switch offered with its region."""
-    part: CompiledPartition[int] = CompiledPartition(policy, lateness)
-    sources = _sources(items)
-    for source in sources:
-        part.add_input(source)
-    steps: list[tuple[list[int], list[bytes]]] = []
-    for n, item in enumerate(items):
-        source, item = _placed(item)
-        if isinstance(item, PolicySwitch):
-            released = part.offer_policy(source, item.at, item.policy_id, item.policy, n,
-                                         region=item.region)
-        else:
-            released, rejected, routed = part.take(source, _record(item), None, n, 1, 0)
-            assert routed is None
-            if rejected is not None:
-                released.append(n)
-        steps.append((released, [d for _, d in part.drain_keyed()]))
-    for source in sources:
-        released = part.set_idle(source, True)
-        steps.append((released, [d for _, d in part.drain_keyed()]))
-    refused = [(h, r.reason, r.detail) for h, r in part.take_refused()]
-    return Ended(steps, refused, part.engine.states(), tally_counts(part.tally),
-                 part.buffer.watermark, part.pending_deadlines, len(part.buffer))
-
-
-def _replay_engine(policy: Policy, paths: list[str], schedule: list[PolicySwitch],
-                   lateness: float = 600.0, jobs: int = 1) -> Replayed:
-    decisions: list[bytes] = []
-    dead: list[bytes] = []
-    [tally] = compiled([policy], paths, lateness=lateness, on_decisions=[decisions.extend],
-                       on_reject=dead.extend, jobs=jobs,
-                       schedule=[(s.at, s.policy_id, s.policy, s.region) for s in schedule])
-    return Replayed(decisions, [dead_letter_key(d) for d in dead], tally_counts(tally))
-
-
-def _engine_agrees(policy: Policy, items: list[Any], tmp: Path, want: tuple[Ended, Replayed],
-                   lateness: float = 600.0) -> None:
-    """The compiled engine's partition and replay give what the Python engine's did."""
-    part, replayed = want
-    assert _engine(policy, items, lateness) == part
-    got = _replay_engine(policy, [_log(tmp, items)], _schedule(items), lateness)
-    assert got == replayed
 
 
 def _regions(part: Ended) -> dict[str, str | None]:
