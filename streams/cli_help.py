@@ -248,7 +248,10 @@ the operators' credit.overrides), applies each user's events in event-time order
 under the policy, keeps each user's state in a table backed by a changelog topic, and
 publishes decisions to credit.decisions and rejected records, with their reason,
 to credit.dead-letter. Prometheus metrics are served at
-http://WEB_HOST:WEB_PORT/metrics. Workers with the same --app-id share the
+http://WEB_HOST:WEB_PORT/metrics; with --api-token-file, a user's explanation at
+/users/USER_ID (JSON, or a page for customer service), for a bearer token.
+Policy records on credit.policies (closure-monitor rollout) switch the policy at
+their event time. Workers with the same --app-id share the
 partitions between them. Each setting can come from the environment instead of
 a flag (the variable is named in its help), as in a container.""",
         f"""\
