@@ -103,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --worker: a file holding the bearer token the worker's "
                         "--api-token-file names (default: none; env "
                         "CLOSURE_MONITOR_API_TOKEN_FILE)")
+    e.add_argument("--policy-history", metavar="FILE",
+                   help="with logs: the policy records rolled out live, as replay takes "
+                        "them; the user is explained under the policy then in force for "
+                        "them (default: --policy throughout)")
     e.add_argument("--format", choices=("text", "json", "html"), default="text",
                    help="text for a terminal, the JSON the worker serves, or the HTML page")
     e.add_argument("--output", "-o", metavar="FILE",
@@ -363,8 +367,9 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         _check_logs(args.logs, [("--output", args.output)])
         policy = load_policy(args.policy)
+        schedule = _policy_history(args.policy_history) if args.policy_history else []
         view = explain_log(args.user, args.logs, policy, lateness=args.lateness,
-                           jobs=args.jobs)
+                           jobs=args.jobs, schedule=schedule)
         where = "the log" if len(args.logs) == 1 else "the logs"
     if view is None:
         print(f"closure-monitor: {args.user}: no such user in {where}", file=sys.stderr)

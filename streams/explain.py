@@ -76,10 +76,12 @@ def explanation(policy: Policy, state: bytes,
 
 
 def explain_log(user_id: str, paths: Sequence[str], policy: Policy, *, lateness: float,
-                jobs: int = 1) -> dict[str, Any] | None:
-    """Replay the logs (exactly as `replay` does) and explain the user as the log
-    leaves them, with every decision the log led to for them; None when the log has
-    no event of theirs."""
+                jobs: int = 1, schedule: Sequence[tuple[float, str, Policy, str | None]] = ()
+                ) -> dict[str, Any] | None:
+    """Replay the logs (exactly as `replay` does, with a policy history's switches
+    when given) and explain the user as the log leaves them, under the policy then in
+    force for them, with every decision the log led to for them; None when the log
+    has no event of theirs."""
     from streams import _engine
     from streams.compiled import compiled_policy
 
@@ -93,12 +95,24 @@ def explain_log(user_id: str, paths: Sequence[str], policy: Policy, *, lateness:
                 if d.get("user_id") == user_id:
                     mine.append(d)
 
+    history = [(at, pid, compiled_policy(p), region) for at, pid, p, region in schedule]
     ends = _engine.replay([compiled_policy(policy)], list(paths), lateness, jobs,
-                          decisions, keep=[user_id])
+                          decisions, keep=[user_id], schedule=history)
     state = ends[0]["states"].get(user_id)
     if state is None:
         return None
-    return explanation(policy, state, mine)
+    return explanation(in_force(policy, schedule, orjson.loads(state).get("G")), state, mine)
+
+
+def in_force(policy: Policy, schedule: Sequence[tuple[float, str, Policy, str | None]],
+             region: str | None) -> Policy:
+    """The policy deciding a user of `region` once every switch of a history is
+    applied: their region's latest, else the latest unscoped one, else `policy`."""
+    def latest(scope: str | None) -> Policy | None:
+        switches = [(at, pid, p) for at, pid, p, r in schedule if r == scope]
+        return max(switches, key=lambda s: (s[0], s[1]))[2] if switches else None
+
+    return (latest(region) if region is not None else None) or latest(None) or policy
 
 
 # -- text ----------------------------------------------------------------------------

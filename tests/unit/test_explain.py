@@ -215,3 +215,34 @@ def test_a_history_keeps_the_latest_decisions_once_each():
     kept = merge_history(kept, [d(2), d(3), d(4)], limit=3)
     assert [x["decision_id"] for x in history_decisions(kept)] == ["d-2", "d-3", "d-4"]
     assert history_decisions(None) == []
+
+
+def test_a_user_is_explained_under_the_policy_a_history_put_in_force(tmp_path: Path):
+    """Explain takes the policy history replay takes: a user of a region with a policy
+    of its own is explained under it, with the decisions it made; one of another
+    region under the unscoped policy in force."""
+    import yaml
+
+    from streams import rollout
+    from tests.helpers import stricter_policy
+
+    strict = yaml.safe_load(stricter_policy(tmp_path).read_text())
+    # Another user's report on day 80 moves time on: the two users' deadlines fire.
+    events = [repayment(1, due=10, user="u-n"), repayment(1, due=10, user="u-s"),
+              report(80, user="u-x", credit_score=700)]
+    lines = [orjson.loads(encode(e)) for e in events]
+    lines[0]["region"], lines[1]["region"] = "north", "south"
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    history = tmp_path / "policies.jsonl"
+    history.write_bytes(rollout.record(strict, "p-north", "2026-01-05T00:00:00Z", "risk-7",
+                                       region="north") + b"\n")
+    north = orjson.loads(cli("explain", "u-n", str(log), "--policy-history", str(history),
+                             "--format", "json").stdout)
+    south = orjson.loads(cli("explain", "u-s", str(log), "--policy-history", str(history),
+                             "--format", "json").stdout)
+    assert north["policy_version"] == "strict" and south["policy_version"] == POLICY.version
+    # Due on day 10, unpaid: 45 days past due on day 55, where strict closes the north's
+    # user; the default downgrades the south's at 30 and closes only at 90 (day 100).
+    assert north["status"] == "closed" and south["status"] == "downgraded"
+    assert north["decisions"][-1]["policy_version"] == "strict"
