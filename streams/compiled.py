@@ -143,11 +143,6 @@ class CompiledPartition(Generic[H]):
         """The version of the policy in force."""
         return self.engine.policy_version
 
-    @property
-    def policy_id(self) -> str:
-        """The policy_id of the switch in force ("" before any)."""
-        return self.engine.policy_id
-
     def restore_policy(self, at: float, policy_id: str, policy: Policy,
                        region: str | None = None) -> None:
         """A switch a previous owner applied, in force at once (nothing fires)."""

@@ -234,8 +234,6 @@ pub struct Partition {
     pub switched: (f64, String),
     /// Regions' own policies, by scoped switches (few: looked through in order).
     pub scoped: Vec<Scoped>,
-    /// Policy switches applied.
-    pub switches: u64,
     /// Users whose state changed since the caller last took them (kept only with
     /// `track_dirty` on: the worker writes them to its table; replay has no table).
     pub dirty: Vec<ShortStr>,
@@ -261,7 +259,6 @@ impl Partition {
             refused: Vec::new(),
             switched: (f64::NEG_INFINITY, String::new()),
             scoped: Vec::new(),
-            switches: 0,
             dirty: Vec::new(),
             track_dirty: false,
             scheduled: 0,
@@ -498,7 +495,6 @@ impl Partition {
             state.indexed = deadline;
             self.stepped(uid, start, indexed, deadline);
         }
-        self.switches += 1;
     }
 
     /// The time of the switch in force for a scope (None: unscoped).
@@ -509,10 +505,13 @@ impl Partition {
         }
     }
 
-    /// The versions of the policies in force: the unscoped one, then each region's.
-    pub fn versions(&self) -> Vec<(Option<&str>, &str)> {
-        let mut out = vec![(None, &*self.policy.version)];
-        out.extend(self.scoped.iter().map(|s| (Some(s.region.as_str()), &*s.policy.version)));
+    /// The policies in force, the unscoped one first, then each region's: (region,
+    /// version, policy_id of its switch; "" before any).
+    pub fn policies(&self) -> Vec<(Option<&str>, &str, &str)> {
+        let mut out = vec![(None, &*self.policy.version, self.switched.1.as_str())];
+        out.extend(self.scoped.iter().map(|s| {
+            (Some(s.region.as_str()), &*s.policy.version, s.switched.1.as_str())
+        }));
         out
     }
 

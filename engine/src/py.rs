@@ -237,18 +237,6 @@ impl Partition {
         self.core.policy.version.to_string()
     }
 
-    /// Policy switches applied.
-    #[getter]
-    fn switches(&self) -> u64 {
-        self.core.switches
-    }
-
-    /// The policy_id of the switch in force ("" before any).
-    #[getter]
-    fn policy_id(&self) -> String {
-        self.core.switched.1.clone()
-    }
-
     /// A switch a previous owner of the partition applied: in force at once, nothing
     /// fired (the states it stored are past it).
     #[pyo3(signature = (at, policy_id, policy, region=None))]
@@ -259,12 +247,8 @@ impl Partition {
     }
 
     /// The policies in force: (region or None, version, policy_id of its switch).
-    fn policies(&self) -> Vec<(Option<String>, String, String)> {
-        let mut out = vec![(None, self.core.policy.version.to_string(), self.core.switched.1.clone())];
-        for s in &self.core.scoped {
-            out.push((Some(s.region.clone()), s.policy.version.to_string(), s.switched.1.clone()));
-        }
-        out
+    fn policies(&self) -> Vec<(Option<&str>, &str, &str)> {
+        self.core.policies()
     }
 
     /// Handles of the records applied (or found duplicate) since the last call.
