@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams._engine import decode_fields
 from streams.kafka import EmbeddedBroker, Topics, ensure_topics, free_port, port_open
 from streams.policy import load_policy
 from streams.replay import compiled
@@ -28,6 +29,13 @@ from streams.transfer import ProduceSummary, log_lines, produce, route
 
 CLI = [sys.executable, "-m", "streams.cli"]
 TEST_PRODUCER = TANSU_AIOKAFKA_PRODUCER
+
+
+def event_time(line: bytes) -> float:
+    """The occurred_at of the event a log line decodes to (the engine's decoder);
+    -inf for a line it rejects."""
+    fields = decode_fields(line)
+    return float(fields[3]) if fields[0] != "rejected" else float("-inf")
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float,

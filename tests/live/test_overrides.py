@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from streams.events import format_time
-from tests.live.helpers import CLI, Expected, Live
+from tests.live.helpers import CLI, Expected, Live, event_time
 from tests.live.test_live import run_to_completion
 
 pytestmark = pytest.mark.broker
@@ -19,13 +19,6 @@ pytestmark = pytest.mark.broker
 DAY = 86_400.0
 
 
-def last_event_time(path: Path) -> float:
-    """The latest occurred_at of the events the log's lines decode to."""
-    from streams._engine import decode_fields
-
-    times = [fields[3] for fields in map(decode_fields, path.read_bytes().splitlines())
-             if fields[0] != "rejected"]
-    return max(times)
 
 
 async def test_overrides_live_equal_replay_with_their_audit_trail(
@@ -36,7 +29,7 @@ async def test_overrides_live_equal_replay_with_their_audit_trail(
         final[d["user_id"]] = d["status_after"]
     closed = min(u for u, s in final.items() if s == "closed")
     warned = min(u for u, s in final.items() if s == "warned")
-    t0 = last_event_time(live_log) + DAY  # after every event of the log
+    t0 = max(map(event_time, live_log.read_bytes().splitlines())) + DAY  # after the log
 
     await live.create_topics()
     worker = live.start_worker()

@@ -12,11 +12,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams import _engine, rollout
+from streams import rollout
 from streams.events import format_time
 from streams.policy import load_policy
 from tests.helpers import stricter_policy
-from tests.live.helpers import CLI, Expected, Live
+from tests.live.helpers import CLI, Expected, Live, event_time
 from tests.live.test_live import run_to_completion, scrape
 
 pytestmark = pytest.mark.broker
@@ -30,16 +30,13 @@ def metric(port: int, name: str) -> dict[tuple[str, ...], float]:
 async def test_every_worker_switches_at_one_event_time_as_replay_does(
         live: Live, live_log: Path, tmp_path: Path) -> None:
     lines = [line for line in live_log.read_bytes().splitlines() if line.strip()]
-    times = sorted(f[3] for f in map(_engine.decode_fields, lines) if f[0] != "rejected")
+    times = sorted(t for t in map(event_time, lines) if t != float("-inf"))
     switch_at = times[len(times) // 2]
     # Events before the switch time first (and the lines that decode to nothing), then
     # the policy record, then the rest: the record reaches every partition ahead of
     # the events it governs.
-    def time_of(line: bytes) -> float:
-        f = _engine.decode_fields(line)
-        return f[3] if f[0] != "rejected" else float("-inf")
-    before = [x for x in lines if time_of(x) < switch_at]
-    after = [x for x in lines if time_of(x) >= switch_at]
+    before = [x for x in lines if event_time(x) < switch_at]
+    after = [x for x in lines if event_time(x) >= switch_at]
     policy_file = stricter_policy(tmp_path)
     new_version = load_policy(policy_file).version
 
@@ -115,23 +112,19 @@ async def test_a_policy_for_one_region_switches_only_its_users(
     lines = with_regions([x for x in live_log.read_bytes().splitlines() if x.strip()])
     log = tmp_path / "regions.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
-    times = sorted(f[3] for f in map(_engine.decode_fields, lines) if f[0] != "rejected")
+    times = sorted(t for t in map(event_time, lines) if t != float("-inf"))
     switch_at = times[len(times) // 3]
-
-    def time_of(line: bytes) -> float:
-        f = _engine.decode_fields(line)
-        return f[3] if f[0] != "rejected" else float("-inf")
 
     policy_file = stricter_policy(tmp_path)
     await live.create_topics()
     worker = live.start_worker()
     await live.wait_web(worker)
-    sent = (await live.produce([x for x in lines if time_of(x) < switch_at])).sent
+    sent = (await live.produce([x for x in lines if event_time(x) < switch_at])).sent
     done = subprocess.run([*CLI, "rollout", str(policy_file), "--at", format_time(switch_at),
                            "--region", "north", "--by", "risk-7", "--broker", live.broker.url,
                            "--topic-prefix", live.prefix], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    sent += (await live.produce([x for x in lines if time_of(x) >= switch_at])).sent
+    sent += (await live.produce([x for x in lines if event_time(x) >= switch_at])).sent
     [switch], _ = rollout.history([done.stdout.strip()])
     assert switch.region == "north"
     expected = Expected.of(log, schedule=[(switch.effective_at, switch.policy_id,
