@@ -20,7 +20,7 @@ use std::sync::Arc;
 const LEDGER_RETENTION: f64 = 90.0 * DAY;
 const MAX_REASONS: usize = 4;
 /// hard_inquiries_30d counts for 30 days after its report.
-const INQUIRY_WINDOW: f64 = 30.0 * DAY;
+pub(crate) const INQUIRY_WINDOW: f64 = 30.0 * DAY;
 const LEVERAGE_CAP: f64 = 1e6;
 const STATUS_ACTIVE: u8 = 0;
 
@@ -482,7 +482,7 @@ fn tier(policy: &Policy, rule: usize, tier: usize) -> Option<&Tier> {
     policy.rules.get(rule).and_then(|r| r.tiers.get(tier))
 }
 
-fn find_time(items: &[(Arc<str>, f64)], key: &Arc<str>) -> Option<f64> {
+pub(crate) fn find_time(items: &[(Arc<str>, f64)], key: &Arc<str>) -> Option<f64> {
     items
         .iter()
         .find(|(k, _)| Arc::ptr_eq(k, key) || **k == **key)
@@ -739,14 +739,18 @@ fn reasons(policy: &Policy, findings: &[Finding]) -> Vec<Reason> {
     best.iter().take(MAX_REASONS).filter_map(|f| reason(policy, f)).collect()
 }
 
-fn reason(policy: &Policy, f: &Finding) -> Option<Reason> {
-    let rule = policy.rules.get(f.rule)?;
-    let threshold = rule.tiers.get(f.tier)?.threshold;
-    let shown = if threshold == threshold.trunc() && threshold.abs() < 9.0e15 {
+/// A threshold as a decision's reason shows it: whole numbers as integers.
+pub(crate) fn shown(threshold: f64) -> Num {
+    if threshold == threshold.trunc() && threshold.abs() < 9.0e15 {
         Num::Int(threshold as i64)
     } else {
         Num::Float(threshold)
-    };
+    }
+}
+
+fn reason(policy: &Policy, f: &Finding) -> Option<Reason> {
+    let rule = policy.rules.get(f.rule)?;
+    let shown = shown(rule.tiers.get(f.tier)?.threshold);
     let window = py_int(rule.window / DAY);
     Some(Reason {
         code: rule.name(),

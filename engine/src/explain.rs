@@ -7,7 +7,7 @@
 //! would act, the decision that set the status, and what would lift each restriction.
 //! Nothing here changes a state or a decision.
 
-use crate::core::{message, observe};
+use crate::core::{find_time, message, observe, shown, INQUIRY_WINDOW};
 use crate::decisions::{Num, STATUSES};
 use crate::events::DAY;
 use crate::policy::*;
@@ -15,22 +15,10 @@ use crate::pyfmt::{format_date, format_time};
 use crate::state::*;
 use serde_json::{json, Map, Value};
 
-/// hard_inquiries_30d counts for 30 days after its report (as `core` counts it).
-const INQUIRY_WINDOW: f64 = 30.0 * DAY;
-
 fn num(n: Num) -> Value {
     match n {
         Num::Int(i) => json!(i),
         Num::Float(f) => json!(f),
-    }
-}
-
-/// A threshold as a decision's reason shows it: whole numbers as integers.
-fn shown(threshold: f64) -> Num {
-    if threshold == threshold.trunc() && threshold.abs() < 9.0e15 {
-        Num::Int(threshold as i64)
-    } else {
-        Num::Float(threshold)
     }
 }
 
@@ -70,9 +58,9 @@ pub fn explain(policy: &Policy, s: &UserState) -> Value {
             if crossed {
                 strictest = Some(tier);
             }
-            let since = pending.iter().find(|(k, _)| **k == *tier.key).map(|(_, v)| *v);
+            let since = find_time(pending, &tier.key);
             let named = since.is_some()
-                && announced.iter().find(|(k, _)| **k == *tier.key).map(|(_, v)| *v) == since;
+                && find_time(announced, &tier.key) == since;
             let acts_at = since.map(|since| since + tier.notice);
             // A notice still running (one that ran out acted, or was weaker than the
             // status it found).
