@@ -356,12 +356,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.worker is not None:
         token = None
         if args.token_file:
-            try:
-                token = read_token(args.token_file)
-            except OSError as exc:
-                raise ConfigError(f"{args.token_file}: cannot read: {exc.strerror}") from exc
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from exc
+            token = read_token(args.token_file, "--token-file")
         view = fetch_remote(args.worker, args.user, token)
         where = args.worker
     else:

@@ -325,12 +325,7 @@ def _api_token(path: str | None) -> str | None:
         return None
     from streams.explain import read_token
 
-    try:
-        return read_token(path)
-    except OSError as exc:
-        raise ConfigError(f"--api-token-file {path}: cannot read: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"--api-token-file {exc}") from exc
+    return read_token(path, "--api-token-file")
 
 
 def _worker(args: argparse.Namespace) -> int:

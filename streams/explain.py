@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from streams.errors import MonitorError
+from streams.errors import ConfigError, MonitorError
 from streams.policy import Policy
 
 # The schema's bound on user_id (schemas/event.schema.json).
@@ -259,13 +259,16 @@ def render_html(view: dict[str, Any]) -> str:
 
 # -- a running worker -----------------------------------------------------------------
 
-def read_token(path: str) -> str:
-    """A bearer token from a file (its first line, stripped); OSError or ValueError
-    naming the file when it cannot be read or is empty."""
-    with open(path, encoding="utf-8") as handle:
-        token = handle.readline().strip()
+def read_token(path: str, flag: str) -> str:
+    """A bearer token from a file (its first line, stripped); ConfigError naming the
+    flag and the file when it cannot be read or is empty."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.readline().strip()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot read: {exc.strerror}") from exc
     if not token:
-        raise ValueError(f"{path}: no token in the file")
+        raise ConfigError(f"{flag} {path}: no token in the file")
     return token
 
 

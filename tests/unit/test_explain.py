@@ -246,3 +246,15 @@ def test_a_user_is_explained_under_the_policy_a_history_put_in_force(tmp_path: P
     # user; the default downgrades the south's at 30 and closes only at 90 (day 100).
     assert north["status"] == "closed" and south["status"] == "downgraded"
     assert north["decisions"][-1]["policy_version"] == "strict"
+
+
+def test_an_unreadable_or_empty_token_file_is_one_line_naming_the_flag(tmp_path: Path):
+    empty = tmp_path / "empty.token"
+    empty.write_text("\n")
+    for path, what in [(empty, "no token in the file"),
+                       (tmp_path / "missing.token", "cannot read: No such file")]:
+        done = cli("explain", "u1", "--worker", "http://127.0.0.1:9", "--token-file",
+                   str(path))
+        assert done.returncode == 2
+        assert done.stderr.decode() == f"closure-monitor: --token-file {path}: {what}" + (
+            " or directory\n" if what.startswith("cannot") else "\n")
